@@ -1,0 +1,94 @@
+"""Checks that need the whole experiment: hardware against precision and size, intervals, context.
+
+Each check is a pure function of the Spec and the parts of the Plan it needs, returning diagnostics.
+"""
+
+from __future__ import annotations
+
+from genbac.spec.diagnostics import Diagnostic, error, warning
+from genbac.spec.ir import Spec
+
+from .hardware import BYTES_PER_FROZEN, BYTES_PER_TRAINABLE, PROFILES
+from .plan import GrowthPlan, Schedule
+
+
+def check_hardware(spec: Spec, growth: GrowthPlan) -> list[Diagnostic]:
+    hw = spec.hardware
+    train = spec.train
+    profile = PROFILES[hw.kind]
+    out = []
+    if train.precision not in profile.precisions:
+        why = {
+            "cs-2": "CS-X systems train in mixed precision (cbfloat16 or float16)",
+            "cs-3": "CS-X systems train in mixed precision (cbfloat16 or float16)",
+            "cpu": "CPUs have no fast float16 arithmetic and PyTorch's CPU autocast is bfloat16",
+        }.get(hw.kind, "")
+        out.append(error(
+            "GB170", f"{hw.describe()} cannot train in {train.precision}: {why}",
+            train.where("precision") or train.span, "unsupported precision",
+            secondary=[(hw.span, "hardware")],
+            help=("use one of " + ", ".join(f"`{p}`" for p in profile.precisions),)))
+    if profile.memory_gb is not None:
+        frozen = growth.parameters - growth.trainable_parameters
+        need = (growth.trainable_parameters * BYTES_PER_TRAINABLE + frozen * BYTES_PER_FROZEN) / 1e9
+        if need > profile.memory_gb:
+            out.append(error(
+                "GB171", f"{growth.parameters / 1e9:.2f}B parameters need about {need:.0f} GB per "
+                f"{hw.kind} for weights, gradients and optimizer state, but it has "
+                f"{profile.memory_gb:.0f} GB", hw.span, "model does not fit",
+                secondary=[(spec.base.where("architecture"), f"{growth.parameters:,} parameters")],
+                help=("each data-parallel GPU holds the whole model (16 bytes per trained "
+                      "parameter): use a smaller base, `train = new`, or CS-X weight streaming",)))
+    if hw.kind == "cpu" and growth.parameters > 2e9:
+        out.append(warning(
+            "GB907", f"training {growth.parameters / 1e9:.1f}B parameters on a CPU is only "
+            "practical as a dry run", hw.span, "cpu"))
+    if hw.is_csx:
+        if train.batch % hw.count:
+            out.append(error(
+                "GB172", f"batch {train.batch} does not split over {hw.count} systems",
+                train.where("batch"), "not a multiple of the system count",
+                secondary=[(hw.where("count") or hw.span, f"{hw.count} systems")]))
+        elif train.micro_batch and (train.batch // hw.count) % train.micro_batch:
+            out.append(error(
+                "GB172", f"the per-system batch {train.batch // hw.count} is not a multiple of "
+                f"micro_batch {train.micro_batch}", train.where("micro_batch"),
+                "does not divide the per-system batch",
+                secondary=[(train.where("batch"), "global batch")]))
+    elif train.micro_batch and train.batch % train.micro_batch:
+        out.append(error(
+            "GB172", f"batch {train.batch} is not a multiple of micro_batch {train.micro_batch}",
+            train.where("micro_batch"), "does not divide the batch",
+            secondary=[(train.where("batch"), "batch")]))
+    return out
+
+
+def check_training(spec: Spec, schedule: Schedule) -> list[Diagnostic]:
+    train = spec.train
+    arch = spec.base.architecture
+    out = []
+    if train.sequence > arch.context:
+        out.append(error(
+            "GB150", f"sequence {train.sequence} is longer than {arch.name}'s context of "
+            f"{arch.context}", train.where("sequence"), "too long",
+            secondary=[(spec.base.where("architecture"), f"context {arch.context}")]))
+    if spec.vocab is not None and spec.tokenizer is None:
+        out.append(error(
+            "GB151", f"the vocabulary grows by {spec.vocab.add:,} tokens, but no tokenizer with "
+            "those tokens is given", spec.vocab.where("add"), "needs a tokenizer",
+            help=('add `tokenizer = "path/to/extended-tokenizer"` to the experiment',)))
+    if train.checkpoint_every > schedule.total_steps:
+        out.append(warning(
+            "GB908", f"checkpoint every {train.checkpoint_every} steps, but the run has only "
+            f"{schedule.total_steps}: only the end of each phase is saved",
+            train.where("checkpoint"), "longer than the run"))
+    if train.eval_every and train.eval_every > schedule.total_steps:
+        out.append(warning(
+            "GB908", f"evaluation every {train.eval_every} steps, but the run has only "
+            f"{schedule.total_steps}", train.where("eval"), "longer than the run"))
+    if spec.growth and spec.growth.train == "new" and spec.growth.init == "copy":
+        out.append(warning(
+            "GB909", "the new blocks start as plain copies and only they train: the grown model "
+            "does not start from the base model's function", spec.growth.where("init"),
+            "not function-preserving", help=("`init = identity` zeroes o_proj and down_proj",)))
+    return out

@@ -1,0 +1,176 @@
+"""`genbac explain`: what a Plan will do, in words and tables (plain text or Markdown).
+
+Every number printed here is read from the Plan, so what a reviewer sees is exactly what was compiled.
+"""
+
+from __future__ import annotations
+
+from .plan import GrowthPlan, Plan
+from .schedule import fmt_tokens
+
+
+def _table(headers: list[str], rows: list[list[str]], markdown: bool,
+           align: str | None = None) -> list[str]:
+    align = align or "l" * len(headers)
+    if markdown:
+        sep = ["---:" if a == "r" else "---" for a in align]
+        lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(sep) + " |"]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return lines
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
+
+    def fmt(row):
+        cells = [str(c).rjust(w) if a == "r" else str(c).ljust(w)
+                 for c, w, a in zip(row, widths, align)]
+        return "  " + "  ".join(cells).rstrip()
+
+    return [fmt(headers), "  " + "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows]
+
+
+def _pct(x: float) -> str:
+    return f"{x:.4g}%"
+
+
+def layer_diagram(growth: GrowthPlan) -> str:
+    """Compact layer map: runs of base layers in brackets, new layers as `+src` (`*src` if copied
+    without identity init). 32 -> 40 LLaMA Pro: `[0-3] +3 [4-7] +7 … [28-31] +31`."""
+    parts: list[str] = []
+    run: list[int] = []
+
+    def flush():
+        if run:
+            parts.append(f"[{run[0]}]" if len(run) == 1 else f"[{run[0]}-{run[-1]}]")
+            run.clear()
+
+    for e in growth.layer_map:
+        if e.new and growth.method == "blocks":
+            flush()
+            parts.append(("+" if e.init == "identity" else "*") + str(e.source))
+        else:
+            if run and e.source != run[-1] + 1:
+                flush()
+            run.append(e.source)
+    flush()
+    return " ".join(parts)
+
+
+def explain(plan: Plan, warnings=(), *, markdown: bool = False) -> str:
+    spec = plan.spec
+    g = plan.growth
+    s = plan.schedule
+    e = plan.estimate
+    arch = plan.architecture
+    h = "### " if markdown else ""
+    out: list[str] = []
+    title = f"## {plan.name}" if markdown else plan.name
+    out.append(title)
+    out.append(f"spec sha256 `{plan.spec_hash}` · genbac {plan.genbac_version}" if markdown else
+               f"spec sha256 {plan.spec_hash} · genbac {plan.genbac_version}")
+    out.append("")
+
+    # model --------------------------------------------------------------------------------------
+    out.append(f"{h}Model")
+    weights = f" from {plan.base_weights}" if plan.base_weights else " (random init)"
+    out.append(f"base: {arch.name}{weights}: {g.base_layers} layers, hidden {arch.hidden}, "
+               f"{arch.heads} heads / {arch.kv_heads} kv, ffn {arch.ffn}, vocab {g.base_vocab:,}, "
+               f"{g.base_parameters:,} parameters")
+    if g.method == "blocks":
+        growth = spec.growth
+        how = {"interleave": "interleaved", "top": "on top", "bottom": "at the bottom",
+               "explicit": "after layers " + ", ".join(map(str, growth.after))}[growth.placement]
+        init = ("identity (o_proj, down_proj zeroed: function-preserving)"
+                if growth.init == "identity" else "plain copies (not function-preserving)")
+        out.append(f"growth: LLaMA-Pro block expansion, +{growth.add} blocks {how} -> {g.layers} "
+                   f"layers; init {init}; train {growth.train}")
+    elif g.method == "depth":
+        out.append(f"growth: depth up-scaling (SOLAR), two copies minus {spec.growth.drop} layers "
+                   f"each -> {g.layers} layers; not function-preserving; train all")
+    else:
+        out.append("growth: none")
+    if g.method != "none":
+        out.append(f"layer map: {layer_diagram(g)}")
+        out.append(f"new layers at: {', '.join(map(str, g.new_indices))}")
+    added = g.layers - g.base_layers
+    formula = f"{g.base_parameters:,}"
+    if added:
+        formula += f" + {added} x {g.layer_parameters:,}"
+    if g.vocab_parameters:
+        formula += f" + {g.vocab - g.base_vocab:,} tokens x {g.vocab_parameters // (g.vocab - g.base_vocab):,}"
+    out.append(f"parameters: {formula} = {g.parameters:,} ({g.parameters / 1e9:.3f}B); "
+               f"trainable {g.trainable_parameters:,}")
+    out.append("")
+
+    # schedule -----------------------------------------------------------------------------------
+    out.append(f"{h}Schedule")
+    diff = s.compiled_tokens - s.requested_tokens
+    out.append(f"{fmt_tokens(s.requested_tokens)} tokens requested / ({s.batch} x {s.sequence:,} = "
+               f"{s.tokens_per_step:,} tokens per step) -> {s.total_steps:,} steps = "
+               f"{s.compiled_tokens:,} tokens compiled ({diff:+,})")
+    out.append("")
+    codes = [lang.code for lang in s.languages]
+    rows = []
+    for ph in s.phases:
+        row = [str(ph.index), f"{ph.start_step:,}–{ph.end_step:,}", f"{ph.steps:,}",
+               f"{_pct(ph.start_percent)}–{_pct(ph.end_percent)}",
+               fmt_tokens(ph.steps * s.tokens_per_step)]
+        for c in codes:
+            share = ph.share(c)
+            row.append(f"{100 * share.weight:.3f}% · {fmt_tokens(share.tokens)}"
+                       if share.sequences else "—")
+        row.append("explicit" if ph.explicit else "solved")
+        rows.append(row)
+    out += _table(["phase", "steps", "count", "of run", "tokens", *codes, "mixture"], rows,
+                  markdown, "lllll" + "r" * len(codes) + "l")
+    out.append("")
+    rows = []
+    for lang in s.languages:
+        written = ("~" if lang.approx else "") + fmt_tokens(lang.written_tokens)
+        delta = lang.compiled_tokens - lang.target_tokens
+        rows.append([lang.code, lang.name, written, fmt_tokens(lang.target_tokens),
+                     f"{lang.compiled_tokens:,}", f"{delta:+,.0f}",
+                     f"{delta / s.tokens_per_step:+.4f}",
+                     f"{_pct(lang.enter_percent)}–{_pct(lang.exit_percent)}",
+                     "—" if lang.first_step is None else f"{lang.first_step:,}",
+                     "—" if lang.epochs is None else f"{lang.epochs:.2f}"])
+    out += _table(["lang", "name", "budget", "target", "compiled tokens", "difference", "steps",
+                   "window", "first step", "epochs"], rows, markdown, "llrrrrrlrr")
+    out.append("")
+
+    # optimisation ---------------------------------------------------------------------------------
+    out.append(f"{h}Training")
+    train = spec.train
+    opt = train.optimizer
+    pieces = []
+    for seg in train.schedule:
+        length = (f"{seg.length_percent:g}%" if seg.length_percent is not None else
+                  f"{seg.length_steps} steps" if seg.length_steps is not None else "rest")
+        to = f", to {100 * seg.to:g}% of peak" if seg.kind in ("linear", "cosine") else ""
+        pieces.append(f"{seg.kind}({length}{to})")
+    out.append(f"optimizer: {opt.kind} lr {opt.lr:g}, betas {opt.betas[0]:g}/{opt.betas[1]:g}, "
+               f"weight decay {opt.weight_decay:g}" + (f", clip {opt.clip:g}" if opt.clip else ""))
+    out.append(f"schedule: {' then '.join(pieces)}; cut into {sum(len(p.lr) for p in s.phases)} "
+               f"per-phase pieces, at most {100 * s.lr_max_deviation:.3f}% of the peak LR from the "
+               "uncut curve")
+    out.append(f"precision {train.precision}; checkpoint every {plan.checkpoint_every:,} steps"
+               + (f"; evaluation every {plan.eval_every:,} steps, {train.eval_steps} batches per "
+                  "language" if any(lang.eval for lang in spec.languages) else "")
+               + f"; seed {train.seed}")
+    out.append("")
+
+    # estimate -----------------------------------------------------------------------------------
+    out.append(f"{h}Estimate (assumed, not measured)")
+    days = e.seconds / 86400
+    out.append(f"{e.flops:.3g} FLOPs ({e.flops_per_token:.3g} per token, attention "
+               f"+{100 * e.attention_share:.1f}%) on {spec.hardware.describe()} at an assumed "
+               f"{100 * e.utilisation:.0f}% of {e.peak_flops / 1e15:.4g} PFLOP/s each")
+    out.append(f"time ≈ {days:,.1f} days ({e.seconds / 3600:,.0f} h); energy ≈ "
+               f"{e.energy_kwh / 1000:,.2f} MWh at {e.power_kw:g} kW per device")
+    out.append(f"profile: {e.source}")
+
+    if warnings:
+        out.append("")
+        out.append(f"{h}Warnings")
+        for w in warnings:
+            where = f"{w.span}: " if w.span else ""
+            out.append(f"- {where}{w.message} [{w.code}]")
+    return "\n".join(out) + "\n"

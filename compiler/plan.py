@@ -1,0 +1,146 @@
+"""The Plan: everything the compiler decided, resolved to numbers. Targets see only this.
+
+A Plan is a pure function of the Spec (see `compiler.planner.plan`). It is frozen, serialises to
+plan.json, and is what `explain`, the cszoo target and the runtime read.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict
+
+from genbac.spec.ir import Architecture, Spec
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LayerEntry(Frozen):
+    index: int  # position in the grown model
+    source: int  # base layer whose weights it starts from
+    init: Literal["copy", "identity"]  # identity: o_proj and down_proj zeroed
+    trainable: bool
+    new: bool  # added by growth (not the base layer at its own position)
+
+
+class GrowthPlan(Frozen):
+    method: Literal["none", "blocks", "depth"]
+    base_layers: int
+    layers: int
+    layer_map: tuple[LayerEntry, ...]
+    base_vocab: int
+    vocab: int
+    base_parameters: int
+    parameters: int
+    layer_parameters: int  # one decoder layer
+    added_layer_parameters: int
+    vocab_parameters: int  # cost of the vocabulary extension
+    trainable_parameters: int
+    function_preserving: bool
+
+    @property
+    def new_indices(self) -> tuple[int, ...]:
+        return tuple(e.index for e in self.layer_map if e.new)
+
+
+class LanguageShare(Frozen):
+    """One language in one phase."""
+
+    code: str
+    weight: float  # Model Zoo mixture weight: sequences of this language / sequences of the phase
+    sequences: int
+    tokens: int  # compiled: sequences x sequence length
+    requested_tokens: float  # what the allocation rule asked for before rounding
+
+
+class LrPiece(Frozen):
+    """The LR over a range of steps within one phase: linear, cosine or constant."""
+
+    kind: Literal["linear", "cosine", "constant"]
+    start_step: int  # global step of the first update in the piece (exclusive start, see lr_at)
+    steps: int
+    start_lr: float
+    end_lr: float
+
+
+class Phase(Frozen):
+    index: int  # 1-based
+    start_step: int  # global step before the phase's first update
+    end_step: int  # = Model Zoo's absolute loop.max_steps for the phase
+    start_percent: float
+    end_percent: float
+    explicit: bool  # mixture given in the spec (`phase … { }`), not solved
+    shares: tuple[LanguageShare, ...]  # every language, active or not, in spec order
+    lr: tuple[LrPiece, ...]
+
+    @property
+    def steps(self) -> int:
+        return self.end_step - self.start_step
+
+    def share(self, code: str) -> LanguageShare:
+        return next(s for s in self.shares if s.code == code)
+
+    @property
+    def active(self) -> tuple[LanguageShare, ...]:
+        return tuple(s for s in self.shares if s.sequences > 0)
+
+
+class LanguageTotal(Frozen):
+    code: str
+    name: str
+    written_tokens: int  # as written in the spec
+    approx: bool
+    target_tokens: float  # after fitting approximate budgets to the declared total
+    compiled_tokens: int
+    enter_percent: float
+    exit_percent: float
+    first_step: Optional[int]  # first global step that can draw this language
+    corpus: Optional[int]
+    epochs: Optional[float]
+
+
+class Schedule(Frozen):
+    requested_tokens: int  # the declared total (or the sum of the budgets)
+    tokens_per_step: int
+    sequence: int
+    batch: int
+    total_steps: int
+    compiled_tokens: int
+    phases: tuple[Phase, ...]
+    languages: tuple[LanguageTotal, ...]
+    lr_peak: float
+    lr_max_deviation: float  # largest relative gap between per-phase pieces and the one schedule
+
+
+class Estimate(Frozen):
+    """Estimates, not measurements: FLOPs from the architecture, time and energy from a profile."""
+
+    flops: float
+    flops_per_token: float
+    attention_share: float
+    hardware: str
+    count: int
+    peak_flops: float  # per device, dense bf16/fp16
+    utilisation: float  # assumed
+    seconds: float
+    energy_kwh: float
+    power_kw: float  # per device, assumed
+    source: str  # where the profile's numbers come from
+
+
+class Plan(Frozen):
+    genbac_version: str
+    spec_hash: str
+    name: str
+    spec: Spec
+    architecture: Architecture
+    growth: GrowthPlan
+    schedule: Schedule
+    estimate: Estimate
+    checkpoint_every: int
+    eval_every: int
+    tokenizer: Optional[str]
+    base_weights: Optional[str]
+    format: Literal["genbac.plan/1"] = "genbac.plan/1"

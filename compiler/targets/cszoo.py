@@ -1,0 +1,279 @@
+"""The Cerebras Model Zoo 2.10 target: Plan -> trainer YAML, preprocessing YAMLs and run.sh.
+
+Facts followed here are in shared/reference/modelzoo-2.10.md: the multi-phase `trainer:` list (§4),
+absolute per-phase `loop.max_steps`, schedulers that restart per phase, `checkpoint.steps` always set
+(otherwise nothing is saved), `LoadCheckpointStates: model` only for the phase that starts from the
+converted base checkpoint and `model,optimizer,global_step` (never `dataloader`) where the mixture
+changes, every Llama default that differs from Model Zoo's written out (§8), `cbfloat16` on CS-X and
+`bfloat16` on CPU/GPU, and the HF -> cs-2.9 checkpoint conversion (§5).
+
+All paths in the generated files are relative to the compiled directory (run.sh changes into it).
+"""
+
+from __future__ import annotations
+
+from genbac.compiler.plan import Phase, Plan
+from genbac.spec.diagnostics import Diagnostic, error
+
+from . import register
+from .render import render
+
+WORK = "work"
+MODEL_DIR = f"{WORK}/model_dir"
+CONVERTED = f"{WORK}/ckpt/model_to_cs-2.9.mdl"
+READ_HOOK = "cerebras.modelzoo.data_preparation.data_preprocessing.hooks:text_read_hook"
+
+
+def check(plan: Plan) -> list[Diagnostic]:
+    """What this target cannot express although the spec is valid."""
+    arch = plan.architecture
+    out = []
+    if arch.head_dim * arch.heads != arch.hidden:
+        out.append(error(
+            "GB180", f"Model Zoo's Llama needs head_dim = hidden / heads ({arch.hidden} / "
+            f"{arch.heads}), but {arch.name} has head_dim {arch.head_dim}",
+            arch.where("head_dim") or plan.spec.base.where("architecture"),
+            "not supported by the cszoo target"))
+    return out
+
+
+def backend(plan: Plan) -> dict:
+    hw = plan.spec.hardware
+    if hw.is_csx:
+        return {"backend_type": "CSX",
+                "cluster_config": {"num_csx": hw.count, "job_labels": [f"name={plan.name}"]}}
+    return {"backend_type": "GPU" if hw.kind in ("h100", "a100") else "CPU"}
+
+
+def model_section(plan: Plan) -> dict:
+    """Llama in Model Zoo's terms, every default that is wrong for Llama written out."""
+    arch = plan.architecture
+    growth = plan.growth
+    m = {
+        "name": "llama",
+        "vocab_size": growth.vocab,
+        "hidden_size": arch.hidden,
+        "num_hidden_layers": growth.layers,
+        "num_heads": arch.heads,
+    }
+    if arch.kv_heads != arch.heads:
+        m["attention_module"] = "multiquery_attention"
+        m["extra_attention_params"] = {"num_kv_groups": arch.kv_heads}
+    else:
+        m["attention_module"] = "aiayn_attention"
+    m |= {
+        "attention_type": "scaled_dot_product",
+        "attention_dropout_rate": 0.0,
+        "filter_size": arch.ffn,
+        "nonlinearity": "swiglu",
+        "norm_type": "rmsnorm",
+        "layer_norm_epsilon": arch.norm_eps,
+        "position_embedding_type": "rotary",
+        "rotary_dim": arch.head_dim,
+        "rope_theta": arch.rope_theta,
+    }
+    if arch.rope_scaling is not None:
+        rs = arch.rope_scaling
+        m["pos_scaling_type"] = rs.type
+        m["pos_scaling_factor"] = rs.factor
+        m["pos_scaling_extra_args"] = {
+            "low_freq_factor": rs.low_freq_factor,
+            "high_freq_factor": rs.high_freq_factor,
+            "original_max_position_embeddings": rs.original_max_position,
+        }
+    m |= {
+        "max_position_embeddings": plan.schedule.sequence,
+        "dropout_rate": 0.0,
+        "embedding_dropout_rate": 0.0,
+        "embedding_layer_norm": False,
+        "share_embedding_weights": arch.tie_embeddings,
+        "use_bias_in_output": False,
+        "use_ffn_bias": False,
+        "use_ffn_bias_in_attention": False,
+        "use_projection_bias_in_attention": False,
+        "initializer_range": 0.02,
+        "loss_scaling": "num_tokens",
+        "loss_weight": 1.0,
+    }
+    return m
+
+
+def optimizer_section(plan: Plan) -> dict:
+    opt = plan.spec.train.optimizer
+    if opt.kind == "sgd":
+        return {"SGD": {"momentum": opt.momentum, "weight_decay": opt.weight_decay}}
+    name = {"adamw": "AdamW", "adam": "Adam"}[opt.kind]
+    kwargs = {"betas": list(opt.betas), "eps": opt.eps, "weight_decay": opt.weight_decay}
+    if opt.kind == "adamw":
+        kwargs["correct_bias"] = True  # Adam warns about it as unused; AdamW takes it
+    return {name: kwargs}
+
+
+def schedulers(phase: Phase) -> list[dict]:
+    pieces = []
+    for piece in phase.lr:
+        if piece.kind == "constant":
+            pieces.append({"ConstantLR": {"learning_rate": piece.start_lr,
+                                          "total_iters": piece.steps}})
+        elif piece.kind == "linear":
+            pieces.append({"LinearLR": {"initial_learning_rate": piece.start_lr,
+                                        "end_learning_rate": piece.end_lr,
+                                        "total_iters": piece.steps}})
+        else:
+            pieces.append({"CosineDecayLR": {"initial_learning_rate": piece.start_lr,
+                                             "end_learning_rate": piece.end_lr,
+                                             "total_iters": piece.steps}})
+    if len(pieces) == 1:
+        return pieces
+    return [{"SequentialLR": {"schedulers": pieces}}]
+
+
+def precision_section(plan: Plan) -> dict:
+    train = plan.spec.train
+    if train.precision == "fp32":
+        section = {"enabled": False}
+    else:
+        fp16_type = "float16" if train.precision == "fp16" else (
+            "cbfloat16" if plan.spec.hardware.is_csx else "bfloat16")
+        section = {"enabled": True, "fp16_type": fp16_type, "loss_scaling_factor": "dynamic",
+                   "log_loss_scale": True}
+    if train.optimizer.clip is not None:
+        section["max_gradient_norm"] = train.optimizer.clip
+    return section
+
+
+def num_workers(plan: Plan) -> int:
+    hw = plan.spec.hardware
+    return 8 if hw.is_csx else (0 if hw.kind == "cpu" else 4)
+
+
+def data_dir(code: str, split: str = "train") -> str:
+    return f"{WORK}/data/{code}" + ("" if split == "train" else f"-{split}")
+
+
+def val_dataloaders(plan: Plan) -> list[dict]:
+    return [{
+        "data_processor": "GptHDF5MapDataProcessor",
+        "data_dir": data_dir(lang.code, "val"),
+        "batch_size": plan.schedule.batch,
+        "shuffle": False,
+        "num_workers": num_workers(plan),
+    } for lang in plan.spec.languages if lang.eval]
+
+
+def phase_trainer(plan: Plan, phase: Phase) -> dict:
+    train = plan.spec.train
+    first = phase.index == 1
+    has_weights = plan.base_weights is not None
+    callbacks = []
+    if plan.spec.hardware.is_csx and train.micro_batch:
+        flag = {"csx.performance.micro_batch_size": train.micro_batch}
+        callbacks += [{"ScopedTrainFlags": dict(flag)}, {"ScopedValidateFlags": dict(flag)}]
+    if first and has_weights:
+        callbacks.append({"LoadCheckpointStates": {"load_checkpoint_states": "model"}})
+    elif not first:
+        callbacks.append({"LoadCheckpointStates":
+                          {"load_checkpoint_states": "model,optimizer,global_step"}})
+    if train.keep_checkpoints:
+        callbacks.append({"KeepNCheckpoints": {"n": train.keep_checkpoints}})
+    vals = val_dataloaders(plan)
+    loop = {"max_steps": phase.end_step}
+    if vals:
+        loop |= {"eval_frequency": plan.eval_every, "eval_steps": train.eval_steps}
+    init = {
+        "model_dir": MODEL_DIR,
+        "seed": train.seed,
+        "backend": backend(plan),
+        "model": model_section(plan),
+        "optimizer": optimizer_section(plan),
+        "schedulers": schedulers(phase),
+        "precision": precision_section(plan),
+        "loop": loop,
+        "checkpoint": {"steps": plan.checkpoint_every, "save_initial_checkpoint": False,
+                       "disable_strict_checkpoint_loading": False},
+        "logging": {"log_steps": 1 if plan.schedule.total_steps <= 1000 else 10},
+    }
+    if callbacks:
+        init["callbacks"] = callbacks
+    mixture = [{"data_dir": data_dir(share.code), "weight": share.weight}
+               for share in phase.shares if share.sequences > 0]
+    train_loader = {"data_processor": "GptHDF5MapDataProcessor"}
+    if len(mixture) == 1:
+        train_loader["data_dir"] = mixture[0]["data_dir"]
+    else:
+        train_loader["mixture"] = mixture
+    train_loader |= {"batch_size": plan.schedule.batch, "shuffle": True,
+                     "shuffle_seed": train.seed, "num_workers": num_workers(plan)}
+    fit = {}
+    if first and has_weights:
+        fit["ckpt_path"] = CONVERTED
+    fit["train_dataloader"] = train_loader
+    if vals:
+        fit["val_dataloader"] = vals
+    return {"trainer": {"init": init, "fit": fit}}
+
+
+def preprocess_config(plan: Plan, source_dir: str, output_dir: str) -> dict:
+    tokenizer = plan.tokenizer
+    if tokenizer is None:
+        tokenizer = "work/tokenizer"
+    elif tokenizer.startswith("hf:"):
+        tokenizer = tokenizer[3:]
+    else:
+        tokenizer = "work/tokenizer"  # run.sh links the spec's local tokenizer there
+    return {
+        "setup": {"data": {"type": "local", "source": source_dir}, "mode": "pretraining",
+                  "output_dir": output_dir},
+        "processing": {
+            "huggingface_tokenizer": tokenizer,
+            "max_seq_length": plan.schedule.sequence,
+            "short_seq_prob": 0.0,
+            "write_in_batch": True,
+            "resume_from_checkpoint": False,
+            "seed": plan.spec.train.seed,
+            "read_hook": READ_HOOK,
+            "read_hook_kwargs": {"text_key": "text"},
+            "shuffle": False,
+            "shuffle_seed": 0,
+            "use_ftfy": True,
+            "ftfy_normalizer": "NFC",
+            "wikitext_detokenize": False,
+        },
+        "dataset": {"pack_sequences": True},
+    }
+
+
+@register("cszoo")
+def generate(plan: Plan, *, spec_file: str, project_dir: str) -> dict[str, bytes]:
+    common = {"version": plan.genbac_version, "spec_file": spec_file, "spec_hash": plan.spec_hash,
+              "name": plan.name}
+    files: dict[str, bytes] = {}
+    trainer = {"trainer": [phase_trainer(plan, phase) for phase in plan.schedule.phases]}
+    files["cszoo/train.yaml"] = render(
+        "cszoo/train.yaml.j2", trainer=trainer, phases=plan.schedule.phases,
+        total_steps=plan.schedule.total_steps, batch=plan.schedule.batch,
+        sequence=plan.schedule.sequence, **common)
+
+    jobs = []
+    for lang in plan.spec.languages:
+        splits = [("train", lang.sources)] + ([("val", lang.eval)] if lang.eval else [])
+        for split, patterns in splits:
+            job = lang.code if split == "train" else f"{lang.code}-{split}"
+            source_dir = f"{WORK}/raw/{job}"
+            output_dir = data_dir(lang.code, split)
+            config_path = f"cszoo/preprocess/{job}.yaml"
+            files[config_path] = render(
+                "cszoo/preprocess.yaml.j2",
+                config=preprocess_config(plan, source_dir, output_dir),
+                what=f"{lang.name} ({lang.code}, {split})", source_dir=source_dir,
+                output_dir=output_dir, config_path=config_path, **common)
+            jobs.append({"name": job, "patterns": patterns, "source_dir": source_dir,
+                         "output_dir": output_dir, "config_path": config_path})
+
+    tokenizer_path = (plan.tokenizer if plan.tokenizer and not plan.tokenizer.startswith("hf:")
+                      else None)
+    files["run.sh"] = render(
+        "cszoo/run.sh.j2", preprocess=jobs, languages=plan.spec.languages,
+        phases=len(plan.schedule.phases), base_weights=plan.base_weights,
+        tokenizer_path=tokenizer_path, project_dir=project_dir, **common)
+    return files

@@ -1,0 +1,5 @@
+import sys
+
+from genbac.cli import main
+
+sys.exit(main())

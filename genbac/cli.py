@@ -1,0 +1,198 @@
+"""The `genbac` command line.
+
+Exit status: 0 ok (warnings allowed), 1 the spec has errors, 2 usage errors (bad flags, unreadable
+files, an output directory that cannot be written). The compile-side commands import only the spec
+and compiler packages; torch, transformers, datasets and mlflow are never loaded for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from genbac import __version__
+
+EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def _read_spec(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a .genba file") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _display_path(path: str) -> str:
+    """Paths in diagnostics as the user wrote them, with forward slashes."""
+    return path.replace(os.sep, "/")
+
+
+def _report(diagnostics, sources: dict[str, str], fmt: str) -> None:
+    from genbac.spec import diagnostics as d
+
+    diagnostics = sorted(diagnostics, key=lambda x: x.sort_key())
+    if fmt == "json":
+        sys.stdout.write(d.render_json(diagnostics))
+    elif fmt == "github":
+        sys.stdout.write(d.render_github(diagnostics))
+    elif fmt == "concise":
+        sys.stderr.write(d.render_concise(diagnostics))
+    elif diagnostics:
+        sys.stderr.write(d.render_text(diagnostics, sources, color=d.use_color(sys.stderr)))
+
+
+def _plan(path: str, fmt: str, *, report_ok: bool = True):
+    """Parse, validate and plan one spec; report its diagnostics. None if it has errors."""
+    from genbac.compiler.compile import plan_spec
+    from genbac.spec.diagnostics import SpecError
+
+    text = _read_spec(path)
+    shown = _display_path(path)
+    try:
+        plan, diagnostics = plan_spec(text, shown)
+    except SpecError as exc:
+        _report(exc.diagnostics, {shown: text}, fmt)
+        return None, exc.diagnostics, text
+    if report_ok:
+        _report(diagnostics, {shown: text}, fmt)
+    return plan, diagnostics, text
+
+
+# --------------------------------------------------------------------------------------------------
+# commands
+# --------------------------------------------------------------------------------------------------
+
+def cmd_check(args) -> int:
+    from genbac.spec.diagnostics import summary_line
+
+    failed = False
+    for path in args.specs:
+        plan, diagnostics, _ = _plan(path, args.format)
+        if plan is None:
+            failed = True
+        if args.format == "text":
+            if plan is None:
+                print(f"{_display_path(path)}: {summary_line(diagnostics)}", file=sys.stderr)
+            else:
+                s = plan.schedule
+                extra = f", {summary_line(diagnostics)}" if diagnostics else ""
+                print(f"{_display_path(path)}: ok ({len(s.phases)} phases, {s.total_steps:,} steps, "
+                      f"{plan.growth.parameters:,} parameters{extra})")
+    return EXIT_SPEC if failed else EXIT_OK
+
+
+def cmd_explain(args) -> int:
+    from genbac.compiler.compile import plan_json
+    from genbac.compiler.explain import explain
+
+    fmt = "text" if args.format in ("text", "markdown") else args.format
+    plan, diagnostics, _ = _plan(args.spec, fmt, report_ok=False)
+    if plan is None:
+        return EXIT_SPEC
+    if args.format == "json":
+        sys.stdout.write(plan_json(plan).decode("utf-8"))
+    else:
+        sys.stdout.write(explain(plan, diagnostics, markdown=args.format == "markdown"))
+    return EXIT_OK
+
+
+def cmd_compile(args) -> int:
+    from genbac.compiler.compile import compile_spec
+    from genbac.spec.diagnostics import SpecError
+
+    from .output import OutputError, write_atomic
+
+    text = _read_spec(args.spec)
+    shown = _display_path(args.spec)
+    out = Path(args.output) if args.output else Path("out") / Path(args.spec).stem
+    spec_dir = Path(args.spec).resolve().parent
+    project_dir = os.path.relpath(spec_dir, out.resolve()).replace(os.sep, "/")
+    try:
+        plan, files, diagnostics = compile_spec(text, shown, project_dir=project_dir,
+                                                target=args.target)
+    except SpecError as exc:
+        _report(exc.diagnostics, {shown: text}, args.format)
+        if args.format == "text":
+            from genbac.spec.diagnostics import summary_line
+
+            print(f"{shown}: {summary_line(exc.diagnostics)}; nothing written", file=sys.stderr)
+        return EXIT_SPEC
+    _report(diagnostics, {shown: text}, args.format)
+    try:
+        write_atomic(out, files)
+    except OutputError as exc:
+        raise UsageError(str(exc)) from None
+    if args.format == "text":
+        s = plan.schedule
+        print(f"compiled {shown} -> {_display_path(str(out))}/ ({len(files)} files; "
+              f"{len(s.phases)} phases, {s.total_steps:,} steps; spec {plan.spec_hash[:12]})")
+        print(f"next: bash {_display_path(str(out))}/run.sh   (or review: genbac explain {shown})")
+    elif args.format == "json":
+        pass  # diagnostics JSON already printed
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------------
+# argument parsing
+# --------------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genbac",
+        description="Compile continual-pretraining experiment specs (.genba) into runnable "
+                    "Cerebras Model Zoo experiments.")
+    parser.add_argument("--version", action="version", version=f"genbac {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    formats = ["text", "concise", "json", "github"]
+
+    p = sub.add_parser("compile", help="validate a spec and write the compiled experiment")
+    p.add_argument("spec", help="the .genba file")
+    p.add_argument("-o", "--output", help="output directory (default: out/<spec name>)")
+    p.add_argument("--target", default="cszoo", choices=["cszoo"],
+                   help="what to generate (default: cszoo, Cerebras Model Zoo 2.10)")
+    p.add_argument("--format", default="text", choices=formats, help="diagnostics format")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("check", help="validate specs; report every problem")
+    p.add_argument("specs", nargs="+", metavar="spec", help=".genba files")
+    p.add_argument("--format", default="text", choices=formats, help="diagnostics format")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("explain", help="what a spec will do: phases, mixtures, layers, estimates")
+    p.add_argument("spec", help="the .genba file")
+    p.add_argument("--format", default="text", choices=["text", "markdown", "json"],
+                   help="text, markdown (for a PR comment), or json (the full plan)")
+    p.set_defaults(func=cmd_explain)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"genbac: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""Diagnostics: one data model, several renderers (full text, concise, JSON, GitHub annotations).
+
+Every error and warning genbac reports about a spec is a `Diagnostic` with a stable code, a primary
+span and optional secondary spans ("the total is declared here"). The codes are listed in
+`spec/diagnostics.md`. Nothing here raises for a user's mistake: errors are collected and rendered.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from .span import Span
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    code: str  # "GB101"
+    severity: str  # "error" | "warning"
+    message: str
+    span: Span | None
+    label: str | None = None  # printed after the carets
+    secondary: tuple[tuple[Span, str], ...] = ()
+    help: tuple[str, ...] = ()
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
+
+    def sort_key(self):
+        s = self.span
+        return (s.path, s.start, self.code) if s else ("", -1, self.code)
+
+    def to_json(self) -> dict:
+        def loc(s: Span | None):
+            if s is None:
+                return None
+            return {"file": s.path, "line": s.line, "col": s.col, "end_line": s.end_line,
+                    "end_col": s.end_col}
+
+        return {
+            "code": self.code,
+            "severity": self.severity,
+            "message": self.message,
+            "location": loc(self.span),
+            "label": self.label,
+            "related": [{"location": loc(s), "message": m} for s, m in self.secondary],
+            "help": list(self.help),
+        }
+
+
+def error(code: str, message: str, span: Span | None, label: str | None = None, *,
+          secondary: Iterable[tuple[Span, str]] = (), help: Iterable[str] = ()) -> Diagnostic:
+    return Diagnostic(code, "error", message, span, label, tuple(secondary), tuple(help))
+
+
+def warning(code: str, message: str, span: Span | None, label: str | None = None, *,
+            secondary: Iterable[tuple[Span, str]] = (), help: Iterable[str] = ()) -> Diagnostic:
+    return Diagnostic(code, "warning", message, span, label, tuple(secondary), tuple(help))
+
+
+class SpecError(Exception):
+    """Raised by a stage that cannot go on; carries every diagnostic collected so far."""
+
+    def __init__(self, diagnostics: Sequence[Diagnostic]):
+        self.diagnostics = list(diagnostics)
+        super().__init__(f"{sum(d.is_error for d in self.diagnostics)} error(s) in spec")
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """The closest known name, if one is close enough to be a likely typo."""
+    choices = list(choices)
+    lowered = {c.lower(): c for c in choices}
+    if word.lower() in lowered and lowered[word.lower()] != word:
+        return lowered[word.lower()]
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if not match:
+        match = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+        match = [lowered[m] for m in match]
+    return match[0] if match else None
+
+
+def suggestion(word: str, choices: Iterable[str]) -> tuple[str, ...]:
+    """Help lines: a "did you mean" when there is a close name, and the list of valid names."""
+    choices = sorted(choices)
+    close = did_you_mean(word, choices)
+    lines = []
+    if close:
+        lines.append(f"did you mean `{close}`?")
+    lines.append("expected one of: " + ", ".join(f"`{c}`" for c in choices))
+    return tuple(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# Renderers
+# --------------------------------------------------------------------------------------------------
+
+class _Style:
+    def __init__(self, color: bool):
+        self.color = color
+
+    def _wrap(self, code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
+
+    def bold(self, t):
+        return self._wrap("1", t)
+
+    def red(self, t):
+        return self._wrap("1;31", t)
+
+    def yellow(self, t):
+        return self._wrap("1;33", t)
+
+    def blue(self, t):
+        return self._wrap("1;34", t)
+
+    def cyan(self, t):
+        return self._wrap("1;36", t)
+
+
+def use_color(stream) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+def _snippet(span: Span, source: str, marker: str, label: str | None, gutter: int,
+             style: _Style, paint) -> list[str]:
+    lines = source.splitlines()
+    out = []
+    bar = style.blue(" " * gutter + " |")
+    out.append(bar)
+    last = min(span.end_line, span.line + 2)  # multi-line spans: show at most three lines
+    for number in range(span.line, last + 1):
+        if number - 1 >= len(lines):
+            text = ""
+        else:
+            text = lines[number - 1].expandtabs(1)
+        out.append(style.blue(f"{number:>{gutter}} |") + (" " + text if text else ""))
+        start_col = span.col if number == span.line else 1
+        end_col = span.end_col if number == span.end_line else len(text) + 1
+        width = max(1, end_col - start_col)
+        underline = " " * (start_col - 1) + marker * width
+        tail = f" {label}" if label and number == last else ""
+        out.append(bar + " " + paint(underline + tail))
+    return out
+
+
+def render_text(diagnostics: Sequence[Diagnostic], sources: dict[str, str], *,
+                color: bool = False) -> str:
+    """The full, human format (ruff/rustc style)."""
+    style = _Style(color)
+    blocks = []
+    for d in diagnostics:
+        paint = style.red if d.is_error else style.yellow
+        head = paint(f"{d.severity}[{d.code}]") + style.bold(f": {d.message}")
+        lines = [head]
+        spans = [s for s in [d.span, *(s for s, _ in d.secondary)] if s is not None]
+        gutter = max((len(str(s.end_line)) for s in spans), default=1)
+        if d.span is not None:
+            lines.append(" " * gutter + style.blue("--> ") + str(d.span))
+            src = sources.get(d.span.path)
+            if src is not None:
+                lines += _snippet(d.span, src, "^", d.label, gutter, style, paint)
+        for span, message in d.secondary:
+            lines.append(" " * gutter + style.blue("::: ") + str(span))
+            src = sources.get(span.path)
+            if src is not None:
+                lines += _snippet(span, src, "-", message, gutter, style, style.cyan)
+        for h in d.help:
+            lines.append(style.bold("help") + f": {h}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + ("\n" if blocks else "")
+
+
+def render_concise(diagnostics: Sequence[Diagnostic]) -> str:
+    out = []
+    for d in diagnostics:
+        where = f"{d.span}: " if d.span else ""
+        hint = f" ({d.help[0]})" if d.help else ""
+        out.append(f"{where}{d.severity}[{d.code}] {d.message}{hint}")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def _escape_github(value: str, *, prop: bool = False) -> str:
+    value = value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if prop:
+        value = value.replace(":", "%3A").replace(",", "%2C")
+    return value
+
+
+def render_github(diagnostics: Sequence[Diagnostic]) -> str:
+    """GitHub Actions workflow commands: `::error file=…,line=…,col=…::message`."""
+    out = []
+    for d in diagnostics:
+        command = "error" if d.is_error else "warning"
+        props = [f"title={_escape_github(d.code, prop=True)}"]
+        if d.span:
+            props = [
+                f"file={_escape_github(d.span.path, prop=True)}",
+                f"line={d.span.line}", f"col={d.span.col}",
+                f"endLine={d.span.end_line}", f"endColumn={d.span.end_col}",
+            ] + props
+        message = d.message + "".join(f"\n{h}" for h in d.help)
+        out.append(f"::{command} {','.join(props)}::{_escape_github(message)}")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def render_json(diagnostics: Sequence[Diagnostic]) -> str:
+    return json.dumps({"diagnostics": [d.to_json() for d in diagnostics],
+                       "errors": sum(d.is_error for d in diagnostics),
+                       "warnings": sum(not d.is_error for d in diagnostics)},
+                      indent=2, ensure_ascii=False) + "\n"
+
+
+def summary_line(diagnostics: Sequence[Diagnostic]) -> str:
+    errors = sum(d.is_error for d in diagnostics)
+    warnings = len(diagnostics) - errors
+    parts = []
+    if errors:
+        parts.append(f"{errors} error{'s' if errors != 1 else ''}")
+    if warnings:
+        parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
+    return ", ".join(parts) if parts else "no problems"

@@ -1,0 +1,174 @@
+"""The IR: a validated experiment spec as typed, frozen pydantic models.
+
+Every node remembers where it was written: `span` for the node, `spans` for each of its fields
+(`node.where("tokens")`). Both are excluded from serialisation, so they never reach plan.json, the
+spec hash or any generated file, but every later check can still point at the source.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation
+
+from .span import Span
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    span: SkipValidation[Optional[Span]] = Field(default=None, exclude=True, repr=False)
+    spans: SkipValidation[dict[str, Any]] = Field(default_factory=dict, exclude=True, repr=False)
+
+    def where(self, field: str | None = None) -> Span | None:
+        """The span of one field's value, or of the whole node."""
+        if field is not None and field in self.spans:
+            return self.spans[field]
+        return self.span
+
+
+class RopeScaling(Node):
+    type: Literal["llama3", "linear", "yarn"] = "llama3"
+    factor: float
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_position: int = 8192
+
+
+class Architecture(Node):
+    """A Llama-family decoder, as much as the parameter count and the target configs need."""
+
+    name: str
+    family: Literal["llama"] = "llama"
+    hidden: int = Field(gt=0)
+    layers: int = Field(gt=0)
+    heads: int = Field(gt=0)
+    kv_heads: int = Field(gt=0)
+    ffn: int = Field(gt=0)
+    vocab: int = Field(gt=0)
+    head_dim: int = Field(gt=0)
+    context: int = Field(gt=0)  # max_position_embeddings of the released model
+    tie_embeddings: bool = False
+    rope_theta: float = 500000.0
+    rope_scaling: Optional[RopeScaling] = None
+    norm_eps: float = 1e-5
+    builtin: bool = True  # from genbac's table, or declared in the spec
+
+
+class Base(Node):
+    architecture: Architecture
+    weights: Optional[str] = None  # "hf:org/name", a local directory, or None for random init
+
+
+class Growth(Node):
+    method: Literal["blocks", "depth"]
+    # blocks (LLaMA Pro): `add` identity-initialised copies, placed by `placement` or after `after`.
+    add: int = 0
+    placement: Literal["interleave", "top", "bottom", "explicit"] = "interleave"
+    after: tuple[int, ...] = ()
+    init: Literal["identity", "copy"] = "identity"
+    train: Literal["all", "new"] = "all"
+    # depth (SOLAR depth up-scaling): two copies of the base, the last `drop` layers of the first and
+    # the first `drop` layers of the second removed, concatenated.
+    drop: int = 0
+
+
+class VocabExtension(Node):
+    add: int = Field(gt=0)
+    init: Literal["mean"] = "mean"
+
+
+class Point(Node):
+    """A position in training: a percentage of the total tokens, or an absolute token count."""
+
+    percent: Optional[float] = None
+    tokens: Optional[int] = None
+
+    def describe(self) -> str:
+        if self.percent is not None:
+            return f"{self.percent:g}%"
+        return f"{self.tokens:,} tokens"
+
+
+class Language(Node):
+    code: str
+    name: str
+    sources: tuple[str, ...]
+    tokens: int = Field(gt=0)  # the budget
+    approx: bool = False  # `~82B`: may absorb the difference to the declared total
+    corpus: Optional[int] = None  # unique tokens available, if known
+    enter: Point = Point(percent=0.0)
+    exit: Point = Point(percent=100.0)
+    eval: tuple[str, ...] = ()
+
+
+class PhaseMixture(Node):
+    """An explicit mixture for the phase that starts at `start`, overriding the solver there."""
+
+    start: Point
+    weights: dict[str, float]
+
+
+class Optimizer(Node):
+    kind: Literal["adamw", "adam", "sgd"]
+    lr: float = Field(gt=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    clip: Optional[float] = None
+
+
+class ScheduleSegment(Node):
+    """One piece of the LR schedule: `warmup(1%)`, `constant`, `linear(to = 0)`, `cosine(to = 10%)`.
+
+    `length` is a share of the run (percent) or a step count; the last segment takes what is left.
+    `to` is the LR at the end of the segment, relative to the peak (fraction 0..1).
+    """
+
+    kind: Literal["warmup", "constant", "linear", "cosine"]
+    length_percent: Optional[float] = None
+    length_steps: Optional[int] = None
+    to: float = 1.0
+
+
+class Train(Node):
+    tokens: Optional[int] = None  # the declared total; None = the sum of the budgets
+    sequence: int = Field(gt=0)
+    batch: int = Field(gt=0)
+    optimizer: Optimizer
+    schedule: tuple[ScheduleSegment, ...]
+    precision: Literal["bf16", "fp16", "fp32"] = "bf16"
+    checkpoint_every: int = Field(gt=0)
+    keep_checkpoints: Optional[int] = None
+    eval_every: Optional[int] = None
+    eval_steps: int = 50
+    seed: int = 1
+    micro_batch: Optional[int] = None
+
+
+class Hardware(Node):
+    kind: Literal["cs-2", "cs-3", "h100", "a100", "cpu"]
+    count: int = Field(default=1, gt=0)
+
+    @property
+    def is_csx(self) -> bool:
+        return self.kind in ("cs-2", "cs-3")
+
+    def describe(self) -> str:
+        return self.kind if self.kind == "cpu" else f"{self.kind} x {self.count}"
+
+
+class Spec(Node):
+    name: str
+    base: Base
+    growth: Optional[Growth] = None
+    vocab: Optional[VocabExtension] = None
+    tokenizer: Optional[str] = None
+    languages: tuple[Language, ...]
+    phases: tuple[PhaseMixture, ...] = ()
+    train: Train
+    hardware: Hardware
+
+    def language(self, code: str) -> Language:
+        return next(lang for lang in self.languages if lang.code == code)

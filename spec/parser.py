@@ -1,0 +1,261 @@
+"""Text -> AST. The grammar is `genba.lark`; this module builds the parser once and shapes its tree.
+
+The LALR tables are cached on disk (lark's own cache, keyed on the grammar, options and versions),
+so a CLI start does not re-analyse the grammar. Syntax errors become `Diagnostic`s with a span, what
+was found and what was expected; the parser stops at the first one (everything after a syntax error
+would be guesswork), while the later stages report every problem they find.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from . import ast
+from .diagnostics import Diagnostic, SpecError, error
+from .span import Span
+
+GRAMMAR = Path(__file__).with_name("genba.lark")
+
+_SCALE = {"K": Decimal(10) ** 3, "M": Decimal(10) ** 6, "B": Decimal(10) ** 9, "T": Decimal(10) ** 12}
+_UNIT_WORDS = {"step": "steps", "steps": "steps", "token": "tokens", "tokens": "tokens",
+               "sequence": "sequences", "sequences": "sequences", "seq": "sequences",
+               "seqs": "sequences"}
+_QUANTITY = re.compile(r"(?P<approx>~)?(?P<number>[+-]?[\d_.]+(?:[eE][+-]?\d+)?)[ \t]*(?P<unit>.*)")
+
+
+def _cache_path() -> str | bool:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    directory = os.path.join(base, "genbac")
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError:
+        return False  # no writable cache: analyse the grammar on every start (slower, still right)
+    return os.path.join(directory, "genba-lalr.cache")
+
+
+@lru_cache(maxsize=2)
+def parser(cache: bool = True) -> Lark:
+    return Lark(
+        GRAMMAR.read_text(encoding="utf-8"),
+        parser="lalr",
+        propagate_positions=True,
+        maybe_placeholders=False,
+        cache=_cache_path() if cache else False,
+    )
+
+
+def parse(text: str, path: str = "<spec>") -> ast.Document:
+    """Parse a spec; raise SpecError with one syntax diagnostic if the text is not valid .genba."""
+    try:
+        tree = parser().parse(text)
+    except UnexpectedInput as exc:
+        raise SpecError([syntax_diagnostic(exc, text, path)]) from None
+    return ast.Document(path=path, text=text, items=tuple(_ToAst(path).transform(tree).children))
+
+
+# --------------------------------------------------------------------------------------------------
+# Tree shaping
+# --------------------------------------------------------------------------------------------------
+
+def _span(path: str, meta) -> Span:
+    return Span(path, meta.line, meta.column, meta.end_line, meta.end_column, meta.start_pos,
+                meta.end_pos)
+
+
+def _token_span(path: str, tok: Token) -> Span:
+    return Span(path, tok.line, tok.column, tok.end_line, tok.end_column, tok.start_pos, tok.end_pos)
+
+
+def parse_quantity(text: str) -> tuple[Decimal, str | None, bool]:
+    m = _QUANTITY.fullmatch(text)
+    if m is None:  # pragma: no cover - the lexer only produces matching tokens
+        raise ValueError(text)
+    number, unit = m["number"], m["unit"].strip()
+    if number.endswith("%"):
+        number, unit = number[:-1], "%"
+    value = Decimal(number.replace("_", ""))
+    if unit in _SCALE:
+        value, unit = value * _SCALE[unit], None
+    elif unit == "%":
+        pass
+    elif unit:
+        unit = _UNIT_WORDS[unit]
+    else:
+        unit = None
+    return value, unit, bool(m["approx"])
+
+
+class _ToAst(Transformer):
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def _tspan(self, tok: Token) -> Span:
+        return _token_span(self.path, tok)
+
+    def _label(self, tok: Token):
+        if tok.type == "STRING":
+            return ast.Str(_unquote(tok), self._tspan(tok))
+        if tok.type == "QUANTITY":
+            return self._quantity(tok)
+        return ast.Name(str(tok), self._tspan(tok))
+
+    def _quantity(self, tok: Token) -> ast.Quantity:
+        value, unit, approx = parse_quantity(str(tok))
+        return ast.Quantity(value, unit, approx, str(tok).strip(), self._tspan(tok))
+
+    @v_args(meta=True)
+    def import_stmt(self, meta, children):
+        alias = ast.Name(str(children[1]), self._tspan(children[1])) if len(children) > 1 else None
+        return ast.Import(ast.Str(_unquote(children[0]), self._tspan(children[0])), alias,
+                          _span(self.path, meta))
+
+    @v_args(meta=True)
+    def block(self, meta, children):
+        kind, rest = children[0], children[1:]
+        labels = tuple(self._label(c) for c in rest if isinstance(c, Token))
+        entries = tuple(c for c in rest if not isinstance(c, Token))
+        return ast.Block(ast.Name(str(kind), self._tspan(kind)), labels, entries,
+                         _span(self.path, meta))
+
+    @v_args(meta=True)
+    def assign(self, meta, children):
+        key, value = children
+        return ast.Setting(ast.Name(str(key), self._tspan(key)), "=", value, _span(self.path, meta))
+
+    @v_args(meta=True)
+    def every(self, meta, children):
+        key, value = children
+        return ast.Setting(ast.Name(str(key), self._tspan(key)), "every", value,
+                           _span(self.path, meta))
+
+    @v_args(meta=True)
+    def value(self, meta, children):
+        if len(children) == 1:
+            return children[0]
+        return ast.Chain(tuple(children[0::2]), tuple(str(c) for c in children[1::2]),
+                         _span(self.path, meta))
+
+    def connector(self, children):
+        return str(children[0])
+
+    def string(self, children):
+        return ast.Str(_unquote(children[0]), self._tspan(children[0]))
+
+    def quantity(self, children):
+        return self._quantity(children[0])
+
+    def name(self, children):
+        return ast.Name(str(children[0]), self._tspan(children[0]))
+
+    @v_args(meta=True)
+    def true(self, meta, children):
+        return ast.Bool(True, _span(self.path, meta))
+
+    @v_args(meta=True)
+    def false(self, meta, children):
+        return ast.Bool(False, _span(self.path, meta))
+
+    @v_args(meta=True)
+    def call(self, meta, children):
+        name = children[0]
+        return ast.Call(ast.Name(str(name), self._tspan(name)), tuple(children[1:]),
+                        _span(self.path, meta))
+
+    @v_args(meta=True)
+    def keyword_arg(self, meta, children):
+        key, value = children
+        return ast.Arg(ast.Name(str(key), self._tspan(key)), value, _span(self.path, meta))
+
+    @v_args(meta=True)
+    def positional_arg(self, meta, children):
+        return ast.Arg(None, children[0], _span(self.path, meta))
+
+    @v_args(meta=True)
+    def list(self, meta, children):
+        return ast.ListValue(tuple(children), _span(self.path, meta))
+
+    @v_args(meta=True)
+    def tuple(self, meta, children):
+        return ast.TupleValue(tuple(children), _span(self.path, meta))
+
+
+_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
+
+
+def _unquote(tok: Token) -> str:
+    body = str(tok)[1:-1]
+    return re.sub(r"\\(.)", lambda m: _ESCAPES[m.group(1)], body)
+
+
+# --------------------------------------------------------------------------------------------------
+# Syntax errors
+# --------------------------------------------------------------------------------------------------
+
+_TERMINAL_WORDS = {
+    "NAME": "a name", "STRING": "a string", "QUANTITY": "a number", "LBRACE": "`{`",
+    "RBRACE": "`}`", "LPAR": "`(`", "RPAR": "`)`", "LSQB": "`[`", "RSQB": "`]`", "COMMA": "`,`",
+    "EQUAL": "`=`", "EVERY": "`every`", "FROM": "`from`", "THEN": "`then`", "X": "`x`",
+    "TRUE": "`true`", "FALSE": "`false`", "IMPORT": "`import`", "AS": "`as`", "$END": "end of file",
+}
+
+
+def _expected_words(names) -> list[str]:
+    words = {_TERMINAL_WORDS.get(n, f"`{n}`") for n in names if not n.startswith("__")}
+    return sorted(words)
+
+
+def _found(tok: Token) -> str:
+    if tok.type == "$END":
+        return "end of file"
+    kind = {"NAME": "name", "STRING": "string", "QUANTITY": "number"}.get(tok.type)
+    return f"{kind} `{tok}`" if kind else f"`{tok}`"
+
+
+def syntax_diagnostic(exc: UnexpectedInput, text: str, path: str) -> Diagnostic:
+    if isinstance(exc, UnexpectedCharacters):
+        span = Span.at_offset(path, text, exc.pos_in_stream, 1)
+        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        if char == '"':
+            return error("GB001", "unterminated string", span, "this string is never closed",
+                         help=("strings end on the line they start; close it with `\"`",))
+        if char == ":":
+            return error("GB001", "unexpected `:`", span, "settings use `=`",
+                         help=("write `key = value`, not `key: value`",))
+        return error("GB001", f"unexpected character {char!r}", span, "not valid here",
+                     help=("expected: " + ", ".join(_expected_words(exc.allowed or [])),)
+                     if exc.allowed else ())
+    if isinstance(exc, (UnexpectedToken, UnexpectedEOF)):
+        tok = exc.token
+        expected = set(exc.expected or [])
+        if tok.type == "$END":
+            span = Span.at_offset(path, text, len(text.rstrip()), 0)
+            if "RBRACE" in expected:
+                return error("GB002", "unexpected end of file: a block is not closed", span,
+                             "expected `}` before the end", help=("close every `{` with `}`",))
+            return error("GB002", "unexpected end of file", span, "the file ends here",
+                         help=("expected " + " or ".join(_expected_words(expected)),))
+        span = _token_span(path, tok)
+        label = "expected " + " or ".join(_expected_words(expected))
+        helps = []
+        if "EQUAL" in expected and tok.type in ("QUANTITY", "STRING", "NAME", "LSQB"):
+            helps.append("a setting is written `key = value`")
+        if expected == {"RBRACE", "NAME"} or expected >= {"RBRACE", "NAME"} and tok.type == "EQUAL":
+            helps.append("each setting starts with its key: `key = value`")
+        return error("GB003", f"unexpected {_found(tok)}", span, label, help=tuple(helps))
+    return error("GB001", str(exc).splitlines()[0], Span.at_offset(path, text, 0, 0))  # pragma: no cover
+
+
+def quantity_of(text: str) -> Decimal:
+    """Parse a quantity literal outside a spec (CLI flags such as `--set train.batch=480`)."""
+    try:
+        return parse_quantity(text)[0]
+    except (ValueError, InvalidOperation, KeyError):
+        raise ValueError(f"not a number: {text!r}") from None
