@@ -27,6 +27,24 @@ def _table(headers: list[str], rows: list[list[str]], markdown: bool,
     return [fmt(headers), "  " + "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows]
 
 
+def _duration(seconds: float) -> str:
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:,.1f} days ({seconds / 3600:,.0f} h)"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:,.1f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:,.1f} min"
+    return f"{seconds:.2g} s"
+
+
+def _energy(kwh: float) -> str:
+    if kwh >= 1000:
+        return f"{kwh / 1000:,.2f} MWh"
+    if kwh >= 1:
+        return f"{kwh:,.1f} kWh"
+    return f"{kwh * 1000:.2g} Wh"
+
+
 def _pct(x: float) -> str:
     return f"{x:.4g}%"
 
@@ -159,12 +177,11 @@ def explain(plan: Plan, warnings=(), *, markdown: bool = False) -> str:
 
     # estimate -----------------------------------------------------------------------------------
     out.append(f"{h}Estimate (assumed, not measured)")
-    days = e.seconds / 86400
     out.append(f"{e.flops:.3g} FLOPs ({e.flops_per_token:.3g} per token, attention "
                f"+{100 * e.attention_share:.1f}%) on {spec.hardware.describe()} at an assumed "
                f"{100 * e.utilisation:.0f}% of {e.peak_flops / 1e15:.4g} PFLOP/s each")
-    out.append(f"time ≈ {days:,.1f} days ({e.seconds / 3600:,.0f} h); energy ≈ "
-               f"{e.energy_kwh / 1000:,.2f} MWh at {e.power_kw:g} kW per device")
+    out.append(f"time ≈ {_duration(e.seconds)}; energy ≈ {_energy(e.energy_kwh)} at "
+               f"{e.power_kw:g} kW per device")
     out.append(f"profile: {e.source}")
 
     if warnings:

@@ -89,7 +89,9 @@ def cmd_check(args) -> int:
             else:
                 s = plan.schedule
                 extra = f", {summary_line(diagnostics)}" if diagnostics else ""
-                print(f"{_display_path(path)}: ok ({len(s.phases)} phases, {s.total_steps:,} steps, "
+                n = len(s.phases)
+                print(f"{_display_path(path)}: ok ({n} phase{'s' if n != 1 else ''}, "
+                      f"{s.total_steps:,} steps, "
                       f"{plan.growth.parameters:,} parameters{extra})")
     return EXIT_SPEC if failed else EXIT_OK
 
