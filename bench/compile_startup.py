@@ -1,0 +1,54 @@
+"""Benchmark: whole-process `genbac compile` of the GENBA example against a bare interpreter start.
+
+Both are measured in the same run, interleaved, as wall time of a fresh process (what a user waits
+for). Reports min and median over N runs and the ratio of medians. Usage:
+
+    .venv/bin/python bench/compile_startup.py [--runs 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def timed(cmd: list[str]) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=30)
+    args = ap.parse_args()
+    py = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = {
+            "python -c pass": [py, "-c", "pass"],
+            "genbac check": [py, "-m", "genbac", "check", "examples/llama-genba-10b.genba"],
+            "genbac compile": [py, "-m", "genbac", "compile", "examples/llama-genba-10b.genba",
+                               "-o", f"{tmp}/out"],
+        }
+        for cmd in cases.values():  # warm the OS cache and genbac's parser-table cache
+            timed(cmd)
+        samples: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(args.runs):
+            for name, cmd in cases.items():
+                samples[name].append(timed(cmd))
+    floor = statistics.median(samples["python -c pass"])
+    print(f"{'command':<16} {'min ms':>8} {'median ms':>10} {'x floor':>8}   ({args.runs} runs)")
+    for name, xs in samples.items():
+        med = statistics.median(xs)
+        print(f"{name:<16} {1000 * min(xs):8.1f} {1000 * med:10.1f} {med / floor:8.1f}")
+
+
+if __name__ == "__main__":
+    main()
