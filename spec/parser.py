@@ -243,6 +243,16 @@ def syntax_diagnostic(exc: UnexpectedInput, text: str, path: str) -> Diagnostic:
             return error("GB002", "unexpected end of file", span, "the file ends here",
                          help=("expected " + " or ".join(_expected_words(expected)),))
         span = _token_span(path, tok)
+        if "LBRACE" in expected and "EQUAL" not in expected:
+            # `tokens 82B` then something else: words that start neither a setting nor a block
+            header = _header_tokens(exc)
+            if header:
+                hstart, hend = header[0].start_pos, header[-1].end_pos
+                words = " ".join(str(t) for t in header)
+                return error("GB003", f"`{words}` is neither a setting nor a block",
+                             Span.at_offset(path, text, hstart, hend - hstart),
+                             "expected `=` after the key, or `{` to open a block",
+                             help=(f"a setting is written `{header[0]} = …`",))
         label = "expected " + " or ".join(_expected_words(expected))
         helps = []
         if "EQUAL" in expected and tok.type in ("QUANTITY", "STRING", "NAME", "LSQB"):
@@ -251,6 +261,19 @@ def syntax_diagnostic(exc: UnexpectedInput, text: str, path: str) -> Diagnostic:
             helps.append("each setting starts with its key: `key = value`")
         return error("GB003", f"unexpected {_found(tok)}", span, label, help=tuple(helps))
     return error("GB001", str(exc).splitlines()[0], Span.at_offset(path, text, 0, 0))  # pragma: no cover
+
+
+def _header_tokens(exc: UnexpectedInput) -> list[Token]:
+    """The words the parser has read of an unfinished block header (`tokens 82B` before `}`)."""
+    state = getattr(getattr(exc, "interactive_parser", None), "parser_state", None)
+    stack = list(getattr(state, "value_stack", []) or [])
+    words: list[Token] = []
+    for item in reversed(stack):
+        if isinstance(item, Token) and item.type in ("NAME", "STRING", "QUANTITY"):
+            words.append(item)
+        else:
+            break
+    return list(reversed(words))
 
 
 def quantity_of(text: str) -> Decimal:
