@@ -12,7 +12,8 @@ from .hardware import BYTES_PER_FROZEN, BYTES_PER_TRAINABLE, PROFILES
 from .plan import GrowthPlan, Schedule
 
 
-def check_hardware(spec: Spec, growth: GrowthPlan) -> list[Diagnostic]:
+def check_hardware(spec: Spec, growth: GrowthPlan | None) -> list[Diagnostic]:
+    """Precision, memory and batch splits; the memory check needs the growth plan."""
     hw = spec.hardware
     train = spec.train
     profile = PROFILES[hw.kind]
@@ -25,10 +26,10 @@ def check_hardware(spec: Spec, growth: GrowthPlan) -> list[Diagnostic]:
         }.get(hw.kind, "")
         out.append(error(
             "GB170", f"{hw.describe()} cannot train in {train.precision}: {why}",
-            train.where("precision") or train.span, "unsupported precision",
+            train.where("precision"), "unsupported precision",
             secondary=[(hw.span, "hardware")],
             help=("use one of " + ", ".join(f"`{p}`" for p in profile.precisions),)))
-    if profile.memory_gb is not None:
+    if profile.memory_gb is not None and growth is not None:
         frozen = growth.parameters - growth.trainable_parameters
         need = (growth.trainable_parameters * BYTES_PER_TRAINABLE + frozen * BYTES_PER_FROZEN) / 1e9
         if need > profile.memory_gb:
@@ -39,7 +40,7 @@ def check_hardware(spec: Spec, growth: GrowthPlan) -> list[Diagnostic]:
                 secondary=[(spec.base.where("architecture"), f"{growth.parameters:,} parameters")],
                 help=("each data-parallel GPU holds the whole model (16 bytes per trained "
                       "parameter): use a smaller base, `train = new`, or CS-X weight streaming",)))
-    if hw.kind == "cpu" and growth.parameters > 2e9:
+    if hw.kind == "cpu" and growth is not None and growth.parameters > 2e9:
         out.append(warning(
             "GB907", f"training {growth.parameters / 1e9:.1f}B parameters on a CPU is only "
             "practical as a dry run", hw.span, "cpu"))
@@ -48,7 +49,7 @@ def check_hardware(spec: Spec, growth: GrowthPlan) -> list[Diagnostic]:
             out.append(error(
                 "GB172", f"batch {train.batch} does not split over {hw.count} systems",
                 train.where("batch"), "not a multiple of the system count",
-                secondary=[(hw.where("count") or hw.span, f"{hw.count} systems")]))
+                secondary=[(hw.where("count"), f"{hw.count} systems")]))
         elif train.micro_batch and (train.batch // hw.count) % train.micro_batch:
             out.append(error(
                 "GB172", f"the per-system batch {train.batch // hw.count} is not a multiple of "
@@ -63,7 +64,8 @@ def check_hardware(spec: Spec, growth: GrowthPlan) -> list[Diagnostic]:
     return out
 
 
-def check_training(spec: Spec, schedule: Schedule) -> list[Diagnostic]:
+def check_training(spec: Spec, schedule: Schedule | None) -> list[Diagnostic]:
+    """Context, tokenizer and intervals; the intervals need the schedule."""
     train = spec.train
     arch = spec.base.architecture
     out = []
@@ -72,17 +74,31 @@ def check_training(spec: Spec, schedule: Schedule) -> list[Diagnostic]:
             "GB150", f"sequence {train.sequence} is longer than {arch.name}'s context of "
             f"{arch.context}", train.where("sequence"), "too long",
             secondary=[(spec.base.where("architecture"), f"context {arch.context}")]))
+    training = spec.tokenizer_training
+    if training is not None and spec.base.weights is not None:
+        out.append(error(
+            "GB152", "a newly trained tokenizer cannot match the pretrained embeddings of "
+            f"{spec.base.weights}", training.span, "new tokenizer for pretrained weights",
+            secondary=[(spec.base.where("weights"), "pretrained weights")],
+            help=("use the base model's tokenizer (drop `tokenizer`), or extend it with "
+                  "`vocab { add = … }` and a tokenizer path",)))
+    elif training is not None and training.vocab != spec.base.architecture.vocab + (
+            spec.vocab.add if spec.vocab else 0):
+        out.append(error(
+            "GB152", f"the tokenizer is trained to {training.vocab:,} tokens, but "
+            f"{arch.name} has a vocabulary of {arch.vocab:,}", training.where("vocab"),
+            "does not match the model", secondary=[(spec.base.where("architecture"), "model")]))
     if spec.vocab is not None and spec.tokenizer is None:
         out.append(error(
             "GB151", f"the vocabulary grows by {spec.vocab.add:,} tokens, but no tokenizer with "
             "those tokens is given", spec.vocab.where("add"), "needs a tokenizer",
             help=('add `tokenizer = "path/to/extended-tokenizer"` to the experiment',)))
-    if train.checkpoint_every > schedule.total_steps:
+    if schedule is not None and train.checkpoint_every > schedule.total_steps:
         out.append(warning(
             "GB908", f"checkpoint every {train.checkpoint_every} steps, but the run has only "
             f"{schedule.total_steps}: only the end of each phase is saved",
             train.where("checkpoint"), "longer than the run"))
-    if train.eval_every and train.eval_every > schedule.total_steps:
+    if schedule is not None and train.eval_every and train.eval_every > schedule.total_steps:
         out.append(warning(
             "GB908", f"evaluation every {train.eval_every} steps, but the run has only "
             f"{schedule.total_steps}", train.where("eval"), "longer than the run"))

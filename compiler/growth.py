@@ -74,7 +74,7 @@ def plan_growth(spec: Spec) -> tuple[GrowthPlan | None, list[Diagnostic]]:
             after = [-1] * add
         else:
             after = list(growth.after)
-            bad = [(i, s) for i, s in zip(after, growth.where("after_items") or ())
+            bad = [(i, s) for i, s in zip(after, growth.spans.get("after_items", ()))
                    if i >= base_layers]
             for index, span in bad:
                 diagnostics.append(error(

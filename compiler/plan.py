@@ -141,6 +141,7 @@ class Plan(Frozen):
     estimate: Estimate
     checkpoint_every: int
     eval_every: int
-    tokenizer: Optional[str]
+    tokenizer: Optional[str]  # a local directory (spec-relative) or "hf:org/name"
+    tokenizer_training: Optional[int]  # train a BPE tokenizer of this vocabulary size instead
     base_weights: Optional[str]
     format: Literal["genbac.plan/1"] = "genbac.plan/1"

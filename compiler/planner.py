@@ -26,10 +26,8 @@ def plan(spec: Spec) -> tuple[Plan, list[Diagnostic]]:
     diagnostics += found
     schedule, found = solve_schedule(spec)
     diagnostics += found
-    if growth is not None:
-        diagnostics += check_hardware(spec, growth)
-    if schedule is not None:
-        diagnostics += check_training(spec, schedule)
+    diagnostics += check_hardware(spec, growth)
+    diagnostics += check_training(spec, schedule)
     if growth is None or schedule is None or any(d.is_error for d in diagnostics):
         raise SpecError(diagnostics)
     train = spec.train
@@ -48,6 +46,7 @@ def plan(spec: Spec) -> tuple[Plan, list[Diagnostic]]:
         estimate=estimate(spec, growth, schedule),
         checkpoint_every=train.checkpoint_every,
         eval_every=train.eval_every or train.checkpoint_every,
-        tokenizer=tokenizer,
+        tokenizer=None if spec.tokenizer_training else tokenizer,
+        tokenizer_training=spec.tokenizer_training.vocab if spec.tokenizer_training else None,
         base_weights=weights,
     ), diagnostics

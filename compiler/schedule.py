@@ -98,7 +98,7 @@ def solve_schedule(spec: Spec) -> tuple[Schedule | None, list[Diagnostic]]:
         diagnostics.append(error(
             "GB141", f"the run of {fmt_tokens(total)} tokens is shorter than one step of "
             f"{train.batch} x {train.sequence} = {fmt_tokens(tps)} tokens",
-            train.where("tokens") or train.where("batch"), "less than one step",
+            train.where("tokens", "batch"), "less than one step",
             secondary=[(train.where("batch"), "batch"), (train.where("sequence"), "sequence")]))
         return None, diagnostics
 
@@ -119,8 +119,8 @@ def solve_schedule(spec: Spec) -> tuple[Schedule | None, list[Diagnostic]]:
         exit_ = fraction(lang.exit, f"`{lang.code}` exits")
         if enter is None or exit_ is None:
             continue
-        enter_span = lang.where("enter") or lang.where("code")
-        exit_span = lang.where("exit") or lang.where("code")
+        enter_span = lang.where("enter", "code")
+        exit_span = lang.where("exit", "code")
         if enter >= exit_:
             diagnostics.append(error(
                 "GB136", f"`{lang.code}` has an empty window: it enters at "
@@ -180,7 +180,7 @@ def solve_schedule(spec: Spec) -> tuple[Schedule | None, list[Diagnostic]]:
                     f"{mixture.start.describe()}, outside its window "
                     f"{lang.enter.describe()}–{lang.exit.describe()}", mixture.where(code),
                     "not active in this phase",
-                    secondary=[(lang.where("enter") or lang.where("code"), "window")]))
+                    secondary=[(lang.where("enter", "code"), "window")]))
         explicit[p] = {c: mixture.weights.get(c, 0.0) for c in codes}
     if any(d.is_error for d in diagnostics):
         return None, diagnostics
@@ -311,7 +311,7 @@ def _check_feasible(spec, rows, support, free, ranges, seq_count, total_steps, s
                 "GB139", f"{names} need{'s' if len(confined) == 1 else ''} "
                 f"{fmt_tokens(need / scale)} tokens in {where}, which holds only "
                 f"{fmt_tokens(cap / scale)}", first.where("tokens"), "budget too large",
-                secondary=[(spec.language(c).where("enter") or spec.language(c).where("code"),
+                secondary=[(spec.language(c).where("enter", "code"),
                             "window") for c in confined],
                 help=("widen the window, lower the budget, or train on more tokens",)))
         reach = [c for c in rows if set(support[c]) & subset]
@@ -323,7 +323,7 @@ def _check_feasible(spec, rows, support, free, ranges, seq_count, total_steps, s
                 diagnostics.append(error(
                     "GB137", f"no language is active in {where} of training", spec.span
                     if spec.span else None, "no data for part of the run",
-                    secondary=[(spec.language(c).where("enter") or spec.language(c).where("code"),
+                    secondary=[(spec.language(c).where("enter", "code"),
                                 "window") for c in rows],
                     help=("extend a language's window over that stretch",)))
             else:

@@ -20,10 +20,11 @@ class Node(BaseModel):
     span: SkipValidation[Optional[Span]] = Field(default=None, exclude=True, repr=False)
     spans: SkipValidation[dict[str, Any]] = Field(default_factory=dict, exclude=True, repr=False)
 
-    def where(self, field: str | None = None) -> Span | None:
-        """The span of one field's value, or of the whole node."""
-        if field is not None and field in self.spans:
-            return self.spans[field]
+    def where(self, *fields: str) -> Span | None:
+        """The span of the first of `fields` that was written, else of the whole node."""
+        for field in fields:
+            if field in self.spans:
+                return self.spans[field]
         return self.span
 
 
@@ -159,12 +160,20 @@ class Hardware(Node):
         return self.kind if self.kind == "cpu" else f"{self.kind} x {self.count}"
 
 
+class TokenizerTraining(Node):
+    """`tokenizer = bpe(vocab = 1024)`: train a byte-level BPE tokenizer on the training sources."""
+
+    algorithm: Literal["bpe"] = "bpe"
+    vocab: int = Field(gt=0)
+
+
 class Spec(Node):
     name: str
     base: Base
     growth: Optional[Growth] = None
     vocab: Optional[VocabExtension] = None
-    tokenizer: Optional[str] = None
+    tokenizer: Optional[str] = None  # a local directory or "hf:org/name"
+    tokenizer_training: Optional[TokenizerTraining] = None
     languages: tuple[Language, ...]
     phases: tuple[PhaseMixture, ...] = ()
     train: Train

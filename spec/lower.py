@@ -17,7 +17,7 @@ from . import ast
 from .architectures import BUILTIN, DEFAULT_WEIGHTS
 from .diagnostics import Diagnostic, SpecError, did_you_mean, error, suggestion, warning
 from .ir import (Architecture, Base, Growth, Hardware, Language, Optimizer, PhaseMixture, Point,
-                 ScheduleSegment, Spec, Train, VocabExtension)
+                 ScheduleSegment, Spec, TokenizerTraining, Train, VocabExtension)
 from .span import Span
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
@@ -271,8 +271,9 @@ class _Lowering:
         base = self.base(base_setting, custom) if base_setting else None
         growth = self.growth(grow_blocks[0]) if grow_blocks else None
         vocab = self.vocab(vocab_blocks[0]) if vocab_blocks else None
-        tokenizer = (self.string(found["tokenizer"].value, "`tokenizer`", '"path/to/tokenizer"')
-                     if "tokenizer" in found else None)
+        tokenizer, tokenizer_training = None, None
+        if "tokenizer" in found:
+            tokenizer, tokenizer_training = self.tokenizer(found["tokenizer"].value)
         languages = self.languages(language_blocks, block)
         codes = {lang.code for lang in languages}
         phases = tuple(p for p in (self.phase(b, codes) for b in phase_blocks) if p is not None)
@@ -292,6 +293,7 @@ class _Lowering:
         if not languages:
             return None
         return Spec(name=name, base=base, growth=growth, vocab=vocab, tokenizer=tokenizer,
+                    tokenizer_training=tokenizer_training,
                     languages=languages, phases=phases, train=train, hardware=hardware,
                     span=block.span,
                     spans={k: s.value.span for k, s in found.items()} | {"name": block.span})
@@ -481,6 +483,24 @@ class _Lowering:
             return None
         return VocabExtension(add=add, span=block.span, spans={"add": setting.value.span})
 
+    def tokenizer(self, value) -> tuple[str | None, TokenizerTraining | None]:
+        if isinstance(value, ast.Call):
+            if self.choice(value.name, ("bpe",), "tokenizer algorithm") is None:
+                return None, None
+            args, spans = self.keyword_args(value, {"vocab"})
+            if args is None:
+                return None, None
+            if "vocab" not in args:
+                self.error("GB104", "`bpe` needs a vocabulary size", value.name.span,
+                           "missing `vocab`", help=("write `bpe(vocab = 1024)`",))
+                return None, None
+            vocab = self.integer(args["vocab"], "`vocab`", "vocab = 1024", minimum=260)
+            if vocab is None:
+                return None, None
+            return None, TokenizerTraining(vocab=vocab, span=value.span, spans=spans)
+        path = self.string(value, "`tokenizer`", '"path/to/tokenizer" or bpe(vocab = 1024)')
+        return path, None
+
     # -- languages and mixtures --------------------------------------------------------------------
 
     def languages(self, blocks: list[ast.Block], experiment: ast.Block) -> tuple[Language, ...]:
@@ -561,6 +581,7 @@ class _Lowering:
         if start is None:
             return None
         weights, spans = {}, {}
+        errors_before = sum(d.is_error for d in self.diagnostics)
         for entry in block.entries:
             if isinstance(entry, ast.Block):
                 self.error("GB101", "a phase holds only `language = weight` settings",
@@ -581,8 +602,15 @@ class _Lowering:
             if w is not None:
                 weights[code] = w
                 spans[code] = entry.key.span
+        if sum(d.is_error for d in self.diagnostics) > errors_before:
+            return None  # the sum of a mixture with a broken entry says nothing
+        if not weights:
+            self.error("GB135", "this phase gives no weights", block.kind.span.cover(
+                block.labels[0].span), "empty mixture",
+                help=("give each active language a weight, e.g. `en = 50%  de = 50%`",))
+            return None
         total = sum(weights.values())
-        if weights and abs(total - 1) > 1e-6:
+        if abs(total - 1) > 1e-6:
             self.error("GB135", f"the weights of this phase sum to {total:.6g}, not 1",
                        block.kind.span.cover(block.labels[0].span), "weights must sum to 100%",
                        secondary=[(spans[c], f"{weights[c]:.6g}") for c in weights])

@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ast
@@ -243,9 +243,11 @@ def syntax_diagnostic(exc: UnexpectedInput, text: str, path: str) -> Diagnostic:
             return error("GB002", "unexpected end of file", span, "the file ends here",
                          help=("expected " + " or ".join(_expected_words(expected)),))
         span = _token_span(path, tok)
-        if "LBRACE" in expected and "EQUAL" not in expected:
+        if "LBRACE" in expected and ("EQUAL" not in expected or tok.type == "EQUAL"):
             # `tokens 82B` then something else: words that start neither a setting nor a block
             header = _header_tokens(exc)
+            if tok.type == "EQUAL" and len(header) > 1:
+                header = header[:-1]  # `tokens 164B` then `sequence = …`: the last word is a key
             if header:
                 hstart, hend = header[0].start_pos, header[-1].end_pos
                 words = " ".join(str(t) for t in header)
@@ -269,11 +271,14 @@ def _header_tokens(exc: UnexpectedInput) -> list[Token]:
     stack = list(getattr(state, "value_stack", []) or [])
     words: list[Token] = []
     for item in reversed(stack):
-        if isinstance(item, Token) and item.type in ("NAME", "STRING", "QUANTITY"):
-            words.append(item)
-        else:
+        # lark folds repeated labels (`_label*`) into helper trees named `__…`
+        parts = (item.children if isinstance(item, Tree) and item.data.startswith("__")
+                 else [item])
+        if not all(isinstance(p, Token) and p.type in ("NAME", "STRING", "QUANTITY")
+                   for p in parts):
             break
-    return list(reversed(words))
+        words[:0] = parts
+    return words
 
 
 def quantity_of(text: str) -> Decimal:

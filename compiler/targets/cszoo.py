@@ -28,11 +28,16 @@ def check(plan: Plan) -> list[Diagnostic]:
     """What this target cannot express although the spec is valid."""
     arch = plan.architecture
     out = []
+    if plan.tokenizer is None and plan.tokenizer_training is None:
+        out.append(error(
+            "GB181", "preprocessing for Model Zoo needs a tokenizer: the base has no weights to "
+            "take one from", plan.spec.base.where("architecture"), "no tokenizer",
+            help=('add `tokenizer = "path/to/tokenizer"` or `tokenizer = bpe(vocab = …)`',)))
     if arch.head_dim * arch.heads != arch.hidden:
         out.append(error(
             "GB180", f"Model Zoo's Llama needs head_dim = hidden / heads ({arch.hidden} / "
             f"{arch.heads}), but {arch.name} has head_dim {arch.head_dim}",
-            arch.where("head_dim") or plan.spec.base.where("architecture"),
+            arch.spans.get("head_dim") or plan.spec.base.where("architecture"),
             "not supported by the cszoo target"))
     return out
 
@@ -215,12 +220,10 @@ def phase_trainer(plan: Plan, phase: Phase) -> dict:
 
 def preprocess_config(plan: Plan, source_dir: str, output_dir: str) -> dict:
     tokenizer = plan.tokenizer
-    if tokenizer is None:
-        tokenizer = "work/tokenizer"
-    elif tokenizer.startswith("hf:"):
+    if tokenizer is not None and tokenizer.startswith("hf:"):
         tokenizer = tokenizer[3:]
     else:
-        tokenizer = "work/tokenizer"  # run.sh links the spec's local tokenizer there
+        tokenizer = "work/tokenizer"  # run.sh trains it there, or links the spec's local one
     return {
         "setup": {"data": {"type": "local", "source": source_dir}, "mode": "pretraining",
                   "output_dir": output_dir},
@@ -275,5 +278,6 @@ def generate(plan: Plan, *, spec_file: str, project_dir: str) -> dict[str, bytes
     files["run.sh"] = render(
         "cszoo/run.sh.j2", preprocess=jobs, languages=plan.spec.languages,
         phases=len(plan.schedule.phases), base_weights=plan.base_weights,
-        tokenizer_path=tokenizer_path, project_dir=project_dir, **common)
+        tokenizer_path=tokenizer_path, train_tokenizer=plan.tokenizer_training is not None,
+        project_dir=project_dir, **common)
     return files
