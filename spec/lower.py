@@ -157,8 +157,9 @@ class _Lowering:
         bad_low = low is not None and (result <= low if low_open else result < low)
         bad_high = high is not None and (result >= high if high_open else result > high)
         if bad_low or bad_high:
-            lo = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
-            hi = "" if high is None else f"{high:g}" + (")" if high_open else "]")
+            scale, unit = (100, "%") if q.unit == "%" else (1, "")
+            lo = "" if low is None else ("(" if low_open else "[") + f"{low * scale:g}{unit}"
+            hi = "" if high is None else f"{high * scale:g}{unit}" + (")" if high_open else "]")
             rng = f"{lo or '(-∞'}, {hi or '∞)'}"
             self.error("GB113", f"{what} is out of range: {q.text} is not in {rng}", q.span,
                        "out of range")
@@ -419,7 +420,11 @@ class _Lowering:
         placement = "interleave"
         if "after" in found:
             value = found["after"].value
-            if not isinstance(value, ast.ListValue) or not value.items:
+            if isinstance(value, ast.ListValue) and not value.items:
+                self.error("GB114", "`after` must not be an empty list", value.span, "empty list",
+                           help=("list base layer indices, e.g. `after = [3, 7, 11]`",))
+                return None
+            if not isinstance(value, ast.ListValue):
                 self.expect(value, "a list of layer indices", "`after`", "after = [3, 7, 11]")
                 return None
             indices = [self.integer(v, "a layer index", "after = [3, 7]", minimum=0)
@@ -722,8 +727,10 @@ class _Lowering:
                 return None, None
             key = arg.key.value
             if key not in allowed:
+                helps = (suggestion(key, allowed) if allowed else
+                         (f"`{call.name.value}` takes no named arguments",))
                 self.error("GB101", f"`{call.name.value}` has no argument `{key}`", arg.key.span,
-                           "unknown argument", help=suggestion(key, allowed))
+                           "unknown argument", help=helps)
                 return None, None
             if key in args:
                 self.error("GB102", f"argument `{key}` is given twice", arg.key.span,
