@@ -300,8 +300,6 @@ def test_unknown_language_in_phase_does_not_also_report_a_wrong_sum():
     assert [x.code for x in diagnostics] == ["GB134"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an argument given to a piece that takes none, "
-                   "`constant(to = 10%)`, gets the help line 'expected one of: ' with an empty list")
 def test_argument_to_a_piece_without_arguments_has_no_empty_choice_list():
     d = only(diagnose(mutate(("cosine(to = 10%)", "constant(to = 10%)"))), "GB101")
     assert where(d.span) == (16, 41)
