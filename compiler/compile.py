@@ -44,16 +44,18 @@ def compile_spec(text: str, path: str, *, project_dir: str, target: str = "cszoo
     check = getattr(__import__(generate.__module__, fromlist=["check"]), "check", None)
     if check is not None:
         problems = check(plan)
-        if problems:
+        if any(d.is_error for d in problems):
             raise SpecError(diagnostics + problems)
+        diagnostics = diagnostics + problems
     spec_file = posixpath.basename(path.replace("\\", "/"))
     files = {"spec.genba": text.encode("utf-8"), "plan.json": plan_json(plan)}
     files |= generate(plan, spec_file=spec_file, project_dir=project_dir)
-    files["manifest.json"] = manifest(plan, files, spec_file, target)
+    files["manifest.json"] = manifest(plan, files, spec_file, target, project_dir)
     return plan, dict(sorted(files.items())), diagnostics
 
 
-def manifest(plan: Plan, files: dict[str, bytes], spec_file: str, target: str) -> bytes:
+def manifest(plan: Plan, files: dict[str, bytes], spec_file: str, target: str,
+             project_dir: str) -> bytes:
     return (json.dumps({
         "format": "genbac.manifest/1",
         "genbac_version": plan.genbac_version,
@@ -61,5 +63,6 @@ def manifest(plan: Plan, files: dict[str, bytes], spec_file: str, target: str) -
         "spec": spec_file,
         "spec_hash": plan.spec_hash,
         "target": target,
+        "project_dir": project_dir,  # where the spec's relative paths start, from the output
         "files": {p: hashlib.sha256(b).hexdigest() for p, b in sorted(files.items())},
     }, indent=2) + "\n").encode("utf-8")

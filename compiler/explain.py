@@ -169,7 +169,8 @@ def explain(plan: Plan, warnings=(), *, markdown: bool = False) -> str:
     out.append(f"schedule: {' then '.join(pieces)}; cut into {sum(len(p.lr) for p in s.phases)} "
                f"per-phase pieces, at most {100 * s.lr_max_deviation:.3f}% of the peak LR from the "
                "uncut curve")
-    out.append(f"precision {train.precision}; checkpoint every {plan.checkpoint_every:,} steps"
+    out.append(f"precision {train.precision}; checkpoint every {plan.checkpoint_every:,} steps "
+               "from each phase's start and at its end"
                + (f"; evaluation every {plan.eval_every:,} steps, {train.eval_steps} batches per "
                   "language" if any(lang.eval for lang in spec.languages) else "")
                + f"; seed {train.seed}")

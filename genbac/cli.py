@@ -139,11 +139,83 @@ def cmd_compile(args) -> int:
         raise UsageError(str(exc)) from None
     if args.format == "text":
         s = plan.schedule
+        n = len(plan.schedule.phases)
         print(f"compiled {shown} -> {_display_path(str(out))}/ ({len(files)} files; "
-              f"{len(s.phases)} phases, {s.total_steps:,} steps; spec {plan.spec_hash[:12]})")
+              f"{n} phase{'s' if n != 1 else ''}, {s.total_steps:,} steps; "
+              f"spec {plan.spec_hash[:12]})")
         print(f"next: bash {_display_path(str(out))}/run.sh   (or review: genbac explain {shown})")
     elif args.format == "json":
         pass  # diagnostics JSON already printed
+    return EXIT_OK
+
+
+def _compile_to(spec: str, output: str | None, fmt: str = "text") -> Path | None:
+    """Compile a spec for `run`; None (after reporting) if it has errors."""
+    args = argparse.Namespace(spec=spec, output=output, target="cszoo", format=fmt)
+    if cmd_compile(args) != EXIT_OK:
+        return None
+    return Path(output) if output else Path("out") / Path(spec).stem
+
+
+def cmd_run(args) -> int:
+    target = Path(args.target)
+    if target.suffix == ".genba" or target.is_file():
+        compiled = _compile_to(args.target, args.output)
+        if compiled is None:
+            return EXIT_SPEC
+    else:
+        compiled = target
+    if args.backend == "cszoo":
+        import subprocess
+
+        return subprocess.call(["bash", str(compiled / "run.sh")])
+
+    from genbac.runtime.executor import RunError, execute
+    from genbac.runtime.tracking import default_tracking_uri
+
+    uri = args.tracking_uri or default_tracking_uri()
+    try:
+        execute(compiled, tracking_uri=uri, restart=args.restart,
+                log=lambda line: print(line, flush=True))
+    except RunError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"genbac: finished; tracked in {uri}")
+    if uri.startswith("sqlite:///"):
+        print(f"genbac: browse it with: mlflow ui --backend-store-uri {uri}")
+    return EXIT_OK
+
+
+def cmd_grow(args) -> int:
+    from genbac.runtime.grow import GrowError, run_grow
+
+    try:
+        run_grow(Path(args.plan), Path(args.base), Path(args.out), verify=not args.no_verify)
+    except GrowError as exc:
+        raise UsageError(str(exc)) from None
+    except FileNotFoundError as exc:
+        raise UsageError(f"no such file: {exc.filename}") from None
+    return EXIT_OK
+
+
+def cmd_tokenizer(args) -> int:
+    from genbac.compiler.plan import Plan
+    from genbac.runtime.data import DataError, resolve_sources
+    from genbac.runtime.tokenizer import train_bpe_tokenizer
+
+    try:
+        plan = Plan.model_validate_json(Path(args.plan).read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read the plan {args.plan}: {exc}") from None
+    if plan.tokenizer_training is None:
+        raise UsageError(f"{args.plan}: the spec does not ask for a trained tokenizer")
+    try:
+        files = [f for lang in plan.spec.languages
+                 for f in resolve_sources(list(lang.sources), Path(args.project))]
+        train_bpe_tokenizer(files, plan.tokenizer_training, Path(args.out))
+    except DataError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"genbac: trained a {plan.tokenizer_training}-token BPE tokenizer on {len(files)} "
+          f"files -> {args.out}")
     return EXIT_OK
 
 
@@ -179,6 +251,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="text", choices=["text", "markdown", "json"],
                    help="text, markdown (for a PR comment), or json (the full plan)")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("run", help="run an experiment (a .genba spec, compiled first, or a "
+                                   "compiled directory), resumably, tracked in MLflow")
+    p.add_argument("target", help="a .genba file or a compiled directory")
+    p.add_argument("-o", "--output", help="where to compile a spec (default: out/<spec name>)")
+    p.add_argument("--backend", default="local", choices=["local", "cszoo"],
+                   help="local: PyTorch + transformers here (default); cszoo: the generated run.sh")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
+                                          "else sqlite:///mlflow.db in the working directory)")
+    p.add_argument("--restart", action="store_true",
+                   help="delete the run's state and checkpoints (work/) and start over")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("grow", help="grow a Hugging Face checkpoint as a plan says (LLaMA Pro / "
+                                    "depth up-scaling), streaming, and check function preservation")
+    p.add_argument("--plan", required=True, help="plan.json of a compiled experiment")
+    p.add_argument("--base", required=True, help="the base checkpoint directory")
+    p.add_argument("--out", required=True, help="where to write the grown checkpoint")
+    p.add_argument("--no-verify", action="store_true", help="skip the function-preservation check")
+    p.set_defaults(func=cmd_grow)
+
+    p = sub.add_parser("tokenizer", help="train the BPE tokenizer a plan asks for")
+    p.add_argument("--plan", required=True, help="plan.json of a compiled experiment")
+    p.add_argument("--project", required=True, help="where the spec's data paths start")
+    p.add_argument("--out", required=True, help="the tokenizer directory to write")
+    p.set_defaults(func=cmd_tokenizer)
     return parser
 
 

@@ -13,7 +13,7 @@ All paths in the generated files are relative to the compiled directory (run.sh 
 from __future__ import annotations
 
 from genbac.compiler.plan import Phase, Plan
-from genbac.spec.diagnostics import Diagnostic, error
+from genbac.spec.diagnostics import Diagnostic, error, warning
 
 from . import register
 from .render import render
@@ -33,6 +33,11 @@ def check(plan: Plan) -> list[Diagnostic]:
             "GB181", "preprocessing for Model Zoo needs a tokenizer: the base has no weights to "
             "take one from", plan.spec.base.where("architecture"), "no tokenizer",
             help=('add `tokenizer = "path/to/tokenizer"` or `tokenizer = bpe(vocab = …)`',)))
+    if plan.spec.growth is not None and plan.spec.growth.train == "new":
+        out.append(warning(
+            "GB910", "Model Zoo 2.10 has no setting that freezes the base blocks: under `cszoo "
+            "fit` every block trains; `genbac run` (local backend) freezes them as asked",
+            plan.spec.growth.where("train"), "not expressible in Model Zoo"))
     if arch.head_dim * arch.heads != arch.hidden:
         out.append(error(
             "GB180", f"Model Zoo's Llama needs head_dim = hidden / heads ({arch.hidden} / "
@@ -47,7 +52,12 @@ def backend(plan: Plan) -> dict:
     if hw.is_csx:
         return {"backend_type": "CSX",
                 "cluster_config": {"num_csx": hw.count, "job_labels": [f"name={plan.name}"]}}
-    return {"backend_type": "GPU" if hw.kind in ("h100", "a100") else "CPU"}
+    if hw.kind in ("h100", "a100"):
+        gpu = {"backend_type": "GPU"}
+        if hw.count > 1:
+            gpu["enable_distributed"] = True  # data parallel over the node's GPUs (torchrun)
+        return gpu
+    return {"backend_type": "CPU"}
 
 
 def model_section(plan: Plan) -> dict:
@@ -237,13 +247,19 @@ def preprocess_config(plan: Plan, source_dir: str, output_dir: str) -> dict:
             "read_hook": READ_HOOK,
             "read_hook_kwargs": {"text_key": "text"},
             "shuffle": False,
-            "shuffle_seed": 0,
             "use_ftfy": True,
             "ftfy_normalizer": "NFC",
             "wikitext_detokenize": False,
         },
         "dataset": {"pack_sequences": True},
     }
+
+
+def notes(plan: Plan) -> list[str]:
+    out = []
+    if plan.spec.growth is not None and plan.spec.growth.train == "new":
+        out.append("the spec trains only the new blocks; Model Zoo trains all of them (GB910)")
+    return out
 
 
 @register("cszoo")
@@ -254,6 +270,7 @@ def generate(plan: Plan, *, spec_file: str, project_dir: str) -> dict[str, bytes
     trainer = {"trainer": [phase_trainer(plan, phase) for phase in plan.schedule.phases]}
     files["cszoo/train.yaml"] = render(
         "cszoo/train.yaml.j2", trainer=trainer, phases=plan.schedule.phases,
+        from_checkpoint=plan.base_weights is not None, notes=notes(plan),
         total_steps=plan.schedule.total_steps, batch=plan.schedule.batch,
         sequence=plan.schedule.sequence, **common)
 

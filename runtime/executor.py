@@ -1,0 +1,341 @@
+"""Execute a compiled directory with the local backend: a list of steps, a state file, resume.
+
+    tokenizer -> base -> grow -> prepare-<lang>[-val] ... -> phase-1 ... phase-N
+
+`work/state.json` records the spec hash and every finished step. A rerun skips finished steps and
+resumes an interrupted phase from its latest checkpoint; a compiled directory whose spec hash differs
+from the state's is refused (`--restart` starts over). Every step is a child run of one MLflow parent
+run, reopened on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from genbac.compiler.plan import Plan
+
+
+class RunError(Exception):
+    """A problem the user can fix (bad input, mismatched state); reported without a traceback."""
+
+
+@dataclass
+class Context:
+    compiled: Path
+    project: Path
+    plan: Plan
+    state: dict
+    tracker: object
+    log: Callable[[str], None]
+
+    @property
+    def work(self) -> Path:
+        return self.compiled / "work"
+
+    def save_state(self) -> None:
+        path = self.work / "state.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True))
+        os.replace(tmp, path)
+
+
+@dataclass
+class Step:
+    name: str
+    run: Callable[[Context, str], dict | None]  # (context, mlflow run id) -> metrics/params to log
+
+
+# --------------------------------------------------------------------------------------------------
+# steps
+# --------------------------------------------------------------------------------------------------
+
+def _tokenizer_dir(ctx: Context) -> Path:
+    plan = ctx.plan
+    if plan.tokenizer_training is not None:
+        return ctx.work / "tokenizer"
+    tok = plan.tokenizer
+    if tok is None:
+        raise RunError("the spec names no tokenizer and its base has no weights to take one from")
+    if tok.startswith("hf:"):
+        raise RunError(f"tokenizer {tok} is on the Hugging Face Hub, which is not reached at run "
+                       "time: download it and give its directory as `tokenizer = \"…\"`")
+    return (ctx.project / tok).resolve()
+
+
+def _base_dir(ctx: Context) -> Path:
+    weights = ctx.plan.base_weights
+    if weights is None:
+        return ctx.work / "base"
+    if weights.startswith("hf:"):
+        raise RunError(f"base weights {weights} are on the Hugging Face Hub, which is not reached "
+                       "at run time: download them and give the directory in `base = … from "
+                       "\"path\"`")
+    return (ctx.project / weights).resolve()
+
+
+def _grows(plan: Plan) -> bool:
+    return plan.growth.method != "none" or plan.growth.vocab != plan.growth.base_vocab
+
+
+def _weights_dir(ctx: Context) -> Path:
+    return ctx.work / "grown" if _grows(ctx.plan) else _base_dir(ctx)
+
+
+def step_tokenizer(ctx: Context, run_id: str):
+    from .data import resolve_sources
+    from .tokenizer import train_bpe_tokenizer
+
+    files = []
+    for lang in ctx.plan.spec.languages:
+        files += resolve_sources(list(lang.sources), ctx.project)
+    train_bpe_tokenizer(files, ctx.plan.tokenizer_training, ctx.work / "tokenizer")
+    return {"params": {"vocab": str(ctx.plan.tokenizer_training), "files": str(len(files))}}
+
+
+def step_base(ctx: Context, run_id: str):
+    from .train import random_base
+
+    random_base(ctx.plan, ctx.work / "base", ctx.plan.spec.train.seed)
+    return {"params": {"init": "random", "seed": str(ctx.plan.spec.train.seed)}}
+
+
+def step_grow(ctx: Context, run_id: str):
+    from .grow import GrowError, run_grow
+
+    try:
+        report = run_grow(ctx.compiled / "plan.json", _base_dir(ctx), ctx.work / "grown",
+                          log=ctx.log)
+    except GrowError as exc:
+        raise RunError(str(exc)) from None
+    ctx.tracker.artifact(run_id, ctx.work / "grown" / "growth_report.json")
+    verification = report.get("verification") or {}
+    metrics = {}
+    if verification.get("max_abs_diff") is not None:
+        metrics["function_preservation_max_abs_diff"] = verification["max_abs_diff"]
+    return {"metrics": metrics}
+
+
+def step_prepare(code: str, split: str):
+    def run(ctx: Context, run_id: str):
+        from .data import DataError, prepare_language
+
+        lang = ctx.plan.spec.language(code)
+        patterns = list(lang.sources if split == "train" else lang.eval)
+        try:
+            packed = prepare_language(code, patterns, ctx.project, _tokenizer_dir(ctx),
+                                      ctx.plan.schedule.sequence, ctx.work / "data", split=split,
+                                      model_vocab=ctx.plan.growth.vocab, log=ctx.log)
+        except DataError as exc:
+            raise RunError(str(exc)) from None
+        return {"metrics": {"sequences": packed.n_sequences, "tokens": packed.n_tokens}}
+
+    return run
+
+
+def step_phase(index: int):
+    def run(ctx: Context, run_id: str):
+        return _train_phase(ctx, run_id, index)
+
+    return run
+
+
+def _load_data(ctx: Context):
+    from .data import eval_batches, prepare_language
+
+    plan = ctx.plan
+    tok = _tokenizer_dir(ctx)
+    train, evals = {}, {}
+    for lang in plan.spec.languages:
+        # prepared in the prepare steps: these calls read the cache
+        train[lang.code] = prepare_language(lang.code, list(lang.sources), ctx.project, tok,
+                                            plan.schedule.sequence, ctx.work / "data",
+                                            model_vocab=plan.growth.vocab, log=lambda *_: None)
+        if lang.eval:
+            packed = prepare_language(lang.code, list(lang.eval), ctx.project, tok,
+                                      plan.schedule.sequence, ctx.work / "data", split="val",
+                                      model_vocab=plan.growth.vocab, log=lambda *_: None)
+            evals[lang.code] = eval_batches(packed, plan.schedule.batch, plan.spec.train.eval_steps)
+    return train, evals
+
+
+def _train_phase(ctx: Context, run_id: str, index: int):
+    import torch
+
+    from .data import Mixer
+    from .train import (PhaseRun, TrainState, apply_freezing, latest_checkpoint, load_checkpoint,
+                        load_model, make_optimizer, train_phase)
+
+    plan = ctx.plan
+    phase = plan.schedule.phases[index - 1]
+    torch.manual_seed(plan.spec.train.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() and plan.spec.hardware.kind in
+                          ("h100", "a100") else "cpu")
+    model = load_model(plan, _weights_dir(ctx))
+    apply_freezing(plan, model)
+    model.to(device)
+    model.train()
+    optimizer = make_optimizer(plan, model)
+    checkpoints = ctx.work / "checkpoints"
+    state = TrainState()
+    latest = latest_checkpoint(checkpoints)
+    if latest is not None:
+        state = load_checkpoint(latest, plan, model, optimizer)
+        ctx.log(f"resuming from {latest.relative_to(ctx.compiled)} (step {state.step})")
+    if state.step >= phase.end_step:
+        return None
+    train_data, eval_data = _load_data(ctx)
+    mixer = Mixer(json.loads(plan.model_dump_json()), train_data, plan.spec.train.seed)
+    parent = ctx.state["mlflow"]["parent"]
+
+    def log_metrics(step: int, metrics: dict[str, float]) -> None:
+        ctx.tracker.metrics(run_id, step, metrics)
+        ctx.tracker.metrics(parent, step, metrics)
+
+    bar = _progress(phase, state.step)
+    run = PhaseRun(plan=plan, phase=phase, model=model, optimizer=optimizer, mixer=mixer,
+                   eval_data=eval_data, checkpoint_dir=checkpoints, device=device,
+                   log_metrics=log_metrics, progress=bar.update_to,
+                   keep_checkpoints=plan.spec.train.keep_checkpoints or 3)
+    try:
+        state = train_phase(run, state)
+    finally:
+        bar.close()
+    return None
+
+
+class _Bar:
+    def __init__(self, phase, start):
+        from tqdm import tqdm
+
+        self.tqdm = tqdm(total=phase.steps, initial=max(0, start - phase.start_step),
+                         desc=f"phase {phase.index}", unit="step", leave=False,
+                         disable=None)  # None: off when not a terminal
+        self.base = phase.start_step
+
+    def update_to(self, step: int) -> None:
+        self.tqdm.update(step - self.base - self.tqdm.n)
+
+    def close(self) -> None:
+        self.tqdm.close()
+
+
+def _progress(phase, start):
+    return _Bar(phase, start)
+
+
+def steps_for(plan: Plan) -> list[Step]:
+    steps = []
+    if plan.tokenizer_training is not None:
+        steps.append(Step("tokenizer", step_tokenizer))
+    if plan.base_weights is None:
+        steps.append(Step("base", step_base))
+    if _grows(plan):
+        steps.append(Step("grow", step_grow))
+    for lang in plan.spec.languages:
+        steps.append(Step(f"prepare-{lang.code}", step_prepare(lang.code, "train")))
+        if lang.eval:
+            steps.append(Step(f"prepare-{lang.code}-val", step_prepare(lang.code, "val")))
+    for phase in plan.schedule.phases:
+        steps.append(Step(f"phase-{phase.index}", step_phase(phase.index)))
+    return steps
+
+
+# --------------------------------------------------------------------------------------------------
+# the executor
+# --------------------------------------------------------------------------------------------------
+
+def load_compiled(compiled: Path) -> tuple[Plan, dict]:
+    try:
+        manifest = json.loads((compiled / "manifest.json").read_text())
+        plan = Plan.model_validate_json((compiled / "plan.json").read_text())
+    except FileNotFoundError as exc:
+        raise RunError(f"{compiled} is not a compiled experiment (no {Path(exc.filename).name}); "
+                       "run `genbac compile` first") from None
+    except ValueError as exc:
+        raise RunError(f"{compiled}/plan.json cannot be read: {str(exc).splitlines()[0]}") from None
+    if manifest.get("spec_hash") != plan.spec_hash:
+        raise RunError(f"{compiled}: manifest.json and plan.json disagree on the spec hash; "
+                       "recompile")
+    return plan, manifest
+
+
+def execute(compiled: Path, *, tracking_uri: str, restart: bool = False,
+            log: Callable[[str], None] = print) -> dict:
+    from genbac import __version__
+
+    from .tracking import Tracker, flatten, git_commit
+
+    compiled = compiled.resolve()
+    plan, manifest = load_compiled(compiled)
+    project = Path(os.environ.get("GENBAC_PROJECT_DIR") or
+                   compiled / manifest.get("project_dir", ".")).resolve()
+    work = compiled / "work"
+    state_path = work / "state.json"
+    if restart and work.exists():
+        for child in work.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    work.mkdir(parents=True, exist_ok=True)
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    if state and state.get("spec_hash") != plan.spec_hash:
+        raise RunError(
+            f"{work} holds a run of another version of this experiment (spec "
+            f"{state.get('spec_hash', '?')[:12]}, now {plan.spec_hash[:12]}); its checkpoints do "
+            "not fit the new plan. Rerun with --restart to start over (this deletes work/).")
+    state.setdefault("spec_hash", plan.spec_hash)
+    state.setdefault("done", [])
+    tracker = Tracker(tracking_uri, plan.name, state)
+    ctx = Context(compiled, project, plan, state, tracker, log)
+    parent = tracker.parent(plan.name, {
+        "genbac.spec_hash": plan.spec_hash, "genbac.version": __version__,
+        "genbac.backend": "local", "genbac.hardware": plan.spec.hardware.describe(),
+        **({"mlflow.source.git.commit": c} if (c := git_commit(project)) else {})})
+    ctx.save_state()
+    if not state.get("logged_inputs"):
+        tracker.params(parent, flatten("", json.loads(plan.spec.model_dump_json()), {}))
+        for name in ("spec.genba", "plan.json"):
+            tracker.artifact(parent, compiled / name)
+        for path in sorted((compiled / "cszoo").rglob("*.yaml")):
+            tracker.artifact(parent, path, "configs/" + str(path.parent.relative_to(compiled)))
+        from .plot import mixture_plot
+
+        png = work / "mixture.png"
+        mixture_plot(plan, png)
+        tracker.artifact(parent, png)
+        state["logged_inputs"] = True
+        ctx.save_state()
+
+    ok = False
+    try:
+        for step in steps_for(plan):
+            if step.name in state["done"]:
+                log(f"genbac: skip {step.name} (done)")
+                continue
+            started = time.perf_counter()
+            log(f"genbac: {step.name} ...")
+            run_id = tracker.child(step.name)
+            try:
+                result = step.run(ctx, run_id) or {}
+            except BaseException:
+                tracker.finish(run_id, ok=False)
+                raise
+            if result.get("params"):
+                tracker.params(run_id, result["params"])
+            if result.get("metrics"):
+                tracker.metrics(run_id, 0, result["metrics"])
+            tracker.finish(run_id)
+            state["done"].append(step.name)
+            ctx.save_state()
+            log(f"genbac: {step.name} done in {time.perf_counter() - started:.1f} s")
+        ok = True
+    finally:
+        tracker.finish(parent, ok=ok)
+    return state

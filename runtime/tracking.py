@@ -1,0 +1,126 @@
+"""MLflow tracking for a run: one parent run per execution, a child run per step.
+
+Uses `MlflowClient` with explicit run ids (no global "active run"), so a resumed execution reopens
+the same runs, and a metric step that MLflow already holds is never logged twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+MAX_PARAM_VALUE = 500  # MLflow allows 6000; short values keep the params table readable
+
+
+def default_tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI, else a SQLite store in the working directory (what `mlflow ui` opens)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def flatten(prefix: str, value, out: dict[str, str]) -> dict[str, str]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            flatten(f"{prefix}.{k}" if prefix else k, v, out)
+    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        for i, v in enumerate(value):
+            key = v.get("code") if isinstance(v.get("code"), str) else str(i)
+            flatten(f"{prefix}.{key}", v, out)
+    elif value is not None:
+        text = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+        out[prefix[:250]] = text if len(text) <= MAX_PARAM_VALUE else text[:MAX_PARAM_VALUE - 1] + "…"
+    return out
+
+
+def git_commit(directory: Path) -> str | None:
+    try:
+        r = subprocess.run(["git", "-C", str(directory), "rev-parse", "HEAD"], capture_output=True,
+                           text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+class Tracker:
+    def __init__(self, tracking_uri: str, experiment: str, state: dict):
+        """`state` is the executor's persisted dict; run ids live in state["mlflow"]."""
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        mlflow.set_tracking_uri(tracking_uri)
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.uri = tracking_uri
+        self.state = state.setdefault("mlflow", {})
+        if self.state.get("tracking_uri") not in (None, tracking_uri):
+            self.state.clear()  # another store: start fresh runs there
+        self.state["tracking_uri"] = tracking_uri
+        exp = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        self._last_step: dict[str, int] = {}
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    def parent(self, name: str, tags: dict[str, str]) -> str:
+        run_id = self.state.get("parent")
+        if run_id is None or not self._exists(run_id):
+            run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+            run_id = self.state["parent"] = run.info.run_id
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+        return run_id
+
+    def child(self, step_name: str, tags: dict[str, str] | None = None) -> str:
+        children = self.state.setdefault("children", {})
+        run_id = children.get(step_name)
+        if run_id is None or not self._exists(run_id):
+            run = self.client.create_run(
+                self.experiment_id, run_name=step_name,
+                tags={"mlflow.parentRunId": self.state["parent"], "genbac.step": step_name,
+                      **(tags or {})})
+            run_id = children[step_name] = run.info.run_id
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+        return run_id
+
+    def finish(self, run_id: str, ok: bool = True) -> None:
+        self.client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
+
+    def _exists(self, run_id: str) -> bool:
+        try:
+            self.client.get_run(run_id)
+            return True
+        except Exception:  # noqa: BLE001 - MLflow raises its own types per store
+            return False
+
+    # -- data ------------------------------------------------------------------------------------
+
+    def params(self, run_id: str, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        have = self.client.get_run(run_id).data.params
+        new = [Param(k, v) for k, v in sorted(params.items()) if k not in have]
+        for i in range(0, len(new), 100):
+            self.client.log_batch(run_id, params=new[i:i + 100])
+
+    def metrics(self, run_id: str, step: int, values: dict[str, float]) -> None:
+        """Log one step's metrics unless MLflow already has this step (a resumed run)."""
+        from mlflow.entities import Metric
+
+        if step <= self.last_step(run_id):
+            return
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in sorted(values.items())]
+        for i in range(0, len(batch), 500):
+            self.client.log_batch(run_id, metrics=batch[i:i + 500])
+        self._last_step[run_id] = step
+
+    def last_step(self, run_id: str) -> int:
+        if run_id not in self._last_step:
+            history = self.client.get_metric_history(run_id, "loss")
+            self._last_step[run_id] = max((m.step for m in history), default=-1)
+        return self._last_step[run_id]
+
+    def artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)

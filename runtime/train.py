@@ -1,0 +1,321 @@
+"""The local trainer: one phase of a compiled experiment on CPU or one GPU, PyTorch + transformers.
+
+Features, and what controls them (all from the Plan):
+- model: `LlamaForCausalLM` built from the plan's architecture and grown layer count, loaded from the
+  grown checkpoint (work/grown) or, for a spec without weights, from the seeded random base;
+- data: `runtime.data.Mixer`, a pure function of the global step with the plan's exact per-phase
+  sequences per language, one language per sequence, so loss is reported per language;
+- optimizer: the spec's AdamW/Adam/SGD; the LR is a pure function of the step (the plan's per-phase
+  pieces, the same ones the cszoo target writes), so no scheduler state exists;
+- gradient accumulation over micro-batches to reach the global batch; clipping; bf16 autocast on
+  GPU (and on CPU when the spec says bf16); freezing of the base blocks for `train = new`;
+- checkpoints (model, optimizer, step, tokens seen, RNG) every `checkpoint every` steps and at the
+  end of the phase, written to step_N.tmp/ and renamed, the newest few kept;
+- per-language validation loss every `eval every` steps and at the end of the phase.
+
+Exact resume: data and LR depend only on the step, the optimizer state is saved, and nothing else is
+random (no dropout), so on CPU a run killed and resumed ends with the same weights as one that was not.
+Nothing here is global state: a distributed launch can wrap `train_phase` per rank later.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from genbac.compiler.plan import Phase, Plan
+from genbac.compiler.schedule import lr_at
+
+CHECKPOINT_FORMAT = "genbac.checkpoint/1"
+
+
+class TrainError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------------------------------
+# model
+# --------------------------------------------------------------------------------------------------
+
+def hf_config(plan: Plan, layers: int | None = None, vocab: int | None = None):
+    """The transformers LlamaConfig of the plan's architecture (grown unless told otherwise)."""
+    from transformers import LlamaConfig
+
+    arch = plan.architecture
+    rope = None
+    if arch.rope_scaling is not None:
+        rs = arch.rope_scaling
+        rope = {"rope_type": rs.type, "factor": rs.factor, "low_freq_factor": rs.low_freq_factor,
+                "high_freq_factor": rs.high_freq_factor,
+                "original_max_position_embeddings": rs.original_max_position}
+    config = LlamaConfig(
+        vocab_size=vocab or plan.growth.vocab,
+        hidden_size=arch.hidden,
+        intermediate_size=arch.ffn,
+        num_hidden_layers=layers or plan.growth.layers,
+        num_attention_heads=arch.heads,
+        num_key_value_heads=arch.kv_heads,
+        head_dim=arch.head_dim,
+        max_position_embeddings=max(arch.context, plan.schedule.sequence),
+        rms_norm_eps=arch.norm_eps,
+        tie_word_embeddings=arch.tie_embeddings,
+        attention_bias=False,
+        mlp_bias=False,
+        hidden_act="silu",
+    )
+    # transformers 5 keeps rope settings in rope_parameters; 4.x in rope_theta/rope_scaling
+    if hasattr(config, "rope_parameters") and isinstance(getattr(config, "rope_parameters"), dict):
+        params = {"rope_type": "default", "rope_theta": arch.rope_theta}
+        if rope:
+            params |= rope
+        config.rope_parameters = params
+    else:
+        config.rope_theta = arch.rope_theta
+        config.rope_scaling = rope
+    return config
+
+
+def random_base(plan: Plan, out_dir: Path, seed: int) -> None:
+    """The base model of a spec without weights: seeded random init, saved like a released model."""
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(hf_config(plan, layers=plan.growth.base_layers,
+                                       vocab=plan.growth.base_vocab))
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+
+
+def load_model(plan: Plan, weights_dir: Path):
+    from transformers import LlamaForCausalLM
+
+    try:
+        model = LlamaForCausalLM.from_pretrained(weights_dir, dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        raise TrainError(f"cannot load the model from {weights_dir}: {exc}") from None
+    if model.config.num_hidden_layers != plan.growth.layers:
+        raise TrainError(f"{weights_dir} has {model.config.num_hidden_layers} layers, the plan "
+                         f"{plan.growth.layers}")
+    return model
+
+
+def apply_freezing(plan: Plan, model) -> int:
+    """`train = new`: only the new blocks (and embeddings when the vocabulary grew) learn."""
+    spec = plan.spec
+    frozen_base = spec.growth is not None and spec.growth.train == "new"
+    for entry, layer in zip(plan.growth.layer_map, model.model.layers):
+        for p in layer.parameters():
+            p.requires_grad_(entry.trainable)
+    outer_trainable = not frozen_base or spec.vocab is not None
+    for module in (model.model.embed_tokens, model.model.norm, model.lm_head):
+        for p in module.parameters():
+            p.requires_grad_(outer_trainable)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def make_optimizer(plan: Plan, model) -> torch.optim.Optimizer:
+    opt = plan.spec.train.optimizer
+    params = [p for p in model.parameters() if p.requires_grad]
+    if opt.kind == "sgd":
+        return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum,
+                               weight_decay=opt.weight_decay)
+    cls = torch.optim.AdamW if opt.kind == "adamw" else torch.optim.Adam
+    return cls(params, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps,
+               weight_decay=opt.weight_decay)
+
+
+# --------------------------------------------------------------------------------------------------
+# checkpoints
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class TrainState:
+    step: int = 0
+    tokens_seen: dict[str, int] = field(default_factory=dict)
+
+
+def _arch_keys(plan: Plan) -> dict:
+    a = plan.architecture
+    return {"hidden": a.hidden, "layers": plan.growth.layers, "heads": a.heads,
+            "kv_heads": a.kv_heads, "ffn": a.ffn, "vocab": plan.growth.vocab}
+
+
+def save_checkpoint(directory: Path, plan: Plan, model, optimizer, state: TrainState,
+                    keep: int) -> Path:
+    """step_N.tmp/ then rename: a crash mid-write never leaves a broken step_N/."""
+    from safetensors.torch import save_file
+
+    final = directory / f"step_{state.step:08d}"
+    tmp = directory / f"step_{state.step:08d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    if plan.architecture.tie_embeddings:
+        tensors.pop("lm_head.weight", None)
+    save_file(tensors, str(tmp / "model.safetensors"))
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps({
+        "format": CHECKPOINT_FORMAT, "step": state.step, "tokens_seen": state.tokens_seen,
+        "spec_hash": plan.spec_hash, "architecture": _arch_keys(plan)}, indent=2))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in sorted(directory.glob("step_*"))[:-keep]:
+        if not old.name.endswith(".tmp"):
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    done = [p for p in sorted(directory.glob("step_*")) if not p.name.endswith(".tmp")
+            and (p / "state.json").exists()]
+    return done[-1] if done else None
+
+
+def load_checkpoint(path: Path, plan: Plan, model, optimizer) -> TrainState:
+    from safetensors.torch import load_file
+
+    meta = json.loads((path / "state.json").read_text())
+    if meta.get("architecture") != _arch_keys(plan):
+        raise TrainError(f"checkpoint {path} was made for another architecture: "
+                         f"{meta.get('architecture')} vs {_arch_keys(plan)}")
+    missing, unexpected = model.load_state_dict(load_file(str(path / "model.safetensors")),
+                                                strict=False)
+    if unexpected or [k for k in missing if k != "lm_head.weight"]:
+        raise TrainError(f"checkpoint {path} does not match the model: missing {missing}, "
+                         f"unexpected {unexpected}")
+    if plan.architecture.tie_embeddings:
+        model.tie_weights()
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    return TrainState(step=meta["step"], tokens_seen=meta["tokens_seen"])
+
+
+# --------------------------------------------------------------------------------------------------
+# the loop
+# --------------------------------------------------------------------------------------------------
+
+def sequence_losses(model, batch: torch.Tensor, autocast) -> torch.Tensor:
+    """Mean token loss of every sequence in the batch (one language per sequence)."""
+    inputs, labels = batch[:, :-1], batch[:, 1:]
+    with autocast():
+        logits = model(input_ids=inputs).logits
+    losses = torch.nn.functional.cross_entropy(
+        logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1), reduction="none")
+    return losses.view(labels.shape).mean(dim=1)
+
+
+@torch.no_grad()
+def evaluate(model, eval_data: dict[str, list], autocast) -> dict[str, float]:
+    model.eval()
+    out = {}
+    for code, batches in eval_data.items():
+        losses = [sequence_losses(model, torch.as_tensor(b, dtype=torch.long), autocast)
+                  for b in batches]
+        if losses:
+            out[code] = torch.cat(losses).mean().item()
+    model.train()
+    return out
+
+
+@dataclass
+class PhaseRun:
+    """Everything train_phase needs; built by the executor."""
+
+    plan: Plan
+    phase: Phase
+    model: object
+    optimizer: torch.optim.Optimizer
+    mixer: object  # runtime.data.Mixer
+    eval_data: dict[str, list]
+    checkpoint_dir: Path
+    device: torch.device
+    log_metrics: Callable[[int, dict[str, float]], None]
+    on_checkpoint: Callable[[int], None] = lambda step: None
+    progress: Callable[[int], None] = lambda step: None
+    micro_batch: int | None = None
+    keep_checkpoints: int = 3
+    stop_after: int | None = None  # for tests and benchmarks: stop (without saving) after this step
+
+
+def train_phase(run: PhaseRun, state: TrainState) -> TrainState:
+    """Train from state.step to the phase's end step; returns the final state."""
+    plan, phase, model, optimizer = run.plan, run.phase, run.model, run.optimizer
+    train = plan.spec.train
+    batch_size = plan.schedule.batch
+    micro = run.micro_batch or train.micro_batch or batch_size
+    use_bf16 = train.precision == "bf16"
+    device_type = run.device.type
+
+    def autocast():
+        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    tokens_per_row = plan.schedule.sequence
+    est_step = plan.estimate.seconds / plan.schedule.total_steps
+    step = max(state.step, phase.start_step)
+    while step < phase.end_step:
+        # 1. LR is a pure function of the step
+        lr = lr_at(phase, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        # 2. one optimizer step over the global batch, in micro-batches
+        started = time.perf_counter()
+        rows, codes = run.mixer.batch(step)
+        rows = torch.as_tensor(rows, dtype=torch.long, device=run.device)
+        total_tokens = rows.shape[0] * (rows.shape[1] - 1)
+        per_seq = []
+        for i in range(0, rows.shape[0], micro):
+            losses = sequence_losses(model, rows[i:i + micro], autocast)
+            # every token of the global batch weighs the same, whatever the micro-batch split
+            (losses.sum() * (rows.shape[1] - 1) / total_tokens).backward()
+            per_seq.append(losses.detach())
+        if train.optimizer.clip:
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                [p for p in model.parameters() if p.requires_grad], train.optimizer.clip)
+        else:
+            grad_norm = None
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        elapsed = time.perf_counter() - started
+        # 3. bookkeeping and logging (step = number of optimizer steps done)
+        losses = torch.cat(per_seq).float().cpu()
+        for code in codes:
+            state.tokens_seen[code] = state.tokens_seen.get(code, 0) + tokens_per_row
+        metrics = {"loss": losses.mean().item(), "lr": lr, "step_time_s": elapsed,
+                   "estimated_step_time_s": est_step,
+                   "tokens_per_sec": batch_size * tokens_per_row / elapsed}
+        if grad_norm is not None:
+            metrics["grad_norm"] = float(grad_norm)
+        for code in sorted(set(codes)):
+            mask = torch.tensor([c == code for c in codes])
+            metrics[f"loss_{code}"] = losses[mask].mean().item()
+        for lang in plan.spec.languages:
+            metrics[f"tokens_{lang.code}"] = float(state.tokens_seen.get(lang.code, 0))
+        if not all(math.isfinite(v) for v in metrics.values()):
+            raise TrainError(f"loss became {metrics['loss']} at step {step}")
+        state.step = step
+        at_end = step == phase.end_step
+        if run.eval_data and (at_end or (step - phase.start_step) % plan.eval_every == 0):
+            for code, value in evaluate(model, run.eval_data, autocast).items():
+                metrics[f"val_loss_{code}"] = value
+        run.log_metrics(step, metrics)
+        run.progress(step)
+        if run.stop_after is not None and step >= run.stop_after:
+            return state
+        # like Model Zoo: intervals count from the start of the phase
+        if at_end or (step - phase.start_step) % plan.checkpoint_every == 0:
+            save_checkpoint(run.checkpoint_dir, plan, model, optimizer, state,
+                            run.keep_checkpoints)
+            run.on_checkpoint(step)
+    return state
