@@ -250,6 +250,15 @@ def steps_for(plan: Plan) -> list[Step]:
 # the executor
 # --------------------------------------------------------------------------------------------------
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors that mean bad input (a missing file, a mismatched tokenizer), not a genbac bug."""
+    from .data import DataError
+    from .grow import GrowError
+    from .train import TrainError
+
+    return (DataError, GrowError, TrainError, RunError)
+
+
 def load_compiled(compiled: Path) -> tuple[Plan, dict]:
     try:
         manifest = json.loads((compiled / "manifest.json").read_text())
@@ -324,6 +333,16 @@ def execute(compiled: Path, *, tracking_uri: str, restart: bool = False,
             run_id = tracker.child(step.name)
             try:
                 result = step.run(ctx, run_id) or {}
+            except OSError as exc:
+                tracker.finish(run_id, ok=False)
+                where = f" {exc.filename}" if exc.filename else ""
+                raise RunError(f"{step.name}: cannot write or read{where}: "
+                               f"{exc.strerror or exc}") from None
+            except Exception as exc:
+                tracker.finish(run_id, ok=False)
+                if isinstance(exc, _user_errors()):
+                    raise RunError(f"{step.name}: {exc}") from None
+                raise
             except BaseException:
                 tracker.finish(run_id, ok=False)
                 raise

@@ -1,0 +1,161 @@
+"""Tokenizers for the runtime: train a byte-level BPE, load one, read its special tokens.
+
+A tokenizer directory is a Hugging Face tokenizer directory: `tokenizer.json` (the `tokenizers`
+model, the file whose hash keys the data cache) and `tokenizer_config.json` (bos/eos/pad names),
+loadable with `transformers.AutoTokenizer.from_pretrained(dir)`.
+
+`train_bpe_tokenizer` is deterministic: the same texts in the same order and the same vocabulary
+size give the same `tokenizer.json` bytes. The texts are read in the order of `files` (the caller
+sorts them; `data.resolve_sources` does), so a rerun reproduces the tokenizer of an earlier run.
+
+transformers is imported only by the functions that need it: importing this module stays light.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from .data import DataError, atomic_directory, load_texts
+
+if TYPE_CHECKING:  # heavy imports, only for annotations
+    import tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
+SPECIAL_TOKENS = (BOS, EOS, PAD)  # ids 0, 1, 2 in a tokenizer trained here
+BYTE_ALPHABET = 256
+TOKENIZER_FILE = "tokenizer.json"
+CONFIG_FILE = "tokenizer_config.json"
+TRAINING_BATCH = 1000  # texts handed to the trainer at a time
+
+
+def train_bpe_tokenizer(files: list[Path], vocab: int, out_dir: Path,
+                        text_key: str = "text") -> Path:
+    """Train a byte-level BPE of exactly `vocab` tokens on the texts of `files`; save it to `out_dir`.
+
+    `out_dir` is replaced atomically: readers see the old tokenizer or the new one, never half.
+    """
+    minimum = BYTE_ALPHABET + len(SPECIAL_TOKENS)
+    if vocab < minimum:
+        raise DataError(f"a byte-level BPE needs a vocabulary of at least {minimum} tokens "
+                        f"(256 bytes + {len(SPECIAL_TOKENS)} special tokens), not {vocab}")
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory(prefix="genbac-tokenizer-") as scratch:
+        texts = load_texts([Path(f) for f in files], text_key, Path(scratch))
+        tokenizer = _train_bpe(_text_batches(texts), len(texts), vocab)
+        del texts  # its arrow files live in `scratch`
+    trained = tokenizer.get_vocab_size(with_added_tokens=True)
+    if trained != vocab:
+        raise DataError(f"the tokenizer's training texts support only {trained} tokens, not the "
+                        f"{vocab} asked for: give more text or ask for a smaller vocabulary")
+    with atomic_directory(out_dir, replace=True) as work:
+        _save_hf_directory(tokenizer, work)
+    return out_dir
+
+
+def _text_batches(texts) -> Iterator[list[str]]:
+    for batch in texts.iter(batch_size=TRAINING_BATCH):
+        yield batch["text"]
+
+
+def _train_bpe(batches: Iterator[list[str]], count: int, vocab: int) -> "tokenizers.Tokenizer":
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    # Byte-level: every string is encodable (no unknown token) and decoding gives back its bytes.
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab,
+        special_tokens=list(SPECIAL_TOKENS),
+        # All 256 bytes, even those absent from the texts, so unseen characters still encode.
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(batches, trainer, length=count)
+    return tokenizer
+
+
+def _save_hf_directory(tokenizer: "tokenizers.Tokenizer", directory: Path) -> None:
+    from transformers import PreTrainedTokenizerFast
+
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=BOS, eos_token=EOS,
+                                      pad_token=PAD, clean_up_tokenization_spaces=False)
+    wrapped.save_pretrained(str(directory))
+
+
+def tokenizer_file(path: Path) -> Path:
+    """The `tokenizer.json` of a tokenizer directory; DataError if there is none."""
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(f"tokenizer directory {path} does not exist")
+    file = path / TOKENIZER_FILE
+    if not file.is_file():
+        raise DataError(f"{path} is not a tokenizer directory: it has no {TOKENIZER_FILE} "
+                        "(save a fast tokenizer with save_pretrained)")
+    return file
+
+
+def load_fast_tokenizer(path: Path) -> "tokenizers.Tokenizer":
+    """The bare `tokenizers` model of a tokenizer directory (no transformers import)."""
+    from tokenizers import Tokenizer
+
+    file = tokenizer_file(path)
+    try:
+        return Tokenizer.from_file(str(file))
+    except Exception as error:  # the library raises plain Exceptions for a malformed file
+        raise DataError(f"{file} is not a valid tokenizer file: {error}") from None
+
+
+def load_tokenizer(path: Path) -> "PreTrainedTokenizerFast":
+    """The tokenizer directory as a transformers fast tokenizer."""
+    tokenizer_file(path)
+    from transformers import PreTrainedTokenizerFast
+
+    try:
+        return PreTrainedTokenizerFast.from_pretrained(str(path), local_files_only=True)
+    except Exception as error:
+        raise DataError(f"{path} could not be loaded as a tokenizer: {error}") from None
+
+
+def special_token_id(path: Path, role: str, tokenizer: "tokenizers.Tokenizer | None" = None) -> int:
+    """The id of the tokenizer's `role` token ("eos", "bos", "pad") as its config names it."""
+    path = Path(path)
+    name = _configured_token(path, role)
+    if name is None:
+        raise DataError(f"tokenizer {path} names no {role}_token in {CONFIG_FILE}")
+    tokenizer = tokenizer or load_fast_tokenizer(path)
+    token_id = tokenizer.token_to_id(name)
+    if token_id is None:
+        raise DataError(f"tokenizer {path}: its {role}_token {name!r} is not in its vocabulary")
+    return token_id
+
+
+def _configured_token(path: Path, role: str) -> str | None:
+    # tokenizer_config.json is where save_pretrained writes them; older directories keep them in
+    # special_tokens_map.json.
+    for name in (CONFIG_FILE, "special_tokens_map.json"):
+        file = path / name
+        if not file.is_file():
+            continue
+        try:
+            value = json.loads(file.read_text(encoding="utf-8")).get(f"{role}_token")
+        except (json.JSONDecodeError, AttributeError) as error:
+            raise DataError(f"{file} is not a valid JSON object: {error}") from None
+        if isinstance(value, dict):  # AddedToken serialised as {"content": ..., ...}
+            value = value.get("content")
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def vocabulary_size(tokenizer: "tokenizers.Tokenizer") -> int:
+    """One more than the largest token id: the embedding rows a model needs for this tokenizer."""
+    return max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1
+
+
+__all__ = ["BOS", "EOS", "PAD", "train_bpe_tokenizer", "load_tokenizer", "load_fast_tokenizer",
+           "tokenizer_file", "special_token_id", "vocabulary_size"]

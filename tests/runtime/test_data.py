@@ -1,0 +1,511 @@
+"""Data preparation and mixing, on the real example corpora with a really trained tokenizer."""
+
+import json
+import os
+import pickle
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from genbac.compiler.compile import plan_spec
+from genbac.runtime.data import (DataError, EvalSet, Mixer, PackedData, eval_batches,
+                                 prepare_language, resolve_sources)
+from genbac.runtime.tokenizer import load_tokenizer, train_bpe_tokenizer
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+DATA = EXAMPLES / "data"
+SEQUENCE = 128
+
+
+# ------------------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module", autouse=True)
+def offline_hf_home(tmp_path_factory):
+    """No hub, no telemetry, and a throwaway HF_HOME (see reference/environment.md)."""
+    saved = {k: os.environ.get(k) for k in ("HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE",
+                                            "HF_HUB_DISABLE_TELEMETRY")}
+    os.environ.update(HF_HOME=str(tmp_path_factory.mktemp("hf-home")), HF_HUB_OFFLINE="1",
+                      HF_DATASETS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1")
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory) -> Path:
+    return train_bpe_tokenizer(sorted(DATA.glob("*/train.jsonl")), 1024,
+                               tmp_path_factory.mktemp("tokenizer") / "bpe")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tokenizer_dir):
+    return load_tokenizer(tokenizer_dir)
+
+
+@pytest.fixture(scope="module")
+def plan() -> dict:
+    path = EXAMPLES / "tiny-rehearsal.genba"
+    compiled, _ = plan_spec(path.read_text(encoding="utf-8"), str(path))
+    return json.loads(compiled.model_dump_json())
+
+
+@pytest.fixture(scope="module")
+def packed(plan, tokenizer_dir, tmp_path_factory) -> dict[str, PackedData]:
+    cache = tmp_path_factory.mktemp("cache")
+    return {lang["code"]: prepare_language(lang["code"], lang["sources"], EXAMPLES, tokenizer_dir,
+                                           plan["schedule"]["sequence"], cache, log=lambda _: None,
+                                           model_vocab=plan["growth"]["vocab"])
+            for lang in plan["spec"]["languages"]}
+
+
+def texts_of(code: str, split: str = "train") -> list[str]:
+    lines = (DATA / code / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line)["text"] for line in lines]
+
+
+def prepare(sources, project_dir, tokenizer_dir, cache, **options) -> PackedData:
+    options.setdefault("log", lambda _: None)
+    return prepare_language("xx", sources, project_dir, tokenizer_dir, SEQUENCE, cache, **options)
+
+
+def write_jsonl(path: Path, texts: list[str], key: str = "text") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({key: t}, ensure_ascii=False) + "\n" for t in texts),
+                    encoding="utf-8")
+    return path
+
+
+def stream_of(data: PackedData) -> np.ndarray:
+    """The token stream the rows were cut from (rows overlap by one token)."""
+    rows = data.array
+    return np.concatenate([rows[:, :-1].ravel(), rows[-1, -1:]])
+
+
+# -------------------------------------------------------------------------------------- sources
+
+def test_globs_are_relative_to_the_project_and_sorted():
+    sources = resolve_sources(["data/*/train.jsonl"], EXAMPLES)
+    assert sources == [DATA / "bar/train.jsonl", DATA / "de/train.jsonl", DATA / "en/train.jsonl"]
+
+
+def test_patterns_keep_their_order_and_files_are_read_once():
+    sources = resolve_sources(["data/en/train.jsonl", str(DATA / "de/train.jsonl"),
+                               "data/*/train.jsonl"], EXAMPLES)
+    assert sources == [DATA / "en/train.jsonl", DATA / "de/train.jsonl", DATA / "bar/train.jsonl"]
+
+
+def test_recursive_glob(tmp_path):
+    write_jsonl(tmp_path / "a/b/c.jsonl", ["x"])
+    write_jsonl(tmp_path / "a/d.jsonl", ["y"])
+    assert resolve_sources(["**/*.jsonl"], tmp_path) == [tmp_path / "a/b/c.jsonl",
+                                                         tmp_path / "a/d.jsonl"]
+
+
+def test_a_pattern_that_matches_nothing_names_pattern_and_directory(tmp_path):
+    with pytest.raises(DataError, match=r"'data/fr/\*\.jsonl' matches no file in .*examples"):
+        resolve_sources(["data/en/train.jsonl", "data/fr/*.jsonl"], EXAMPLES)
+    with pytest.raises(DataError, match="'missing.jsonl' matches no file in " + str(tmp_path)):
+        resolve_sources(["missing.jsonl"], tmp_path)
+
+
+def test_a_plain_directory_or_an_unknown_file_kind_is_refused(tmp_path):
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(DataError, match="not a dataset saved with save_to_disk"):
+        resolve_sources(["plain"], tmp_path)
+    (tmp_path / "notes.docx").write_bytes(b"PK")
+    with pytest.raises(DataError, match="unknown kind of data file"):
+        resolve_sources(["notes.docx"], tmp_path)
+
+
+def test_a_saved_dataset_directory_is_one_source(tmp_path):
+    import datasets
+
+    datasets.Dataset.from_dict({"text": ["a", "b"]}).save_to_disk(str(tmp_path / "saved"))
+    write_jsonl(tmp_path / "z.jsonl", ["c"])
+    assert resolve_sources(["saved"], tmp_path) == [tmp_path / "saved"]
+    assert resolve_sources(["*"], tmp_path) == [tmp_path / "saved", tmp_path / "z.jsonl"]
+
+
+# ------------------------------------------------------------------------------------- packing
+
+def test_packed_shapes_and_counts(packed, tokenizer):
+    for code, data in packed.items():
+        meta = data.meta
+        assert data.array.shape == (data.n_sequences, SEQUENCE + 1)
+        assert data.array.dtype == np.int32
+        assert isinstance(data.array, np.memmap)
+        assert data.n_sequences == (meta["tokenized_tokens"] - 1) // SEQUENCE > 0
+        assert data.n_tokens == data.n_sequences * SEQUENCE
+        assert meta["documents"] == len(texts_of(code))
+        assert meta["tokenizer_sha256"] and meta["sequence"] == SEQUENCE
+        assert data.array.max() < len(tokenizer)
+
+
+def test_rows_overlap_by_one_token(packed):
+    rows = packed["de"].array
+    assert np.array_equal(rows[:-1, -1], rows[1:, 0])
+    assert np.array_equal(packed["de"].sequence_ids(3), rows[3])
+
+
+def test_decoding_the_rows_gives_back_the_documents(packed, tokenizer):
+    for code, data in packed.items():
+        decoded = tokenizer.decode(stream_of(data).tolist(), skip_special_tokens=False)
+        original = "".join(text + "<|eos|>" for text in texts_of(code))
+        assert len(decoded) > 0.9 * len(original)  # only the short dropped tail is missing
+        assert original.startswith(decoded)
+
+
+def test_documents_end_in_eos_and_nothing_else_is_added(packed, tokenizer):
+    stream = stream_of(packed["bar"])
+    eos_positions = np.flatnonzero(stream == tokenizer.eos_token_id)
+    assert len(eos_positions) in (len(texts_of("bar")), len(texts_of("bar")) - 1)
+    assert tokenizer.bos_token_id not in stream and tokenizer.pad_token_id not in stream
+    first = tokenizer(texts_of("bar")[0], add_special_tokens=False)["input_ids"]
+    assert stream[:len(first) + 1].tolist() == first + [tokenizer.eos_token_id]
+
+
+# ---------------------------------------------------------------------------------------- cache
+
+def test_unchanged_inputs_reuse_the_cache(plan, packed, tokenizer_dir):
+    lang = plan["spec"]["languages"][0]
+    messages = []
+    again = prepare_language(lang["code"], lang["sources"], EXAMPLES, tokenizer_dir, SEQUENCE,
+                             packed["en"].path.parent, log=messages.append)
+    assert again.from_cache and not packed["en"].from_cache
+    assert again.path == packed["en"].path and again.n_sequences == packed["en"].n_sequences
+    assert messages and "cached" in messages[0] and len(messages) == 1  # no tokenizing message
+
+
+def test_a_changed_source_invalidates_the_cache(tmp_path, tokenizer_dir):
+    source = write_jsonl(tmp_path / "d/en.jsonl", texts_of("en"))
+    cache = tmp_path / "cache"
+    first = prepare(["d/en.jsonl"], tmp_path, tokenizer_dir, cache)
+    assert prepare(["d/en.jsonl"], tmp_path, tokenizer_dir, cache).from_cache
+    write_jsonl(source, texts_of("en") + texts_of("en")[:30])
+    changed = prepare(["d/en.jsonl"], tmp_path, tokenizer_dir, cache)
+    assert not changed.from_cache and changed.path != first.path
+    assert changed.n_sequences > first.n_sequences
+    os.utime(source, ns=(1, 1))  # same bytes, new mtime: re-packed (sizes alone could collide)
+    assert not prepare(["d/en.jsonl"], tmp_path, tokenizer_dir, cache).from_cache
+    other_length = prepare_language("xx", ["d/en.jsonl"], tmp_path, tokenizer_dir, 64, cache,
+                                    log=lambda _: None)
+    assert not other_length.from_cache and other_length.array.shape[1] == 65
+    assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+def test_the_cache_directory_is_named_by_code_split_and_key(packed):
+    name = packed["bar"].path.name
+    assert name.startswith("bar-train-") and len(name.split("-")[-1]) == 16
+    assert packed["bar"].meta["cache_key"].startswith(name.split("-")[-1])
+
+
+# -------------------------------------------------------------------------------------- formats
+
+def test_jsonl_parquet_txt_and_saved_datasets_pack_identically(tmp_path, tokenizer_dir):
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = texts_of("de")
+    write_jsonl(tmp_path / "de.jsonl", texts)
+    pq.write_table(pa.table({"text": texts}), tmp_path / "de.parquet")
+    (tmp_path / "de.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    datasets.Dataset.from_dict({"text": texts}).save_to_disk(str(tmp_path / "saved"))
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": texts}),
+                          "validation": datasets.Dataset.from_dict({"text": texts[:3]})}
+                         ).save_to_disk(str(tmp_path / "saved_dict"))
+    arrays = {}
+    for source in ["de.jsonl", "de.parquet", "de.txt", "saved", "saved_dict"]:
+        data = prepare([source], tmp_path, tokenizer_dir, tmp_path / "cache")
+        assert not data.from_cache
+        arrays[source] = np.array(data.array)
+    reference = arrays.pop("de.jsonl")
+    for source, array in arrays.items():
+        assert np.array_equal(array, reference), source
+    # nothing was written beside the saved datasets
+    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == sorted(
+        ["data-00000-of-00001.arrow", "dataset_info.json", "state.json"])
+
+
+def test_saved_dataset_dict_split_selection(tmp_path, tokenizer_dir):
+    import datasets
+
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": texts_of("en")})}
+                         ).save_to_disk(str(tmp_path / "dd"))
+    with pytest.raises(DataError, match="no split 'val' .*it has train"):
+        prepare(["dd"], tmp_path, tokenizer_dir, tmp_path / "cache", split="val")
+
+
+def test_compressed_jsonl_and_mixed_kinds_in_source_order(tmp_path, tokenizer_dir):
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = texts_of("en")
+    with gzip.open(tmp_path / "a.jsonl.gz", "wt", encoding="utf-8") as handle:
+        handle.writelines(json.dumps({"text": t}) + "\n" for t in texts[:50])
+    pq.write_table(pa.table({"text": texts[50:]}), tmp_path / "b.parquet")
+    write_jsonl(tmp_path / "all.jsonl", texts)
+    mixed = prepare(["a.jsonl.gz", "b.parquet"], tmp_path, tokenizer_dir, tmp_path / "cache")
+    whole = prepare(["all.jsonl"], tmp_path, tokenizer_dir, tmp_path / "cache")
+    assert np.array_equal(mixed.array, whole.array)
+    assert [s["path"] for s in mixed.meta["sources"]] == [str(tmp_path / "a.jsonl.gz"),
+                                                           str(tmp_path / "b.parquet")]
+
+
+def test_another_text_key(tmp_path, tokenizer_dir):
+    write_jsonl(tmp_path / "c.jsonl", texts_of("bar"), key="content")
+    data = prepare(["c.jsonl"], tmp_path, tokenizer_dir, tmp_path / "cache", text_key="content")
+    assert data.n_sequences > 10
+
+
+def test_empty_lines_are_not_documents(tmp_path, tokenizer_dir):
+    texts = texts_of("en")
+    (tmp_path / "t.txt").write_text("\n\n".join(texts) + "\n", encoding="utf-8")
+    assert prepare(["t.txt"], tmp_path, tokenizer_dir, tmp_path / "c").meta["documents"] == len(texts)
+
+
+# -------------------------------------------------------------------------------------- errors
+
+def test_rows_without_the_text_key_name_the_file_and_the_key(tmp_path, tokenizer_dir):
+    bad = write_jsonl(tmp_path / "bad.jsonl", texts_of("en"), key="body")
+    with pytest.raises(DataError, match=f"{bad}: its rows have no 'text' field .*'body'"):
+        prepare(["bad.jsonl"], tmp_path, tokenizer_dir, tmp_path / "cache")
+
+
+def test_the_bad_file_among_many_is_named(tmp_path, tokenizer_dir):
+    write_jsonl(tmp_path / "d/1.jsonl", texts_of("en"))
+    bad = write_jsonl(tmp_path / "d/2.jsonl", texts_of("de"), key="body")
+    write_jsonl(tmp_path / "d/3.jsonl", texts_of("bar"))
+    with pytest.raises(DataError, match=f"{bad}: .*'text'"):
+        prepare(["d/*.jsonl"], tmp_path, tokenizer_dir, tmp_path / "cache")
+
+
+def test_some_rows_missing_the_key(tmp_path, tokenizer_dir):
+    path = tmp_path / "holes.jsonl"
+    path.write_text('{"text": "Servus"}\n{"title": "no text here"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=f"{path}: 1 of its 2 rows have no 'text' field"):
+        prepare(["holes.jsonl"], tmp_path, tokenizer_dir, tmp_path / "cache")
+
+
+def test_malformed_json_names_the_file(tmp_path, tokenizer_dir):
+    (tmp_path / "broken.jsonl").write_text('{"text": "fine"}\n{"text": \n', encoding="utf-8")
+    with pytest.raises(DataError, match="broken.jsonl: could not be read as json"):
+        prepare(["broken.jsonl"], tmp_path, tokenizer_dir, tmp_path / "cache")
+
+
+def test_too_little_data_for_one_sequence(tmp_path, tokenizer_dir):
+    write_jsonl(tmp_path / "tiny.jsonl", ["Servus beinand."])
+    with pytest.raises(DataError, match="xx/train has .* tokens, fewer than one sequence of 129"):
+        prepare(["tiny.jsonl"], tmp_path, tokenizer_dir, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
+
+
+def test_vocabulary_mismatch(tokenizer_dir, tmp_path):
+    with pytest.raises(DataError, match="has 1024 tokens but the model's vocabulary is 512"):
+        prepare(["data/en/train.jsonl"], EXAMPLES, tokenizer_dir, tmp_path, model_vocab=512)
+
+
+def test_missing_tokenizer(tmp_path):
+    with pytest.raises(DataError, match="tokenizer directory .* does not exist"):
+        prepare(["data/en/train.jsonl"], EXAMPLES, tmp_path / "none", tmp_path)
+
+
+def test_packed_data_pickles_without_its_memory_map(packed):
+    data = packed["en"]
+    data.sequence_ids(0)
+    copy = pickle.loads(pickle.dumps(data))
+    assert np.array_equal(copy.sequence_ids(5), data.sequence_ids(5))
+
+
+# --------------------------------------------------------------------------------------- mixer
+
+def test_each_phase_has_exactly_the_planned_sequences(plan, packed):
+    mixer = Mixer(plan, packed, seed=1234)
+    for phase in plan["schedule"]["phases"]:
+        counts = {share["code"]: 0 for share in phase["shares"]}
+        for step in range(phase["start_step"], phase["end_step"]):
+            rows, codes = mixer.batch(step)
+            assert rows.shape == (plan["schedule"]["batch"], SEQUENCE + 1)
+            assert rows.dtype == np.int64
+            for code in codes:
+                counts[code] += 1
+        assert counts == {share["code"]: share["sequences"] for share in phase["shares"]}
+
+
+def test_the_late_language_appears_only_from_its_entry_step(plan, packed):
+    bar = next(lang for lang in plan["schedule"]["languages"] if lang["code"] == "bar")
+    mixer = Mixer(plan, packed, seed=1234)
+    steps_with_bar = [s for s in range(plan["schedule"]["total_steps"]) if "bar" in mixer.batch(s)[1]]
+    assert bar["first_step"] == 71 and min(steps_with_bar) >= bar["first_step"]
+    assert mixer.tokens_seen(bar["first_step"])["bar"] == 0
+
+
+def test_rows_come_from_their_language(plan, packed):
+    mixer = Mixer(plan, packed, seed=1234)
+    rows_by_code = {code: {tuple(r) for r in np.asarray(data.array)} for code, data in packed.items()}
+    for step in (0, 40, 80, 93):
+        rows, codes = mixer.batch(step)
+        for row, code in zip(rows, codes):
+            assert tuple(row) in rows_by_code[code]
+
+
+def test_same_step_same_batch_across_instances_and_access_orders(plan, packed):
+    uninterrupted = Mixer(plan, packed, seed=7)
+    expected = [uninterrupted.batch(step) for step in range(plan["schedule"]["total_steps"])]
+    resumed = Mixer(plan, packed, seed=7)  # a fresh process resuming at step 80, then going back
+    for step in [80, 93, 3, 70, 71, 0]:
+        rows, codes = resumed.batch(step)
+        assert np.array_equal(rows, expected[step][0]) and codes == expected[step][1]
+    different = Mixer(plan, packed, seed=8)
+    assert any(different.batch(s)[1] != expected[s][1] for s in range(10))
+
+
+def test_tokens_seen_matches_the_batches_and_the_plan(plan, packed):
+    mixer = Mixer(plan, packed, seed=1234)
+    schedule = plan["schedule"]
+    running = {code: 0 for code in packed}
+    for step in range(schedule["total_steps"]):
+        assert mixer.tokens_seen(step) == running
+        for code in mixer.batch(step)[1]:
+            running[code] += SEQUENCE
+    final = mixer.tokens_seen(schedule["total_steps"])
+    assert final == running == {lang["code"]: lang["compiled_tokens"]
+                                for lang in schedule["languages"]}
+    with pytest.raises(IndexError):
+        mixer.batch(schedule["total_steps"])
+
+
+def test_a_small_corpus_repeats_in_a_new_order_each_epoch(plan, packed):
+    mixer = Mixer(plan, packed, seed=1234)
+    drawn = [tuple(row) for step in range(plan["schedule"]["total_steps"])
+             for row, code in zip(*mixer.batch(step)) if code == "en"]
+    n = packed["en"].n_sequences
+    assert len(drawn) > 2 * n  # en is drawn for more than two epochs
+    all_rows = {tuple(r) for r in np.asarray(packed["en"].array)}
+    assert set(drawn[:n]) == all_rows and set(drawn[n:2 * n]) == all_rows  # each row once an epoch
+    assert drawn[:n] != drawn[n:2 * n]
+
+
+def test_mixer_refuses_missing_or_mismatched_data(plan, packed, tmp_path):
+    with pytest.raises(DataError, match="no packed data for language 'bar'"):
+        Mixer(plan, {k: v for k, v in packed.items() if k != "bar"}, seed=1)
+    short = write_packed(tmp_path, "bar", np.zeros((3, 65), np.int32))
+    with pytest.raises(DataError, match="packed for sequence 64"):
+        Mixer(plan, {**packed, "bar": short}, seed=1)
+
+
+# ------------------------------------------------------------------------------ mixer, property
+
+def write_packed(directory: Path, code: str, rows: np.ndarray) -> PackedData:
+    """A real packed directory (sequences.npy + meta.json) holding `rows`."""
+    path = directory / f"{code}-train-test"
+    path.mkdir(parents=True, exist_ok=True)
+    np.save(path / "sequences.npy", rows)
+    sequence = rows.shape[1] - 1
+    (path / "meta.json").write_text(json.dumps(
+        {"code": code, "split": "train", "sequence": sequence, "n_sequences": len(rows),
+         "n_tokens": len(rows) * sequence}), encoding="utf-8")
+    return PackedData.load(path, from_cache=False)
+
+
+@st.composite
+def small_plans(draw):
+    codes = ["aa", "bb", "cc"][:draw(st.integers(1, 3))]
+    batch = draw(st.integers(1, 5))
+    phases, start = [], 0
+    for index in range(1, draw(st.integers(1, 4)) + 1):
+        steps = draw(st.integers(0, 6))
+        slots = steps * batch
+        cuts = sorted(draw(st.lists(st.integers(0, slots), min_size=len(codes) - 1,
+                                    max_size=len(codes) - 1)))
+        counts = [b - a for a, b in zip([0] + cuts, cuts + [slots])]
+        phases.append({"index": index, "start_step": start, "end_step": start + steps,
+                       "shares": [{"code": c, "sequences": n} for c, n in zip(codes, counts)]})
+        start += steps
+    order = draw(st.permutations(range(len(phases))))  # the mixer must not rely on plan order
+    sizes = {code: draw(st.integers(1, 7)) for code in codes}
+    seed = draw(st.integers(-2**40, 2**40))
+    plan = {"schedule": {"batch": batch, "sequence": 3, "phases": [phases[i] for i in order]}}
+    return plan, phases, sizes, seed
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_plans())
+def test_mixer_properties_on_random_plans(example):
+    plan, phases, sizes, seed = example
+    codes = [share["code"] for share in phases[0]["shares"]]
+    with tempfile.TemporaryDirectory() as scratch:
+        # row r of language i is [i, r, 0, 0]: a row says where it came from
+        data = {code: write_packed(Path(scratch), code, np.array(
+            [[i, r, 0, 0] for r in range(sizes[code])], np.int32)) for i, code in enumerate(codes)}
+        mixer, twin = Mixer(plan, data, seed), Mixer(plan, data, seed)
+        total = phases[-1]["end_step"]
+        draws = {code: [] for code in codes}
+        running = {code: 0 for code in codes}
+        for phase in phases:
+            counts = dict.fromkeys(codes, 0)
+            for step in range(phase["start_step"], phase["end_step"]):
+                assert mixer.tokens_seen(step) == running
+                rows, row_codes = mixer.batch(step)
+                for row, code in zip(rows, row_codes):
+                    assert row[0] == codes.index(code)
+                    draws[code].append(int(row[1]))
+                    counts[code] += 1
+                    running[code] += 3
+            assert counts == {s["code"]: s["sequences"] for s in phase["shares"]}
+        assert mixer.tokens_seen(total) == running
+        for code, rows in draws.items():  # every epoch is a permutation of the language's rows
+            n = sizes[code]
+            for start in range(0, len(rows) - n + 1, n):
+                assert sorted(rows[start:start + n]) == list(range(n))
+            assert len(set(rows[len(rows) // n * n:])) == len(rows) % n
+        for step in reversed(range(total)):  # any access order, another instance: same batch
+            a, b = mixer.batch(step), twin.batch(step)
+            assert np.array_equal(a[0], b[0]) and a[1] == b[1]
+        del mixer, twin, data  # release the memory maps before the directory goes
+
+
+# ------------------------------------------------------------------------------------ evaluation
+
+def test_eval_batches_are_the_first_sequences_in_order(plan, tokenizer_dir, tmp_path):
+    val = prepare_language("en", ["data/en/val.jsonl"], EXAMPLES, tokenizer_dir, SEQUENCE, tmp_path,
+                           split="val", log=lambda _: None)
+    assert val.path.name.startswith("en-val-")
+    n = val.n_sequences
+    assert n >= 5
+    batches = eval_batches(val, batch=2, max_batches=2)
+    assert [b.shape for b in batches] == [(2, SEQUENCE + 1)] * 2
+    assert all(b.dtype == np.int64 for b in batches)
+    assert np.array_equal(np.concatenate(batches), val.array[:4])
+    everything = eval_batches(val, batch=4, max_batches=100)
+    assert sum(len(b) for b in everything) == n
+    assert [len(b) for b in everything[:-1]] == [4] * (len(everything) - 1)
+    assert all(np.array_equal(a, b) for a, b in zip(everything, eval_batches(val, 4, 100)))
+
+    eval_set = EvalSet({"en": val}, batch=2, max_batches=2)
+    assert [code for code, _ in eval_set] == ["en", "en"]
+    assert eval_set.tokens("en") == 4 * SEQUENCE
+
+
+def test_nothing_is_written_beside_the_sources():
+    leftovers = [p for p in DATA.rglob("*") if p.suffix in (".arrow", ".lock") or p.name == "cache"]
+    assert leftovers == []
+
+
+def test_a_deleted_cache_directory_is_rebuilt(tmp_path, tokenizer_dir):
+    data = prepare(["data/bar/train.jsonl"], EXAMPLES, tokenizer_dir, tmp_path / "cache")
+    data.sequence_ids(0)
+    shutil.rmtree(data.path)  # users may delete the cache at any time
+    rebuilt = prepare(["data/bar/train.jsonl"], EXAMPLES, tokenizer_dir, tmp_path / "cache")
+    assert not rebuilt.from_cache and rebuilt.path == data.path

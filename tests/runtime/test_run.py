@@ -1,0 +1,250 @@
+"""`genbac run` end to end on the tiny rehearsal: MLflow contents, kill -9 and resume, a real MLflow
+server, and bad input. Everything runs for real: transformers model, trained BPE tokenizer, datasets,
+SQLite and HTTP MLflow stores."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+SPEC = "examples/tiny-rehearsal.genba"
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def project_copy(dst: Path) -> Path:
+    shutil.copytree(ROOT / "examples", dst / "examples")
+    return dst
+
+
+def genbac(*args, cwd, timeout=600, **kw):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "HF_HOME": str(Path(cwd) / ".hf"), "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "genbac", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=env, **kw)
+
+
+def client(uri):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def runs_by_name(uri, experiment="tiny-rehearsal"):
+    c = client(uri)
+    exp = c.get_experiment_by_name(experiment)
+    return {r.info.run_name: r for r in c.search_runs([exp.experiment_id])}
+
+
+def history(uri, run_id, key):
+    return sorted((m.step, m.value) for m in client(uri).get_metric_history(run_id, key))
+
+
+def final_weights(compiled: Path):
+    from safetensors.torch import load_file
+
+    last = sorted((compiled / "work" / "checkpoints").glob("step_*"))[-1]
+    return last.name, load_file(str(last / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory):
+    """One uninterrupted run of the rehearsal, shared by the tests that only read it."""
+    project = project_copy(tmp_path_factory.mktemp("rehearsal"))
+    uri = f"sqlite:///{project}/mlflow.db"
+    r = genbac("run", SPEC, "-o", "out/tiny", "--tracking-uri", uri, cwd=project)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return project, uri, r
+
+
+def test_every_step_runs_and_finishes(rehearsal):
+    project, uri, r = rehearsal
+    state = json.loads((project / "out/tiny/work/state.json").read_text())
+    assert state["done"] == ["tokenizer", "base", "grow", "prepare-en", "prepare-en-val",
+                             "prepare-de", "prepare-de-val", "prepare-bar", "prepare-bar-val",
+                             "phase-1", "phase-2"]
+    report = json.loads((project / "out/tiny/work/grown/growth_report.json").read_text())
+    assert report["verification"]["max_abs_diff"] <= 1e-5
+    assert "mlflow ui --backend-store-uri" in r.stdout
+
+
+def test_mlflow_holds_parent_children_and_per_language_curves(rehearsal):
+    project, uri, _ = rehearsal
+    runs = runs_by_name(uri)
+    parent = runs.pop("tiny-rehearsal")
+    assert parent.info.status == "FINISHED"
+    assert set(runs) == {"tokenizer", "base", "grow", "prepare-en", "prepare-en-val",
+                         "prepare-de", "prepare-de-val", "prepare-bar", "prepare-bar-val",
+                         "phase-1", "phase-2"}
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in runs.values())
+    tags = parent.data.tags
+    assert tags["genbac.backend"] == "local" and tags["genbac.hardware"] == "cpu"
+    plan = json.loads((project / "out/tiny/plan.json").read_text())
+    assert tags["genbac.spec_hash"] == plan["spec_hash"]
+    params = parent.data.params
+    assert params["train.optimizer.lr"] == "0.003" and params["languages.bar.enter.percent"] == "75.0"
+    assert all(len(v) <= 500 for v in params.values())
+    # one point per step, no duplicates
+    loss = history(uri, parent.info.run_id, "loss")
+    assert [s for s, _ in loss] == list(range(1, 95))
+    # Bavarian: zero tokens before its entry step (71), then some
+    bar = dict(history(uri, parent.info.run_id, "tokens_bar"))
+    assert all(bar[s] == 0 for s in range(1, 72))
+    assert bar[94] > 0
+    en_val = history(uri, parent.info.run_id, "val_loss_en")
+    assert [s for s, _ in en_val] == [20, 40, 60, 71, 91, 94]
+    assert [s for s, _ in history(uri, parent.info.run_id, "val_loss_bar")][-1] == 94
+    assert history(uri, runs["phase-2"].info.run_id, "loss")[0][0] == 72
+    artifacts = {a.path for a in client(uri).list_artifacts(parent.info.run_id)}
+    assert {"spec.genba", "plan.json", "mixture.png", "configs"} <= artifacts
+
+
+def test_kill_9_mid_phase_then_resume_matches_uninterrupted(rehearsal, tmp_path):
+    _, _, _ = rehearsal
+    project = project_copy(tmp_path)
+    uri = f"sqlite:///{project}/mlflow.db"
+    assert genbac("compile", SPEC, "-o", "out/tiny", cwd=project).returncode == 0
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "HF_HOME": str(project / ".hf")}
+    proc = subprocess.Popen([sys.executable, "-m", "genbac", "run", "out/tiny", "--tracking-uri",
+                             uri], cwd=project, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    target = project / "out/tiny/work/checkpoints/step_00000020"
+    deadline = time.time() + 300
+    while not target.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = json.loads((project / "out/tiny/work/state.json").read_text())
+    assert "phase-1" not in state["done"], "the run finished before it could be killed"
+    parent_id = state["mlflow"]["parent"]
+
+    r = genbac("run", "out/tiny", "--tracking-uri", uri, cwd=project)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resuming from work/checkpoints/step_" in r.stdout
+
+    import torch
+
+    name, resumed = final_weights(project / "out/tiny")
+    ref_name, reference = final_weights(rehearsal[0] / "out/tiny")
+    assert name == ref_name == "step_00000094"
+    assert resumed.keys() == reference.keys()
+    for key in reference:
+        assert torch.equal(resumed[key], reference[key]), key
+    # the same MLflow runs continue, and no step is logged twice
+    runs = runs_by_name(uri)
+    assert runs["tiny-rehearsal"].info.run_id == parent_id
+    assert len([r for r in runs.values()]) == 12
+    steps = [s for s, _ in history(uri, parent_id, "loss")]
+    assert steps == list(range(1, 95))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_tracking_to_a_real_mlflow_server(tmp_path):
+    project = project_copy(tmp_path)
+    spec = project / SPEC
+    # a shorter variant: 24 steps
+    spec.write_text(spec.read_text().replace("tokens    = 96K", "tokens    = 24K")
+                    .replace("~44K", "~11K").replace("tokens = 8K", "tokens = 2K"))
+    port = free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+         f"sqlite:///{tmp_path}/server.db", "--default-artifact-root", str(tmp_path / "artifacts"),
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    pytest.fail("mlflow server did not come up")
+                time.sleep(0.5)
+        r = genbac("run", SPEC, "-o", "out/tiny", "--tracking-uri", uri, cwd=project)
+        assert r.returncode == 0, r.stderr[-3000:]
+        body = json.dumps({"experiment_ids": [], "max_results": 10}).encode()
+        req = urllib.request.Request(f"{uri}/api/2.0/mlflow/experiments/search", data=body,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            names = [e["name"] for e in json.load(resp)["experiments"]]
+        assert "tiny-rehearsal" in names
+        runs = runs_by_name(uri)
+        parent = runs["tiny-rehearsal"]
+        assert parent.info.status == "FINISHED"
+        steps = [s for s, _ in history(uri, parent.info.run_id, "loss")]
+        plan = json.loads((project / "out/tiny/plan.json").read_text())
+        assert steps == list(range(1, plan["schedule"]["total_steps"] + 1))
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_changed_spec_is_refused_until_restart(rehearsal, tmp_path):
+    project = project_copy(tmp_path)
+    shutil.copytree(rehearsal[0] / "out", project / "out")
+    uri = f"sqlite:///{project}/mlflow.db"
+    spec = project / SPEC
+    spec.write_text(spec.read_text().replace("enter  = 75%", "enter  = 50%"))
+    assert genbac("compile", SPEC, "-o", "out/tiny", cwd=project).returncode == 0
+    r = genbac("run", "out/tiny", "--tracking-uri", uri, cwd=project)
+    assert r.returncode == 2
+    assert "--restart" in r.stderr and "Traceback" not in r.stderr
+    assert (project / "out/tiny/work/checkpoints").exists()  # nothing deleted without --restart
+
+
+@pytest.mark.parametrize("case", ["missing data", "tokenizer vocabulary", "unwritable work",
+                                  "corrupt base checkpoint"])
+def test_bad_input_is_a_clear_error(case, tmp_path):
+    project = project_copy(tmp_path)
+    spec = project / SPEC
+    text = spec.read_text()
+    uri = f"sqlite:///{project}/mlflow.db"
+    if case == "missing data":
+        text = text.replace('"data/bar/train.jsonl"', '"data/bar/missing-*.jsonl"')
+        expect = "data/bar/missing-*.jsonl"
+    elif case == "tokenizer vocabulary":
+        # a real tokenizer of 2048 tokens for a model with 1024
+        from genbac.runtime.tokenizer import train_bpe_tokenizer
+
+        train_bpe_tokenizer(sorted((project / "examples/data").glob("*/train.jsonl")), 2048,
+                            project / "examples/tok2048")
+        text = text.replace("tokenizer = bpe(vocab = 1024)", 'tokenizer = "tok2048"')
+        expect = "1024"
+    elif case == "corrupt base checkpoint":
+        (project / "examples/base").mkdir()
+        (project / "examples/base/config.json").write_text("{}")
+        (project / "examples/base/model.safetensors").write_bytes(b"\x00" * 3)
+        text = text.replace("base = tiny ", 'base = tiny from "base" ').replace(
+            "tokenizer = bpe(vocab = 1024)", 'tokenizer = "data"')
+        expect = "base"
+    spec.write_text(text)
+    if case == "unwritable work":
+        assert genbac("compile", SPEC, "-o", "out/tiny", cwd=project).returncode == 0
+        (project / "out/tiny/work").mkdir()
+        (project / "out/tiny/work/checkpoints").write_text("a file where a directory must go")
+        expect = "checkpoints"
+        r = genbac("run", "out/tiny", "--tracking-uri", uri, cwd=project)
+    else:
+        r = genbac("run", SPEC, "-o", "out/tiny", "--tracking-uri", uri, cwd=project)
+    assert r.returncode == 2, (r.stdout[-2000:], r.stderr[-2000:])
+    assert "Traceback" not in r.stderr
+    assert "genbac: error:" in r.stderr and expect in r.stderr, r.stderr[-2000:]
