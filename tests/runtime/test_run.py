@@ -211,6 +211,16 @@ def test_changed_spec_is_refused_until_restart(rehearsal, tmp_path):
     assert (project / "out/tiny/work/checkpoints").exists()  # nothing deleted without --restart
 
 
+def read_only(path: Path):
+    """Make a directory unwritable even for root (chattr +i), or by mode for other users."""
+    if os.geteuid() == 0:
+        if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+            pytest.skip("chattr +i is not available here")
+        return lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
+    path.chmod(0o500)
+    return lambda: path.chmod(0o700)
+
+
 @pytest.mark.parametrize("case", ["missing data", "tokenizer vocabulary", "unwritable work",
                                   "corrupt base checkpoint"])
 def test_bad_input_is_a_clear_error(case, tmp_path):
@@ -238,11 +248,18 @@ def test_bad_input_is_a_clear_error(case, tmp_path):
         expect = "base"
     spec.write_text(text)
     if case == "unwritable work":
+        # a full disk, simulated: the checkpoint directory cannot take new entries
         assert genbac("compile", SPEC, "-o", "out/tiny", cwd=project).returncode == 0
-        (project / "out/tiny/work").mkdir()
-        (project / "out/tiny/work/checkpoints").write_text("a file where a directory must go")
+        checkpoints = project / "out/tiny/work/checkpoints"
+        checkpoints.mkdir(parents=True)
+        locked = read_only(checkpoints)
         expect = "checkpoints"
-        r = genbac("run", "out/tiny", "--tracking-uri", uri, cwd=project)
+        try:
+            r = genbac("run", "out/tiny", "--tracking-uri", uri, cwd=project)
+        finally:
+            locked()
+        state = json.loads((project / "out/tiny/work/state.json").read_text())
+        assert "prepare-bar-val" in state["done"]  # earlier results intact
     else:
         r = genbac("run", SPEC, "-o", "out/tiny", "--tracking-uri", uri, cwd=project)
     assert r.returncode == 2, (r.stdout[-2000:], r.stderr[-2000:])
