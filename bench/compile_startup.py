@@ -33,6 +33,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cases = {
             "python -c pass": [py, "-c", "pass"],
+            # what the compile path must import anyway (the stack), for context
+            "import deps": [py, "-c", "import pydantic, pydantic_core, lark, jinja2, yaml; "
+                                      "from pydantic import BaseModel; from lark import Lark"],
             "genbac check": [py, "-m", "genbac", "check", "examples/llama-genba-10b.genba"],
             "genbac compile": [py, "-m", "genbac", "compile", "examples/llama-genba-10b.genba",
                                "-o", f"{tmp}/out"],
@@ -44,10 +47,14 @@ def main() -> None:
             for name, cmd in cases.items():
                 samples[name].append(timed(cmd))
     floor = statistics.median(samples["python -c pass"])
-    print(f"{'command':<16} {'min ms':>8} {'median ms':>10} {'x floor':>8}   ({args.runs} runs)")
+    print(f"{'command':<16} {'min ms':>8} {'median ms':>10} {'x floor':>8}   ({args.runs} runs, "
+          f"interleaved)")
     for name, xs in samples.items():
         med = statistics.median(xs)
         print(f"{name:<16} {1000 * min(xs):8.1f} {1000 * med:10.1f} {med / floor:8.1f}")
+    deps = statistics.median(samples["import deps"])
+    own = statistics.median(samples["genbac compile"]) - deps
+    print(f"genbac compile beyond importing its dependencies: {1000 * own:.0f} ms")
 
 
 if __name__ == "__main__":

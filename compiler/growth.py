@@ -39,7 +39,7 @@ def plan_growth(spec: Spec) -> tuple[GrowthPlan | None, list[Diagnostic]]:
                 f"layers, and 2 x ({base_layers} - {m}) = {2 * (base_layers - m)} is not deeper",
                 growth.where("drop"), f"must be below {(base_layers + 1) // 2}",
                 secondary=[(arch_span, f"{base_layers} layers")],
-                help=(f"SOLAR used drop = 8 for a 32-layer base (-> 48 layers)",)))
+                help=("SOLAR used drop = 8 for a 32-layer base (-> 48 layers)",)))
             return None, diagnostics
         first = list(range(0, base_layers - m))
         second = list(range(m, base_layers))

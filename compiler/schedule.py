@@ -30,7 +30,7 @@ import math
 from itertools import combinations
 
 from genbac.spec.diagnostics import Diagnostic, error, warning
-from genbac.spec.ir import Language, Point, Spec
+from genbac.spec.ir import Point, Spec
 
 from .plan import LanguageShare, LanguageTotal, LrPiece, Phase, Schedule
 

@@ -8,7 +8,6 @@ and compiler packages; torch, transformers, datasets and mlflow are never loaded
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path

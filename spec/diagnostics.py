@@ -7,10 +7,9 @@ span and optional secondary spans ("the total is declared here"). The codes are 
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from .span import Span
@@ -72,6 +71,8 @@ class SpecError(Exception):
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     """The closest known name, if one is close enough to be a likely typo."""
+    import difflib  # only on the error path
+
     choices = list(choices)
     lowered = {c.lower(): c for c in choices}
     if word.lower() in lowered and lowered[word.lower()] != word:

@@ -10,12 +10,11 @@ against the base) are compiler passes and run on the IR.
 from __future__ import annotations
 
 import re
-from decimal import Decimal
-from typing import Callable, Iterable
+from typing import Iterable
 
 from . import ast
 from .architectures import BUILTIN, DEFAULT_WEIGHTS
-from .diagnostics import Diagnostic, SpecError, did_you_mean, error, suggestion, warning
+from .diagnostics import Diagnostic, SpecError, error, suggestion, warning
 from .ir import (Architecture, Base, Growth, Hardware, Language, Optimizer, PhaseMixture, Point,
                  ScheduleSegment, Spec, TokenizerTraining, Train, VocabExtension)
 from .span import Span

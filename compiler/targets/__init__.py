@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-from genbac.compiler.plan import Plan
-
 # name -> function(plan, context) -> {relative path: bytes}
 TARGETS: dict[str, Callable] = {}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 
 from genbac.compiler.compile import plan_spec
 from genbac.spec.diagnostics import (SpecError, render_concise, render_github, render_json,
