@@ -262,6 +262,7 @@ def train_phase(run: PhaseRun, state: TrainState) -> TrainState:
 
     tokens_per_row = plan.schedule.sequence
     est_step = plan.estimate.seconds / plan.schedule.total_steps
+    trainable = [p for p in model.parameters() if p.requires_grad]
     step = max(state.step, phase.start_step)
     while step < phase.end_step:
         # 1. LR is a pure function of the step
@@ -280,8 +281,7 @@ def train_phase(run: PhaseRun, state: TrainState) -> TrainState:
             (losses.sum() * (rows.shape[1] - 1) / total_tokens).backward()
             per_seq.append(losses.detach())
         if train.optimizer.clip:
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                [p for p in model.parameters() if p.requires_grad], train.optimizer.clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, train.optimizer.clip)
         else:
             grad_norm = None
         optimizer.step()
