@@ -45,6 +45,8 @@ def parser(cache: bool = True) -> Lark:
     return Lark(
         GRAMMAR.read_text(encoding="utf-8"),
         parser="lalr",
+        # The contextual lexer (lark's default for LALR) costs ~50 ms at start-up, but keeps words
+        # such as `as`, `from` or `every` usable as names (language code `as` is Assamese).
         propagate_positions=True,
         maybe_placeholders=False,
         cache=_cache_path() if cache else False,
@@ -202,7 +204,7 @@ def _unquote(tok: Token) -> str:
 _TERMINAL_WORDS = {
     "NAME": "a name", "STRING": "a string", "QUANTITY": "a number", "LBRACE": "`{`",
     "RBRACE": "`}`", "LPAR": "`(`", "RPAR": "`)`", "LSQB": "`[`", "RSQB": "`]`", "COMMA": "`,`",
-    "EQUAL": "`=`", "EVERY": "`every`", "FROM": "`from`", "THEN": "`then`", "X": "`x`",
+    "EQUAL": "`=`", "EVERY": "`every`", "FROM": "`from`", "THEN": "`then`", "TIMES": "`x`",
     "TRUE": "`true`", "FALSE": "`false`", "IMPORT": "`import`", "AS": "`as`", "$END": "end of file",
 }
 

@@ -13,8 +13,8 @@ EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_cached_and_uncached_parsers_agree(path, tmp_path, monkeypatch):
     text = path.read_text()
-    fresh = Lark(spec_parser.GRAMMAR.read_text(), parser="lalr", propagate_positions=True,
-                 maybe_placeholders=False)
+    fresh = Lark(spec_parser.GRAMMAR.read_text(), parser="lalr",
+                 propagate_positions=True, maybe_placeholders=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     spec_parser.parser.cache_clear()
     try:
@@ -59,3 +59,11 @@ def test_spans_are_one_based_and_exact():
     assert chain.connectors == ("x",)
     assert (chain.terms[1].span.line, chain.terms[1].span.col, chain.terms[1].span.end_col) == \
         (2, 21, 22)
+
+
+def test_reserved_looking_words_are_names_where_a_name_is_expected():
+    doc = spec_parser.parse('experiment "a" {\n  language as "Assamese" { x = 1 }\n'
+                            '  hardware = cs-2 x 4\n}\n', "t.genba")
+    language, hardware = doc.items[0].entries
+    assert language.labels[0].value == "as" and language.entries[0].key.value == "x"
+    assert hardware.value.connectors == ("x",)
