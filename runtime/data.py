@@ -401,7 +401,7 @@ def prepare_language(code: str, patterns: list[str], project_dir: Path, tokenize
     tokenizer = load_fast_tokenizer(tokenizer_dir)
     check_vocabulary(tokenizer, model_vocab, tokenizer_dir)
     eos_id = special_token_id(tokenizer_dir, "eos", tokenizer)
-    tokenizer_sha = _sha256_file(tokenizer_file(tokenizer_dir))
+    tokenizer_sha = sha256_file(tokenizer_file(tokenizer_dir))
     key = cache_key(sources, tokenizer_sha, eos_id, sequence, text_key, split)
     directory = Path(cache_dir) / f"{code}-{split}-{key[:16]}"
     if (directory / META_FILE).is_file():
@@ -450,7 +450,8 @@ def cache_key(sources: list[Path], tokenizer_sha256: str, eos_id: int, sequence:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

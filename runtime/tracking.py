@@ -46,10 +46,8 @@ def git_commit(directory: Path) -> str | None:
 class Tracker:
     def __init__(self, tracking_uri: str, experiment: str, state: dict):
         """`state` is the executor's persisted dict; run ids live in state["mlflow"]."""
-        import mlflow
         from mlflow.tracking import MlflowClient
 
-        mlflow.set_tracking_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.uri = tracking_uri
         self.state = state.setdefault("mlflow", {})
