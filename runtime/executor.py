@@ -186,7 +186,8 @@ def _train_phase(ctx: Context, run_id: str, index: int):
     latest = latest_checkpoint(checkpoints)
     if latest is not None:
         state = load_checkpoint(latest, plan, model, optimizer)
-        ctx.log(f"resuming from {latest.relative_to(ctx.compiled)} (step {state.step})")
+        how = "resuming from" if state.step > phase.start_step else "starting from"
+        ctx.log(f"{how} {latest.relative_to(ctx.compiled)} (step {state.step})")
     if state.step >= phase.end_step:
         return None
     train_data, eval_data = _load_data(ctx)
