@@ -15,10 +15,13 @@ The allocation rule (documented in the README):
    fitting, so that every phase is exactly full and every language gets exactly its budget: the most
    even spread (maximum entropy) the windows allow. When the windows make this impossible (a budget
    larger than its window, a stretch of training with too little data), that is an error naming them.
-4. Rounding. Each phase's sequences (steps x batch) are divided among its languages in whole
-   sequences (largest remainder, carrying each language's rounding into the next phase), and the
-   Model Zoo mixture weight is sequences of the language / sequences of the phase. Compiled tokens per
-   language therefore match the budgets to within a few sequences, far below one step.
+4. Rounding. Each language's total becomes a whole number of sequences (its budget rounded down or
+   up, so within one sequence of it whenever the step count allows), then every phase's sequences
+   (steps x batch) are divided among its languages so that both the phase totals and these language
+   totals hold exactly, each cell the fitted value rounded down or up (a bipartite matching over the
+   fractional cells). The Model Zoo mixture weight is sequences of the language / sequences of the
+   phase. Compiled tokens per language therefore match their budgets within one step, usually within
+   one sequence.
 
 Example: GENBA (164B at 480 x 8192, en ~82B, de ~82B, bar 80M from 90%) -> 41,707 steps; phase 1 steps
 0–37,536 en/de 50/50; phase 2 steps 37,536–41,707 with bar 9,766 sequences (80.0M tokens).
@@ -217,20 +220,30 @@ def solve_schedule(spec: Spec) -> tuple[Schedule | None, list[Diagnostic]]:
                     targets, diagnostics)
     if any(d.is_error for d in diagnostics):
         return None, diagnostics
-    x = _fit(remaining, support, free, seq_count)
-
-    # 4. rounding to whole sequences ----------------------------------------------------------------
-    carry = {c: 0.0 for c in codes}
+    # 4. whole sequences: integer totals per language first (each within one sequence of its
+    # budget when the step count allows it), then an integer matrix with exactly those row and
+    # phase totals, every cell the floor or ceiling of the fitted value
+    if not explicit:
+        exact = {c: targets[c] / train.sequence for c in codes}
+        row_totals = _integer_rows(exact, capacity) or _integer_rows(remaining, capacity)
+    else:
+        row_totals = _integer_rows(remaining, capacity)
+    x = _fit({c: float(row_totals[c]) for c in codes}, support, free, seq_count)
+    free_counts = _round_matrix(x, row_totals, {p: seq_count[p] for p in free}, support)
     sequences: dict[tuple[str, int], int] = {}
     requested: dict[tuple[str, int], float] = {}
+    carry = {c: 0.0 for c in codes}
     for p in range(len(ranges)):
         if p in explicit:
             ideal = {c: explicit[p][c] * seq_count[p] for c in codes}
-            want = dict(ideal)
-        else:
+            counts = _largest_remainder(ideal, seq_count[p], codes)
+        elif free_counts is not None:
+            ideal = {c: x.get((c, p), 0.0) for c in codes}
+            counts = {c: free_counts.get((c, p), 0) for c in codes}
+        else:  # numerically stuck: round phase by phase, carrying each language's remainder
             ideal = {c: x.get((c, p), 0.0) for c in codes}
             want = {c: max(ideal[c] + carry[c], 0.0) if active[(c, p)] else 0.0 for c in codes}
-        counts = _largest_remainder(want, seq_count[p], codes)
+            counts = _largest_remainder(want, seq_count[p], codes)
         for c in codes:
             sequences[(c, p)] = counts[c]
             requested[(c, p)] = ideal[c] / scale  # in tokens
@@ -369,6 +382,76 @@ def _fit(rows, support, free, seq_count, iterations: int = 10000) -> dict[tuple[
         if worst <= tolerance:
             break
     return x
+
+
+def _integer_rows(real: dict[str, float], total: int) -> dict[str, int] | None:
+    """Each value rounded down or up so that they sum to `total`; None if that is impossible."""
+    floors = {c: int(math.floor(v + 1e-9)) for c, v in real.items()}
+    extra = total - sum(floors.values())
+    fractional = sorted(real, key=lambda c: (-(real[c] - floors[c]), list(real).index(c)))
+    if not 0 <= extra <= len(fractional):
+        return None
+    for c in fractional[:extra]:
+        floors[c] += 1
+    return floors
+
+
+def _round_matrix(x, rows: dict[str, int], cols: dict[int, int], support):
+    """An integer matrix with the given row and column sums, each cell floor or ceil of x.
+
+    x is a fractional solution with exactly these (integer) sums, so such a rounding exists; it is
+    found as a bipartite b-matching (augmenting paths) over the cells with a fractional part.
+    None if numerical error prevents it.
+    """
+    counts = {k: int(math.floor(v + 1e-9)) for k, v in x.items()}
+    need_row = {c: rows[c] - sum(counts.get((c, p), 0) for p in cols) for c in rows}
+    need_col = {p: cols[p] - sum(counts.get((c, p), 0) for c in rows) for p in cols}
+    if any(v < 0 for v in need_row.values()) or any(v < 0 for v in need_col.values()):
+        return None
+    cells = {c: [p for p in support[c] if x.get((c, p), 0.0) - counts.get((c, p), 0) > 1e-9]
+             for c in rows}
+    assigned: dict[int, list[str]] = {p: [] for p in cols}  # phase -> languages given +1
+
+    def augment(c, seen) -> bool:
+        for p in cells[c]:
+            if p in seen or c in assigned[p]:
+                continue
+            seen.add(p)
+            if len(assigned[p]) < need_col[p]:
+                assigned[p].append(c)
+                return True
+            for other in list(assigned[p]):
+                if augment_from(other, p, seen):
+                    assigned[p].remove(other)
+                    assigned[p].append(c)
+                    return True
+        return False
+
+    def augment_from(c, leaving, seen) -> bool:
+        for p in cells[c]:
+            if p == leaving or p in seen or c in assigned[p]:
+                continue
+            seen.add(p)
+            if len(assigned[p]) < need_col[p]:
+                assigned[p].append(c)
+                return True
+            for other in list(assigned[p]):
+                if augment_from(other, p, seen):
+                    assigned[p].remove(other)
+                    assigned[p].append(c)
+                    return True
+        return False
+
+    for c in rows:
+        for _ in range(need_row[c]):
+            if not augment(c, set()):
+                return None
+    for p, langs in assigned.items():
+        if len(langs) != need_col[p]:
+            return None
+        for c in langs:
+            counts[(c, p)] = counts.get((c, p), 0) + 1
+    return counts
 
 
 def _largest_remainder(want: dict[str, float], total: int, order: list[str]) -> dict[str, int]:

@@ -19,6 +19,8 @@ from .ir import (Architecture, Base, Growth, Hardware, Language, Optimizer, Phas
                  ScheduleSegment, Spec, TokenizerTraining, Train, VocabExtension)
 from .span import Span
 
+MAX_TOKENS = 10**15  # a quadrillion tokens: far beyond any run, but keeps arithmetic sane
+
 _NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 _CODE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 
@@ -88,7 +90,7 @@ class _Lowering:
             if entry.op == "every" and key not in EVERY_KEYS:
                 self.error("GB103", f"`{key} every …` is not a setting", entry.key.span,
                            help=(f"write `{key} = …`",))
-                continue
+                # reported once: the key counts as given, so no "missing" error follows
             if key in found:
                 self.error("GB102", f"`{key}` is set twice in {where}", entry.key.span,
                            "set again here", secondary=[(found[key].key.span, "first set here")])
@@ -122,7 +124,8 @@ class _Lowering:
             return None
         return value
 
-    def integer(self, value, what, example, *, minimum=1, units=(None,)) -> int | None:
+    def integer(self, value, what, example, *, minimum=1, maximum=None,
+                units=(None,)) -> int | None:
         q = self.quantity(value, what, example, units)
         if q is None:
             return None
@@ -137,6 +140,10 @@ class _Lowering:
         if n < minimum:
             self.error("GB113", f"{what} must be at least {minimum}, found {q.text}", q.span,
                        "out of range")
+            return None
+        if maximum is not None and n > maximum:
+            self.error("GB113", f"{what} of {q.text} is beyond any training run (at most "
+                       f"{maximum:.0e})", q.span, "out of range")
             return None
         return n
 
@@ -551,11 +558,10 @@ class _Lowering:
         tokens_setting = self.require(found, "tokens", block, where, "tokens = 82B")
         tokens, approx = None, False
         if tokens_setting:
-            tokens = self.integer(tokens_setting.value if not getattr(tokens_setting.value,
-                                                                      "approx", False)
-                                  else _exact(tokens_setting.value), "a token budget", "82B",
-                                  units=(None, "tokens"))
             approx = getattr(tokens_setting.value, "approx", False)
+            value = _exact(tokens_setting.value) if approx else tokens_setting.value
+            tokens = self.integer(value, "a token budget", "82B", units=(None, "tokens"),
+                                  maximum=MAX_TOKENS)
         corpus = None
         if "corpus" in found:
             corpus = self.integer(found["corpus"].value, "`corpus`", "corpus = 20B",
@@ -630,7 +636,7 @@ class _Lowering:
         v = {}
         if "tokens" in found:
             v["tokens"] = self.integer(found["tokens"].value, "the total token count", "164B",
-                                       units=(None, "tokens"))
+                                       units=(None, "tokens"), maximum=MAX_TOKENS)
         s = self.require(found, "sequence", block, "`train`", "sequence = 8192")
         v["sequence"] = self.integer(s.value, "`sequence`", "sequence = 8192",
                                      units=(None, "tokens")) if s else None
