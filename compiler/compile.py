@@ -8,6 +8,7 @@ Writing the files is the CLI's job (`genbac.output`), so everything here can be 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import posixpath
 
@@ -41,7 +42,7 @@ def compile_spec(text: str, path: str, *, project_dir: str, target: str = "cszoo
 
     plan, diagnostics = plan_spec(text, path)
     generate = targets.get(target)
-    check = getattr(__import__(generate.__module__, fromlist=["check"]), "check", None)
+    check = getattr(importlib.import_module(generate.__module__), "check", None)
     if check is not None:
         problems = check(plan)
         if any(d.is_error for d in problems):

@@ -413,30 +413,16 @@ def _round_matrix(x, rows: dict[str, int], cols: dict[int, int], support):
     assigned: dict[int, list[str]] = {p: [] for p in cols}  # phase -> languages given +1
 
     def augment(c, seen) -> bool:
+        """Give language `c` one more sequence in some phase, moving others along a path."""
         for p in cells[c]:
-            if p in seen or c in assigned[p]:
+            if p in seen or c in assigned[p]:  # a cell rounds up at most once
                 continue
             seen.add(p)
             if len(assigned[p]) < need_col[p]:
                 assigned[p].append(c)
                 return True
             for other in list(assigned[p]):
-                if augment_from(other, p, seen):
-                    assigned[p].remove(other)
-                    assigned[p].append(c)
-                    return True
-        return False
-
-    def augment_from(c, leaving, seen) -> bool:
-        for p in cells[c]:
-            if p == leaving or p in seen or c in assigned[p]:
-                continue
-            seen.add(p)
-            if len(assigned[p]) < need_col[p]:
-                assigned[p].append(c)
-                return True
-            for other in list(assigned[p]):
-                if augment_from(other, p, seen):
+                if augment(other, seen):
                     assigned[p].remove(other)
                     assigned[p].append(c)
                     return True

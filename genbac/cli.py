@@ -143,8 +143,6 @@ def cmd_compile(args) -> int:
               f"{n} phase{'s' if n != 1 else ''}, {s.total_steps:,} steps; "
               f"spec {plan.spec_hash[:12]})")
         print(f"next: bash {_display_path(str(out))}/run.sh   (or review: genbac explain {shown})")
-    elif args.format == "json":
-        pass  # diagnostics JSON already printed
     return EXIT_OK
 
 

@@ -198,7 +198,7 @@ def _train_phase(ctx: Context, run_id: str, index: int):
         ctx.tracker.metrics(run_id, step, metrics)
         ctx.tracker.metrics(parent, step, metrics)
 
-    bar = _progress(phase, state.step)
+    bar = _Bar(phase, state.step)
     run = PhaseRun(plan=plan, phase=phase, model=model, optimizer=optimizer, mixer=mixer,
                    eval_data=eval_data, checkpoint_dir=checkpoints, device=device,
                    log_metrics=log_metrics, progress=bar.update_to,
@@ -224,10 +224,6 @@ class _Bar:
 
     def close(self) -> None:
         self.tqdm.close()
-
-
-def _progress(phase, start):
-    return _Bar(phase, start)
 
 
 def steps_for(plan: Plan) -> list[Step]:
