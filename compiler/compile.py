@@ -27,7 +27,7 @@ def plan_spec(text: str, path: str) -> tuple[Plan, list[Diagnostic]]:
 
 
 def plan_json(plan: Plan) -> bytes:
-    return (json.dumps(plan.model_dump(mode="json"), indent=2, sort_keys=False,
+    return (json.dumps(plan.to_json(), indent=2, sort_keys=False,
                        ensure_ascii=False) + "\n").encode("utf-8")
 
 

@@ -26,7 +26,7 @@ def estimate(spec: Spec, growth: GrowthPlan, schedule: Schedule) -> Estimate:
     flops = per_token * schedule.compiled_tokens
     count = spec.hardware.count
     seconds = flops / (count * profile.peak_flops * profile.utilisation)
-    return Estimate(
+    return Estimate.make(
         flops=float(flops), flops_per_token=float(per_token),
         attention_share=attention / (per_token - attention), hardware=profile.kind, count=count,
         peak_flops=profile.peak_flops, utilisation=profile.utilisation, seconds=seconds,

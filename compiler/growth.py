@@ -29,7 +29,7 @@ def plan_growth(spec: Spec) -> tuple[GrowthPlan | None, list[Diagnostic]]:
     arch_span = spec.base.where("architecture")
 
     if growth is None:
-        layer_map = tuple(LayerEntry(index=i, source=i, init="copy", trainable=True, new=False)
+        layer_map = tuple(LayerEntry.make(index=i, source=i, init="copy", trainable=True, new=False)
                           for i in range(base_layers))
     elif growth.method == "depth":
         m = growth.drop
@@ -44,7 +44,7 @@ def plan_growth(spec: Spec) -> tuple[GrowthPlan | None, list[Diagnostic]]:
         first = list(range(0, base_layers - m))
         second = list(range(m, base_layers))
         layer_map = tuple(
-            LayerEntry(index=i, source=src, init="copy", trainable=True, new=i >= len(first))
+            LayerEntry.make(index=i, source=src, init="copy", trainable=True, new=i >= len(first))
             for i, src in enumerate(first + second))
     else:
         add = growth.add
@@ -87,12 +87,12 @@ def plan_growth(spec: Spec) -> tuple[GrowthPlan | None, list[Diagnostic]]:
         insert_after = sorted(after)
         for src in [-1] + list(range(base_layers)):
             if src >= 0:
-                entries.append(LayerEntry(index=len(entries), source=src, init="copy",
-                                          trainable=trainable_base, new=False))
+                entries.append(LayerEntry.make(index=len(entries), source=src, init="copy",
+                                               trainable=trainable_base, new=False))
             for _ in range(insert_after.count(src)):
                 copy_of = max(src, 0)
-                entries.append(LayerEntry(index=len(entries), source=copy_of, init=growth.init,
-                                          trainable=True, new=True))
+                entries.append(LayerEntry.make(index=len(entries), source=copy_of, init=growth.init,
+                                               trainable=True, new=True))
         layer_map = tuple(entries)
 
     layers = len(layer_map)
@@ -107,7 +107,7 @@ def plan_growth(spec: Spec) -> tuple[GrowthPlan | None, list[Diagnostic]]:
         trainable += embedding_parameters(arch, vocab) + arch.hidden
     function_preserving = growth is None or (growth.method == "blocks" and
                                              growth.init == "identity")
-    return GrowthPlan(
+    return GrowthPlan.make(
         method=growth.method if growth else "none",
         base_layers=base_layers,
         layers=layers,

@@ -8,16 +8,10 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict
-
-from genbac.spec.ir import Architecture, Spec
+from genbac.spec.ir import Architecture, Model, Spec
 
 
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class LayerEntry(Frozen):
+class LayerEntry(Model):
     index: int  # position in the grown model
     source: int  # base layer whose weights it starts from
     init: Literal["copy", "identity"]  # identity: o_proj and down_proj zeroed
@@ -25,7 +19,7 @@ class LayerEntry(Frozen):
     new: bool  # added by growth (not the base layer at its own position)
 
 
-class GrowthPlan(Frozen):
+class GrowthPlan(Model):
     method: Literal["none", "blocks", "depth"]
     base_layers: int
     layers: int
@@ -45,7 +39,7 @@ class GrowthPlan(Frozen):
         return tuple(e.index for e in self.layer_map if e.new)
 
 
-class LanguageShare(Frozen):
+class LanguageShare(Model):
     """One language in one phase."""
 
     code: str
@@ -55,7 +49,7 @@ class LanguageShare(Frozen):
     requested_tokens: float  # what the allocation rule asked for before rounding
 
 
-class LrPiece(Frozen):
+class LrPiece(Model):
     """The LR over a range of steps within one phase: linear, cosine or constant."""
 
     kind: Literal["linear", "cosine", "constant"]
@@ -65,7 +59,7 @@ class LrPiece(Frozen):
     end_lr: float
 
 
-class Phase(Frozen):
+class Phase(Model):
     index: int  # 1-based
     start_step: int  # global step before the phase's first update
     end_step: int  # = Model Zoo's absolute loop.max_steps for the phase
@@ -87,7 +81,7 @@ class Phase(Frozen):
         return tuple(s for s in self.shares if s.sequences > 0)
 
 
-class LanguageTotal(Frozen):
+class LanguageTotal(Model):
     code: str
     name: str
     written_tokens: int  # as written in the spec
@@ -101,7 +95,7 @@ class LanguageTotal(Frozen):
     epochs: Optional[float]
 
 
-class Schedule(Frozen):
+class Schedule(Model):
     requested_tokens: int  # the declared total (or the sum of the budgets)
     tokens_per_step: int
     sequence: int
@@ -114,7 +108,7 @@ class Schedule(Frozen):
     lr_max_deviation: float  # largest relative gap between per-phase pieces and the one schedule
 
 
-class Estimate(Frozen):
+class Estimate(Model):
     """Estimates, not measurements: FLOPs from the architecture, time and energy from a profile."""
 
     flops: float
@@ -130,7 +124,7 @@ class Estimate(Frozen):
     source: str  # where the profile's numbers come from
 
 
-class Plan(Frozen):
+class Plan(Model):
     genbac_version: str
     spec_hash: str
     name: str

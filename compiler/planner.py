@@ -35,7 +35,7 @@ def plan(spec: Spec) -> tuple[Plan, list[Diagnostic]]:
     weights = spec.base.weights
     if tokenizer is None:
         tokenizer = weights  # a released model ships its tokenizer beside its weights
-    return Plan(
+    return Plan.make(
         genbac_version=__version__,
         spec_hash=spec_hash(spec),
         name=spec.name,

@@ -256,21 +256,22 @@ def solve_schedule(spec: Spec) -> tuple[Schedule | None, list[Diagnostic]]:
     phases = []
     for p, (a, b) in enumerate(ranges):
         shares = tuple(
-            LanguageShare(code=c, weight=sequences[(c, p)] / seq_count[p],
-                          sequences=sequences[(c, p)],
-                          tokens=sequences[(c, p)] * train.sequence,
-                          requested_tokens=requested[(c, p)])
+            LanguageShare.make(code=c, weight=sequences[(c, p)] / seq_count[p],
+                               sequences=sequences[(c, p)],
+                               tokens=sequences[(c, p)] * train.sequence,
+                               requested_tokens=requested[(c, p)])
             for c in codes)
-        phases.append(Phase(index=p + 1, start_step=a, end_step=b,
-                            start_percent=100 * a / total_steps, end_percent=100 * b / total_steps,
-                            explicit=p in explicit, shares=shares, lr=lr_pieces[p]))
+        phases.append(Phase.make(index=p + 1, start_step=a, end_step=b,
+                                 start_percent=100 * a / total_steps,
+                                 end_percent=100 * b / total_steps,
+                                 explicit=p in explicit, shares=shares, lr=lr_pieces[p]))
     totals = []
     for lang in languages:
         c = lang.code
         compiled = sum(sequences[(c, p)] for p in range(len(ranges))) * train.sequence
         drawn = [ranges[p][0] for p in range(len(ranges)) if sequences[(c, p)] > 0]
         epochs = targets[c] / lang.corpus if lang.corpus else None
-        totals.append(LanguageTotal(
+        totals.append(LanguageTotal.make(
             code=c, name=lang.name, written_tokens=lang.tokens, approx=lang.approx,
             target_tokens=targets[c], compiled_tokens=compiled,
             enter_percent=100 * window_fracs[c][0], exit_percent=100 * window_fracs[c][1],
@@ -287,7 +288,7 @@ def solve_schedule(spec: Spec) -> tuple[Schedule | None, list[Diagnostic]]:
                 f"{fmt_tokens(targets[c])} to {fmt_tokens(compiled)}", lang.where("tokens"),
                 "rounded", secondary=[(train.where("batch"), f"{fmt_tokens(tps)} tokens per step")],
                 help=("use a smaller batch or sequence, or a budget of whole steps",)))
-    return Schedule(
+    return Schedule.make(
         requested_tokens=total, tokens_per_step=tps, sequence=train.sequence, batch=train.batch,
         total_steps=total_steps, compiled_tokens=total_steps * tps, phases=tuple(phases),
         languages=tuple(totals), lr_peak=train.optimizer.lr, lr_max_deviation=lr_deviation,
@@ -540,8 +541,8 @@ def _lr_pieces(spec: Spec, total_steps: int, ranges, diagnostics):
                         continue
                     su = _piece_value(kind, la, lb, (u - a) / (b - a))
                     sv = _piece_value(kind, la, lb, (v - a) / (b - a))
-                    cut.append(LrPiece(kind="linear", start_step=u, steps=v - u,
-                                       start_lr=_lr(su), end_lr=_lr(sv)))
+                    cut.append(LrPiece.make(kind="linear", start_step=u, steps=v - u,
+                                            start_lr=_lr(su), end_lr=_lr(sv)))
                     for t in range(u, v + 1, max(1, (v - u) // 16)):
                         approx = su + (sv - su) * (t - u) / (v - u)
                         exact = _piece_value(kind, la, lb, (t - a) / (b - a))
@@ -549,8 +550,8 @@ def _lr_pieces(spec: Spec, total_steps: int, ranges, diagnostics):
                 continue
             sa = _piece_value(kind, la, lb, (lo - a) / (b - a))
             sb = _piece_value(kind, la, lb, (hi - a) / (b - a))
-            cut.append(LrPiece(kind=kind, start_step=lo, steps=hi - lo, start_lr=_lr(sa),
-                               end_lr=_lr(sb)))
+            cut.append(LrPiece.make(kind=kind, start_step=lo, steps=hi - lo, start_lr=_lr(sa),
+                                    end_lr=_lr(sb)))
         per_phase.append(tuple(cut))
     return per_phase, deviation
 

@@ -13,7 +13,7 @@ from genbac.spec.ir import Spec
 
 
 def canonical_json(spec: Spec) -> str:
-    return json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"),
+    return json.dumps(spec.to_json(), sort_keys=True, separators=(",", ":"),
                       ensure_ascii=False)
 
 

@@ -9,29 +9,29 @@ from __future__ import annotations
 
 from .ir import Architecture, RopeScaling
 
-_LLAMA31_ROPE = RopeScaling(type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
-                            original_max_position=8192)
-_LLAMA32_ROPE = RopeScaling(type="llama3", factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0,
-                            original_max_position=8192)
+_LLAMA31_ROPE = RopeScaling.make(type="llama3", factor=8.0, low_freq_factor=1.0,
+                                 high_freq_factor=4.0, original_max_position=8192)
+_LLAMA32_ROPE = RopeScaling.make(type="llama3", factor=32.0, low_freq_factor=1.0,
+                                 high_freq_factor=4.0, original_max_position=8192)
 
 BUILTIN: dict[str, Architecture] = {
     a.name: a
     for a in (
-        Architecture(name="llama3.1-8b", hidden=4096, layers=32, heads=32, kv_heads=8, ffn=14336,
-                     vocab=128256, head_dim=128, context=131072, tie_embeddings=False,
-                     rope_theta=500000.0, rope_scaling=_LLAMA31_ROPE),
-        Architecture(name="llama3.1-70b", hidden=8192, layers=80, heads=64, kv_heads=8, ffn=28672,
-                     vocab=128256, head_dim=128, context=131072, tie_embeddings=False,
-                     rope_theta=500000.0, rope_scaling=_LLAMA31_ROPE),
-        Architecture(name="llama3.2-1b", hidden=2048, layers=16, heads=32, kv_heads=8, ffn=8192,
-                     vocab=128256, head_dim=64, context=131072, tie_embeddings=True,
-                     rope_theta=500000.0, rope_scaling=_LLAMA32_ROPE),
-        Architecture(name="llama3.2-3b", hidden=3072, layers=28, heads=24, kv_heads=8, ffn=8192,
-                     vocab=128256, head_dim=128, context=131072, tie_embeddings=True,
-                     rope_theta=500000.0, rope_scaling=_LLAMA32_ROPE),
-        Architecture(name="smollm2-135m", hidden=576, layers=30, heads=9, kv_heads=3, ffn=1536,
-                     vocab=49152, head_dim=64, context=8192, tie_embeddings=True,
-                     rope_theta=100000.0, rope_scaling=None),
+        Architecture.make(name="llama3.1-8b", hidden=4096, layers=32, heads=32, kv_heads=8,
+                          ffn=14336, vocab=128256, head_dim=128, context=131072, tie_embeddings=False,
+                          rope_theta=500000.0, rope_scaling=_LLAMA31_ROPE),
+        Architecture.make(name="llama3.1-70b", hidden=8192, layers=80, heads=64, kv_heads=8,
+                          ffn=28672, vocab=128256, head_dim=128, context=131072, tie_embeddings=False,
+                          rope_theta=500000.0, rope_scaling=_LLAMA31_ROPE),
+        Architecture.make(name="llama3.2-1b", hidden=2048, layers=16, heads=32, kv_heads=8,
+                          ffn=8192, vocab=128256, head_dim=64, context=131072, tie_embeddings=True,
+                          rope_theta=500000.0, rope_scaling=_LLAMA32_ROPE),
+        Architecture.make(name="llama3.2-3b", hidden=3072, layers=28, heads=24, kv_heads=8,
+                          ffn=8192, vocab=128256, head_dim=128, context=131072, tie_embeddings=True,
+                          rope_theta=500000.0, rope_scaling=_LLAMA32_ROPE),
+        Architecture.make(name="smollm2-135m", hidden=576, layers=30, heads=9, kv_heads=3,
+                          ffn=1536, vocab=49152, head_dim=64, context=8192, tie_embeddings=True,
+                          rope_theta=100000.0, rope_scaling=None),
     )
 }
 

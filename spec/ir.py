@@ -3,6 +3,13 @@
 Every node remembers where it was written: `span` for the node, `spans` for each of its fields
 (`node.where("tokens")`). Both are excluded from serialisation, so they never reach plan.json, the
 spec hash or any generated file, but every later check can still point at the source.
+
+The compiler builds these models with `make`, not with pydantic's validating constructor: lowering
+has already checked every value, with its location, and building pydantic's validators and
+serialisers costs more than the rest of a `genbac compile` (about 150 ms at start-up, measured with
+bench/compile_startup.py). Validation stays available on demand: `Plan.model_validate_json` reads
+plan.json at run time, and tests/compiler/test_models.py checks that what `make` builds validates to
+the same values of the same types and serialises to the same bytes.
 """
 
 from __future__ import annotations
@@ -14,8 +21,36 @@ from pydantic import BaseModel, ConfigDict, Field, SkipValidation
 from .span import Span
 
 
-class Node(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class Model(BaseModel):
+    """Base of the IR and Plan models: frozen, no unknown fields, validators built when used."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+
+    @classmethod
+    def make(cls, **values: Any):
+        """An instance from values that are already valid (see the module docstring)."""
+        unknown = values.keys() - cls.__pydantic_fields__.keys()
+        if unknown:  # a genbac bug, not a spec mistake: model_construct would drop them silently
+            raise TypeError(f"{cls.__name__} has no field {', '.join(sorted(unknown))}")
+        return cls.model_construct(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        """What `model_dump(mode="json")` gives, without building pydantic's serialiser."""
+        return {name: _jsonable(getattr(self, name))
+                for name, field in type(self).__pydantic_fields__.items() if not field.exclude}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Model):
+        return value.to_json()
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+class Node(Model):
 
     span: SkipValidation[Optional[Span]] = Field(default=None, exclude=True, repr=False)
     spans: SkipValidation[dict[str, Any]] = Field(default_factory=dict, exclude=True, repr=False)
@@ -98,8 +133,8 @@ class Language(Node):
     tokens: int = Field(gt=0)  # the budget
     approx: bool = False  # `~82B`: may absorb the difference to the declared total
     corpus: Optional[int] = None  # unique tokens available, if known
-    enter: Point = Point(percent=0.0)
-    exit: Point = Point(percent=100.0)
+    enter: Point = Point.make(percent=0.0)
+    exit: Point = Point.make(percent=100.0)
     eval: tuple[str, ...] = ()
 
 

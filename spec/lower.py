@@ -218,11 +218,11 @@ class _Lowering:
                 self.error("GB130", f"{what} {value.text} is outside 0%–100%", value.span,
                            "outside the run")
                 return None
-            return Point(percent=pct, span=value.span)
+            return Point.make(percent=pct, span=value.span)
         n = self.integer(value, what, example, minimum=0, units=(None, "tokens"))
         if n is None:
             return None
-        return Point(tokens=n, span=value.span)
+        return Point.make(tokens=n, span=value.span)
 
     # -- the experiment ----------------------------------------------------------------------------
 
@@ -299,11 +299,11 @@ class _Lowering:
             return None
         if not languages:
             return None
-        return Spec(name=name, base=base, growth=growth, vocab=vocab, tokenizer=tokenizer,
-                    tokenizer_training=tokenizer_training,
-                    languages=languages, phases=phases, train=train, hardware=hardware,
-                    span=block.span,
-                    spans={k: s.value.span for k, s in found.items()} | {"name": block.span})
+        return Spec.make(name=name, base=base, growth=growth, vocab=vocab, tokenizer=tokenizer,
+                         tokenizer_training=tokenizer_training,
+                         languages=languages, phases=phases, train=train, hardware=hardware,
+                         span=block.span,
+                         spans={k: s.value.span for k, s in found.items()} | {"name": block.span})
 
     def experiment_name(self, block: ast.Block) -> str | None:
         labels = block.labels
@@ -372,8 +372,8 @@ class _Lowering:
             self.error("GB131", f"the head dimension {values['head_dim']} must be even (rotary)",
                        spans.get("head_dim", spans["hidden"]), "odd head dimension")
             return None
-        return Architecture(name=name, builtin=False, rope_scaling=None, span=block.span,
-                            spans=spans, **values)
+        return Architecture.make(name=name, builtin=False, rope_scaling=None, span=block.span,
+                                 spans=spans, **values)
 
     def base(self, setting: ast.Setting, declared: dict) -> Base | None:
         value = setting.value
@@ -399,8 +399,8 @@ class _Lowering:
             return None
         if weights is None:
             weights = DEFAULT_WEIGHTS.get(arch.name)
-        return Base(architecture=arch, weights=weights, span=setting.span,
-                    spans={"architecture": value.span, "weights": setting.value.span})
+        return Base.make(architecture=arch, weights=weights, span=setting.span,
+                         spans={"architecture": value.span, "weights": setting.value.span})
 
     def growth(self, block: ast.Block) -> Growth | None:
         if len(block.labels) != 1 or not isinstance(block.labels[0], ast.Name):
@@ -420,8 +420,8 @@ class _Lowering:
                 return None
             if drop is None:
                 return None
-            return Growth(method="depth", drop=drop, init="copy", train="all", span=block.span,
-                          spans=spans)
+            return Growth.make(method="depth", drop=drop, init="copy", train="all", span=block.span,
+                               spans=spans)
         add = after = None
         placement = "interleave"
         if "after" in found:
@@ -479,8 +479,8 @@ class _Lowering:
             train = self.choice(found["train"].value, ("all", "new"), "training policy")
         if init is None or train is None:
             return None
-        return Growth(method="blocks", add=add, placement=placement, after=after or (), init=init,
-                      train=train, span=block.span, spans=spans)
+        return Growth.make(method="blocks", add=add, placement=placement, after=after or (),
+                           init=init, train=train, span=block.span, spans=spans)
 
     def vocab(self, block: ast.Block) -> VocabExtension | None:
         found, _ = self.settings(block, VOCAB_KEYS, where="`vocab`")
@@ -492,7 +492,7 @@ class _Lowering:
             return None
         if add is None:
             return None
-        return VocabExtension(add=add, span=block.span, spans={"add": setting.value.span})
+        return VocabExtension.make(add=add, span=block.span, spans={"add": setting.value.span})
 
     def tokenizer(self, value) -> tuple[str | None, TokenizerTraining | None]:
         if isinstance(value, ast.Call):
@@ -508,7 +508,7 @@ class _Lowering:
             vocab = self.integer(args["vocab"], "`vocab`", "vocab = 1024", minimum=260)
             if vocab is None:
                 return None, None
-            return None, TokenizerTraining(vocab=vocab, span=value.span, spans=spans)
+            return None, TokenizerTraining.make(vocab=vocab, span=value.span, spans=spans)
         path = self.string(value, "`tokenizer`", '"path/to/tokenizer" or bpe(vocab = 1024)')
         return path, None
 
@@ -567,8 +567,8 @@ class _Lowering:
             corpus = self.integer(found["corpus"].value, "`corpus`", "corpus = 20B",
                                   units=(None, "tokens"))
             ok &= corpus is not None
-        enter = Point(percent=0.0)
-        exit_ = Point(percent=100.0)
+        enter = Point.make(percent=0.0)
+        exit_ = Point.make(percent=100.0)
         if "enter" in found:
             enter = self.point(found["enter"].value, "the entry point", "enter = 90%")
         if "exit" in found:
@@ -578,9 +578,9 @@ class _Lowering:
             evals = self.strings(found["eval"].value, "`eval`", f'"data/{code}/val.jsonl"')
         if None in (sources, tokens, enter, exit_, evals) or not ok:
             return None
-        return Language(code=code, name=name, sources=sources, tokens=tokens, approx=approx,
-                        corpus=corpus, enter=enter, exit=exit_, eval=evals, span=block.span,
-                        spans=spans)
+        return Language.make(code=code, name=name, sources=sources, tokens=tokens, approx=approx,
+                             corpus=corpus, enter=enter, exit=exit_, eval=evals, span=block.span,
+                             spans=spans)
 
     def phase(self, block: ast.Block, codes: set[str]) -> PhaseMixture | None:
         if len(block.labels) != 1:
@@ -625,8 +625,8 @@ class _Lowering:
                        block.kind.span.cover(block.labels[0].span), "weights must sum to 100%",
                        secondary=[(spans[c], f"{weights[c]:.6g}") for c in weights])
             return None
-        return PhaseMixture(start=start, weights=weights, span=block.span,
-                            spans=spans | {"start": block.labels[0].span})
+        return PhaseMixture.make(start=start, weights=weights, span=block.span,
+                                 spans=spans | {"start": block.labels[0].span})
 
     # -- training ----------------------------------------------------------------------------------
 
@@ -648,7 +648,7 @@ class _Lowering:
         if "schedule" in found:
             v["schedule"] = self.schedule(found["schedule"].value)
         else:
-            v["schedule"] = (ScheduleSegment(kind="constant"),)
+            v["schedule"] = (ScheduleSegment.make(kind="constant"),)
         if "precision" in found:
             v["precision"] = self.choice(found["precision"].value, PRECISIONS, "precision")
         s = self.require(found, "checkpoint", block, "`train`", "checkpoint every 1000 steps")
@@ -666,7 +666,7 @@ class _Lowering:
             v["seed"] = self.integer(found["seed"].value, "`seed`", "seed = 1", minimum=0)
         if any(x is None for x in v.values()):
             return None
-        return Train(span=block.span, spans=spans, **v)
+        return Train.make(span=block.span, spans=spans, **v)
 
     def optimizer(self, value) -> Optimizer | None:
         call = value
@@ -714,7 +714,7 @@ class _Lowering:
             v["clip"] = self.number(args["clip"], "`clip`", "clip = 1.0", low=0, low_open=True)
         if any(x is None for x in v.values()):
             return None
-        return Optimizer(span=call.span, spans=spans, **v)
+        return Optimizer.make(span=call.span, spans=spans, **v)
 
     def keyword_args(self, call: ast.Call, allowed: set[str], positional: int = 0):
         """A call's arguments by name (the first `positional` may be unnamed, as `_0`, `_1`)."""
@@ -790,7 +790,7 @@ class _Lowering:
                 seg["to"] = 0.0
             if any(x is None for x in seg.values()):
                 return None
-            segments.append(ScheduleSegment(span=call.span, spans=spans, **seg))
+            segments.append(ScheduleSegment.make(span=call.span, spans=spans, **seg))
         if segments[0].kind != "warmup" and any(s.kind == "warmup" for s in segments[1:]):
             bad = next(s for s in segments[1:] if s.kind == "warmup")
             self.error("GB116", "`warmup` can only be the first piece", bad.span, "not first")
@@ -818,8 +818,8 @@ class _Lowering:
             self.error("GB113", "`cpu` runs as one process; multi-process CPU runs are not "
                        "supported yet", count_span, "use `cpu`")
             return None
-        return Hardware(kind=kind, count=count, span=value.span,
-                        spans={"count": count_span} if count_span else {})
+        return Hardware.make(kind=kind, count=count, span=value.span,
+                             spans={"count": count_span} if count_span else {})
 
 
 def _exact(q: ast.Quantity) -> ast.Quantity:
