@@ -10,11 +10,10 @@ common 40% MFU of well-tuned LLM training; the CPU figures are a rough laptop/se
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Profile:
+class Profile(NamedTuple):  # a named tuple, not a dataclass: cheaper to define at start-up
     kind: str
     peak_flops: float  # per device, dense bf16/fp16
     utilisation: float  # assumed model-FLOPs utilisation
