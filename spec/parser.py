@@ -1,27 +1,27 @@
-"""Text -> AST. The grammar is `genba.lark`; this module builds the parser once and shapes its tree.
+"""Text -> AST. The grammar is `genba.lark`; this module runs its parser and shapes the tree.
 
-The LALR tables are cached on disk (lark's own cache, keyed on the grammar, options and versions),
-so a CLI start does not re-analyse the grammar. Syntax errors become `Diagnostic`s with a span, what
-was found and what was expected; the parser stops at the first one (everything after a syntax error
-would be guesswork), while the later stages report every problem they find.
+The parser is lark's LALR parser for that grammar, generated once and cached as bytecode
+(`spec.lalr`), so a CLI start neither analyses the grammar nor imports lark. Syntax errors become
+`Diagnostic`s with a span, what was found and what was expected; the parser stops at the first one
+(everything after a syntax error would be guesswork), while the later stages report every problem
+they find.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
-
-from . import ast
+from . import ast, lalr
 from .diagnostics import Diagnostic, SpecError, error
+from .lalr import runtime
 from .span import Span
 
-GRAMMAR = Path(__file__).with_name("genba.lark")
+if TYPE_CHECKING:  # the classes come from whichever runtime `spec.lalr` loaded
+    from lark import Token, Tree, UnexpectedInput
+
+GRAMMAR = lalr.GRAMMAR  # tools and tests read the grammar from here
 
 _SCALE = {"K": Decimal(10) ** 3, "M": Decimal(10) ** 6, "B": Decimal(10) ** 9, "T": Decimal(10) ** 12}
 _UNIT_WORDS = {"step": "steps", "steps": "steps", "token": "tokens", "tokens": "tokens",
@@ -30,36 +30,14 @@ _UNIT_WORDS = {"step": "steps", "steps": "steps", "token": "tokens", "tokens": "
 _QUANTITY = re.compile(r"(?P<approx>~)?(?P<number>[+-]?[\d_.]+(?:[eE][+-]?\d+)?)[ \t]*(?P<unit>.*)")
 
 
-def _cache_path() -> str | bool:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    directory = os.path.join(base, "genbac")
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError:
-        return False  # no writable cache: analyse the grammar on every start (slower, still right)
-    return os.path.join(directory, "genba-lalr.cache")
-
-
-@lru_cache(maxsize=2)
-def parser(cache: bool = True) -> Lark:
-    return Lark(
-        GRAMMAR.read_text(encoding="utf-8"),
-        parser="lalr",
-        # The contextual lexer (lark's default for LALR) costs ~50 ms at start-up, but keeps words
-        # such as `as`, `from` or `every` usable as names (language code `as` is Assamese).
-        propagate_positions=True,
-        maybe_placeholders=False,
-        cache=_cache_path() if cache else False,
-    )
-
-
 def parse(text: str, path: str = "<spec>") -> ast.Document:
     """Parse a spec; raise SpecError with one syntax diagnostic if the text is not valid .genba."""
+    rt = runtime()
     try:
-        tree = parser().parse(text)
-    except UnexpectedInput as exc:
+        tree = rt.parser.parse(text)
+    except rt.UnexpectedInput as exc:
         raise SpecError([syntax_diagnostic(exc, text, path)]) from None
-    return ast.Document(path=path, text=text, items=tuple(_ToAst(path).transform(tree).children))
+    return ast.Document(path=path, text=text, items=tuple(_ToAst(path, rt.Tree).items(tree)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -94,10 +72,19 @@ def parse_quantity(text: str) -> tuple[Decimal, str | None, bool]:
     return value, unit, bool(m["approx"])
 
 
-class _ToAst(Transformer):
-    def __init__(self, path: str):
-        super().__init__()
+class _ToAst:
+    """Bottom-up: each rule's method gets the rule's span info (`meta`) and its shaped children."""
+
+    def __init__(self, path: str, tree_class: type):
         self.path = path
+        self.tree_class = tree_class
+
+    def items(self, start: Tree) -> list:
+        return [self.shape(item) for item in start.children]
+
+    def shape(self, tree: Tree):
+        children = [self.shape(c) if isinstance(c, self.tree_class) else c for c in tree.children]
+        return getattr(self, tree.data)(tree.meta, children)  # one method per rule of genba.lark
 
     def _tspan(self, tok: Token) -> Span:
         return _token_span(self.path, tok)
@@ -113,78 +100,66 @@ class _ToAst(Transformer):
         value, unit, approx = parse_quantity(str(tok))
         return ast.Quantity(value, unit, approx, str(tok).strip(), self._tspan(tok))
 
-    @v_args(meta=True)
     def import_stmt(self, meta, children):
         alias = ast.Name(str(children[1]), self._tspan(children[1])) if len(children) > 1 else None
         return ast.Import(ast.Str(_unquote(children[0]), self._tspan(children[0])), alias,
                           _span(self.path, meta))
 
-    @v_args(meta=True)
     def block(self, meta, children):
         kind, rest = children[0], children[1:]
-        labels = tuple(self._label(c) for c in rest if isinstance(c, Token))
-        entries = tuple(c for c in rest if not isinstance(c, Token))
+        labels = tuple(self._label(c) for c in rest if isinstance(c, str))
+        entries = tuple(c for c in rest if not isinstance(c, str))
         return ast.Block(ast.Name(str(kind), self._tspan(kind)), labels, entries,
                          _span(self.path, meta))
 
-    @v_args(meta=True)
     def assign(self, meta, children):
         key, value = children
         return ast.Setting(ast.Name(str(key), self._tspan(key)), "=", value, _span(self.path, meta))
 
-    @v_args(meta=True)
     def every(self, meta, children):
         key, value = children
         return ast.Setting(ast.Name(str(key), self._tspan(key)), "every", value,
                            _span(self.path, meta))
 
-    @v_args(meta=True)
     def value(self, meta, children):
         if len(children) == 1:
             return children[0]
         return ast.Chain(tuple(children[0::2]), tuple(str(c) for c in children[1::2]),
                          _span(self.path, meta))
 
-    def connector(self, children):
+    def connector(self, meta, children):
         return str(children[0])
 
-    def string(self, children):
+    def string(self, meta, children):
         return ast.Str(_unquote(children[0]), self._tspan(children[0]))
 
-    def quantity(self, children):
+    def quantity(self, meta, children):
         return self._quantity(children[0])
 
-    def name(self, children):
+    def name(self, meta, children):
         return ast.Name(str(children[0]), self._tspan(children[0]))
 
-    @v_args(meta=True)
     def true(self, meta, children):
         return ast.Bool(True, _span(self.path, meta))
 
-    @v_args(meta=True)
     def false(self, meta, children):
         return ast.Bool(False, _span(self.path, meta))
 
-    @v_args(meta=True)
     def call(self, meta, children):
         name = children[0]
         return ast.Call(ast.Name(str(name), self._tspan(name)), tuple(children[1:]),
                         _span(self.path, meta))
 
-    @v_args(meta=True)
     def keyword_arg(self, meta, children):
         key, value = children
         return ast.Arg(ast.Name(str(key), self._tspan(key)), value, _span(self.path, meta))
 
-    @v_args(meta=True)
     def positional_arg(self, meta, children):
         return ast.Arg(None, children[0], _span(self.path, meta))
 
-    @v_args(meta=True)
     def list(self, meta, children):
         return ast.ListValue(tuple(children), _span(self.path, meta))
 
-    @v_args(meta=True)
     def tuple(self, meta, children):
         return ast.TupleValue(tuple(children), _span(self.path, meta))
 
@@ -222,7 +197,8 @@ def _found(tok: Token) -> str:
 
 
 def syntax_diagnostic(exc: UnexpectedInput, text: str, path: str) -> Diagnostic:
-    if isinstance(exc, UnexpectedCharacters):
+    rt = runtime()
+    if isinstance(exc, rt.UnexpectedCharacters):
         span = Span.at_offset(path, text, exc.pos_in_stream, 1)
         char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
         if char == '"':
@@ -234,7 +210,7 @@ def syntax_diagnostic(exc: UnexpectedInput, text: str, path: str) -> Diagnostic:
         return error("GB001", f"unexpected character {char!r}", span, "not valid here",
                      help=("expected: " + ", ".join(_expected_words(exc.allowed or [])),)
                      if exc.allowed else ())
-    if isinstance(exc, (UnexpectedToken, UnexpectedEOF)):
+    if isinstance(exc, (rt.UnexpectedToken, rt.UnexpectedEOF)):
         tok = exc.token
         expected = set(exc.expected or [])
         if tok.type == "$END":
@@ -272,11 +248,12 @@ def _header_tokens(exc: UnexpectedInput) -> list[Token]:
     state = getattr(getattr(exc, "interactive_parser", None), "parser_state", None)
     stack = list(getattr(state, "value_stack", []) or [])
     words: list[Token] = []
+    rt = runtime()
     for item in reversed(stack):
         # lark folds repeated labels (`_label*`) into helper trees named `__…`
-        parts = (item.children if isinstance(item, Tree) and item.data.startswith("__")
+        parts = (item.children if isinstance(item, rt.Tree) and item.data.startswith("__")
                  else [item])
-        if not all(isinstance(p, Token) and p.type in ("NAME", "STRING", "QUANTITY")
+        if not all(isinstance(p, rt.Token) and p.type in ("NAME", "STRING", "QUANTITY")
                    for p in parts):
             break
         words[:0] = parts

@@ -1,30 +1,89 @@
-"""The grammar: LALR tables from the cache give the same trees as a fresh analysis."""
+"""The grammar and its parser: the generated, cached parser parses exactly like lark itself."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from lark import Lark
 
+from genbac.spec import lalr
 from genbac.spec import parser as spec_parser
+from genbac.spec.diagnostics import SpecError
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.genba"))
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
-def test_cached_and_uncached_parsers_agree(path, tmp_path, monkeypatch):
-    text = path.read_text()
-    fresh = Lark(spec_parser.GRAMMAR.read_text(), parser="lalr",
-                 propagate_positions=True, maybe_placeholders=False)
+BROKEN = [
+    'experiment "x" {\n  tokens: 82B\n}\n',          # `:` for `=`
+    'experiment "x" {\n  train { batch = 8\n}\n',     # unclosed block
+    'experiment "x" {\n  tokens 164B\n  sequence = 8\n}\n',  # neither setting nor block
+    'experiment "x" {\n  name = "open\n}\n',          # unterminated string
+    'experiment "x" {\n  = 3\n}\n',
+]
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """An empty genbac cache; the parser runtime is loaded anew for the test and after it."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    spec_parser.parser.cache_clear()
+    lalr.runtime.cache_clear()
+    yield tmp_path
+    lalr.runtime.cache_clear()
+
+
+def _lark_parser():
+    return Lark(spec_parser.GRAMMAR.read_text(), parser="lalr", propagate_positions=True,
+                maybe_placeholders=False)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_generated_parser_gives_lark_trees(path, fresh_cache):
+    text = path.read_text()
+    generated = lalr.runtime()  # generates and caches the standalone parser
+    assert list(fresh_cache.rglob("genba-parser-*.pyc")), "no cached parser written"
+    lalr.runtime.cache_clear()
+    cached = lalr.runtime()  # loads it
+    assert cached.parser.parse(text) == generated.parser.parse(text) == _lark_parser().parse(text)
+
+
+def test_a_warm_start_does_not_import_lark(fresh_cache):
+    probe = ("import sys; from genbac.spec.parser import parse; "
+             "parse(open(sys.argv[1]).read(), 's'); print('lark' in sys.modules)")
+    runs = [subprocess.run([sys.executable, "-c", probe, str(EXAMPLES[0])], capture_output=True,
+                           text=True, env={**os.environ, "XDG_CACHE_HOME": str(fresh_cache)})
+            for _ in range(2)]
+    assert [r.stdout.strip() for r in runs] == ["True", "False"], [r.stderr for r in runs]
+
+
+@pytest.mark.parametrize("text", BROKEN)
+def test_lark_fallback_reports_the_same_syntax_errors(text, tmp_path, monkeypatch):
+    def diagnostic():
+        with pytest.raises(SpecError) as exc:
+            spec_parser.parse(text, "b.genba")
+        return exc.value.diagnostics
+
+    lalr.runtime.cache_clear()
     try:
-        spec_parser.parser()  # writes the cache
-        spec_parser.parser.cache_clear()
-        cached = spec_parser.parser()  # reads it
-        assert list(tmp_path.rglob("*.cache")), "no cache file written"
-        assert cached.parse(text) == fresh.parse(text)
+        standalone = diagnostic()
+        blocked = tmp_path / "not-a-directory"
+        blocked.write_text("")
+        monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))  # no cache can be written: lark itself
+        lalr.runtime.cache_clear()
+        assert "lark" in type(lalr.runtime().parser).__module__
+        assert diagnostic() == standalone
     finally:
-        spec_parser.parser.cache_clear()
+        lalr.runtime.cache_clear()
+
+
+def test_a_corrupt_cache_is_regenerated(fresh_cache):
+    lalr.runtime()
+    (cached,) = fresh_cache.rglob("genba-parser-*.pyc")
+    cached.write_bytes(b"not bytecode")
+    lalr.runtime.cache_clear()
+    assert spec_parser.parse(EXAMPLES[0].read_text(), "e.genba").items
+    assert cached.read_bytes() != b"not bytecode"
 
 
 def test_grammar_is_lalr_without_conflicts():
