@@ -5,6 +5,8 @@ Every number printed here is read from the Plan, so what a reviewer sees is exac
 
 from __future__ import annotations
 
+from genbac.spec.ir import Optimizer, Spec, Train
+
 from .plan import GrowthPlan, Plan
 from .schedule import fmt_tokens
 
@@ -27,7 +29,7 @@ def _table(headers: list[str], rows: list[list[str]], markdown: bool,
     return [fmt(headers), "  " + "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows]
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     if seconds >= 2 * 86400:
         return f"{seconds / 86400:,.1f} days ({seconds / 3600:,.0f} h)"
     if seconds >= 2 * 3600:
@@ -37,7 +39,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.2g} s"
 
 
-def _energy(kwh: float) -> str:
+def energy(kwh: float) -> str:
     if kwh >= 1000:
         return f"{kwh / 1000:,.2f} MWh"
     if kwh >= 1:
@@ -72,6 +74,64 @@ def layer_diagram(growth: GrowthPlan) -> str:
     return " ".join(parts)
 
 
+def layer_legend(growth: GrowthPlan) -> str:
+    """What the symbols of `layer_diagram` mean (only those that occur), and which layers train."""
+    if growth.method == "depth":
+        symbols = ["`[a-b]` a copy of base layers a to b, in order"]
+    else:
+        symbols = ["`[a-b]` base layers a to b, in order"]
+        inits = {e.init for e in growth.layer_map if e.new}
+        if "identity" in inits:
+            symbols.append("`+n` new block: a copy of base layer n with o_proj and down_proj zeroed")
+        if "copy" in inits:
+            symbols.append("`*n` new block: a plain copy of base layer n")
+    frozen = sum(not e.trainable for e in growth.layer_map)
+    trains = (f"{frozen} layers frozen, {len(growth.layer_map) - frozen} trainable"
+              if frozen else "every layer trains")
+    return " · ".join(symbols) + f"; {trains}"
+
+
+def describe_growth(spec: Spec, growth: GrowthPlan) -> str:
+    """How the model grows, in one line (explain's `growth:` and diff's growth changes)."""
+    if growth.method == "blocks":
+        g = spec.growth
+        how = {"interleave": "interleaved", "top": "on top", "bottom": "at the bottom",
+               "explicit": "after layers " + ", ".join(map(str, g.after))}[g.placement]
+        init = ("identity (o_proj, down_proj zeroed: function-preserving)"
+                if g.init == "identity" else "plain copies (not function-preserving)")
+        return (f"LLaMA-Pro block expansion, +{g.add} blocks {how} -> {growth.layers} layers; "
+                f"init {init}; train {g.train}")
+    if growth.method == "depth":
+        return (f"depth up-scaling (SOLAR), two copies minus {spec.growth.drop} layers each -> "
+                f"{growth.layers} layers; not function-preserving; train all")
+    return "none"
+
+
+def describe_optimizer(opt: Optimizer) -> str:
+    return (f"{opt.kind} lr {opt.lr:g}, betas {opt.betas[0]:g}/{opt.betas[1]:g}, "
+            f"weight decay {opt.weight_decay:g}" + (f", clip {opt.clip:g}" if opt.clip else ""))
+
+
+def describe_lr_schedule(train: Train) -> str:
+    """`warmup(1%) then cosine(rest, to 10% of peak)`."""
+    pieces = []
+    for seg in train.schedule:
+        length = (f"{seg.length_percent:g}%" if seg.length_percent is not None else
+                  f"{seg.length_steps} steps" if seg.length_steps is not None else "rest")
+        to = f", to {100 * seg.to:g}% of peak" if seg.kind in ("linear", "cosine") else ""
+        pieces.append(f"{seg.kind}({length}{to})")
+    return " then ".join(pieces)
+
+
+def headline(plan: Plan) -> str:
+    """The experiment in one line: size, length, and the estimated time."""
+    s = plan.schedule
+    n = len(s.phases)
+    return (f"{plan.growth.parameters / 1e9:.3f}B parameters · {fmt_tokens(s.compiled_tokens)} "
+            f"tokens · {s.total_steps:,} steps in {n} phase{'s' if n != 1 else ''} · "
+            f"≈ {duration(plan.estimate.seconds)} on {plan.spec.hardware.describe()} (estimate)")
+
+
 def explain(plan: Plan, warnings=(), *, markdown: bool = False) -> str:
     spec = plan.spec
     g = plan.growth
@@ -79,42 +139,39 @@ def explain(plan: Plan, warnings=(), *, markdown: bool = False) -> str:
     e = plan.estimate
     arch = plan.architecture
     h = "### " if markdown else ""
+    # Markdown joins consecutive lines into one paragraph, so each fact becomes a list item there
+    item = "- " if markdown else ""
     out: list[str] = []
     title = f"## {plan.name}" if markdown else plan.name
     out.append(title)
     out.append(f"spec sha256 `{plan.spec_hash}` · genbac {plan.genbac_version}" if markdown else
                f"spec sha256 {plan.spec_hash} · genbac {plan.genbac_version}")
     out.append("")
+    out.append(f"**{headline(plan)}**" if markdown else headline(plan))
+    out.append("")
 
     # model --------------------------------------------------------------------------------------
     out.append(f"{h}Model")
     weights = f" from {plan.base_weights}" if plan.base_weights else " (random init)"
-    out.append(f"base: {arch.name}{weights}: {g.base_layers} layers, hidden {arch.hidden}, "
+    out.append(f"{item}base: {arch.name}{weights}: {g.base_layers} layers, hidden {arch.hidden}, "
                f"{arch.heads} heads / {arch.kv_heads} kv, ffn {arch.ffn}, vocab {g.base_vocab:,}, "
                f"{g.base_parameters:,} parameters")
-    if g.method == "blocks":
-        growth = spec.growth
-        how = {"interleave": "interleaved", "top": "on top", "bottom": "at the bottom",
-               "explicit": "after layers " + ", ".join(map(str, growth.after))}[growth.placement]
-        init = ("identity (o_proj, down_proj zeroed: function-preserving)"
-                if growth.init == "identity" else "plain copies (not function-preserving)")
-        out.append(f"growth: LLaMA-Pro block expansion, +{growth.add} blocks {how} -> {g.layers} "
-                   f"layers; init {init}; train {growth.train}")
-    elif g.method == "depth":
-        out.append(f"growth: depth up-scaling (SOLAR), two copies minus {spec.growth.drop} layers "
-                   f"each -> {g.layers} layers; not function-preserving; train all")
-    else:
-        out.append("growth: none")
+    out.append(f"{item}growth: {describe_growth(spec, g)}")
     if g.method != "none":
-        out.append(f"layer map: {layer_diagram(g)}")
-        out.append(f"new layers at: {', '.join(map(str, g.new_indices))}")
+        if markdown:
+            out.append(f"- layer map: `{layer_diagram(g)}`")
+            out.append(f"  <br>legend: {layer_legend(g)}")
+        else:
+            out.append(f"layer map: {layer_diagram(g)}")
+            out.append(f"legend: {layer_legend(g).replace('`', '')}")
+        out.append(f"{item}new layers at: {', '.join(map(str, g.new_indices))}")
     added = g.layers - g.base_layers
     formula = f"{g.base_parameters:,}"
     if added:
         formula += f" + {added} x {g.layer_parameters:,}"
     if g.vocab_parameters:
         formula += f" + {g.vocab - g.base_vocab:,} tokens x {g.vocab_parameters // (g.vocab - g.base_vocab):,}"
-    out.append(f"parameters: {formula} = {g.parameters:,} ({g.parameters / 1e9:.3f}B); "
+    out.append(f"{item}parameters: {formula} = {g.parameters:,} ({g.parameters / 1e9:.3f}B); "
                f"trainable {g.trainable_parameters:,}")
     out.append("")
 
@@ -158,18 +215,11 @@ def explain(plan: Plan, warnings=(), *, markdown: bool = False) -> str:
     out.append(f"{h}Training")
     train = spec.train
     opt = train.optimizer
-    pieces = []
-    for seg in train.schedule:
-        length = (f"{seg.length_percent:g}%" if seg.length_percent is not None else
-                  f"{seg.length_steps} steps" if seg.length_steps is not None else "rest")
-        to = f", to {100 * seg.to:g}% of peak" if seg.kind in ("linear", "cosine") else ""
-        pieces.append(f"{seg.kind}({length}{to})")
-    out.append(f"optimizer: {opt.kind} lr {opt.lr:g}, betas {opt.betas[0]:g}/{opt.betas[1]:g}, "
-               f"weight decay {opt.weight_decay:g}" + (f", clip {opt.clip:g}" if opt.clip else ""))
-    out.append(f"schedule: {' then '.join(pieces)}; cut into {sum(len(p.lr) for p in s.phases)} "
-               f"per-phase pieces, at most {100 * s.lr_max_deviation:.3f}% of the peak LR from the "
-               "uncut curve")
-    out.append(f"precision {train.precision}; checkpoint every {plan.checkpoint_every:,} steps "
+    out.append(f"{item}optimizer: {describe_optimizer(opt)}")
+    out.append(f"{item}schedule: {describe_lr_schedule(train)}; cut into "
+               f"{sum(len(p.lr) for p in s.phases)} per-phase pieces, at most "
+               f"{100 * s.lr_max_deviation:.3f}% of the peak LR from the uncut curve")
+    out.append(f"{item}precision {train.precision}; checkpoint every {plan.checkpoint_every:,} steps "
                "from each phase's start and at its end"
                + (f"; evaluation every {plan.eval_every:,} steps, {train.eval_steps} batches per "
                   "language" if any(lang.eval for lang in spec.languages) else "")
@@ -178,17 +228,19 @@ def explain(plan: Plan, warnings=(), *, markdown: bool = False) -> str:
 
     # estimate -----------------------------------------------------------------------------------
     out.append(f"{h}Estimate (assumed, not measured)")
-    out.append(f"{e.flops:.3g} FLOPs ({e.flops_per_token:.3g} per token, attention "
+    out.append(f"{item}{e.flops:.3g} FLOPs ({e.flops_per_token:.3g} per token, attention "
                f"+{100 * e.attention_share:.1f}%) on {spec.hardware.describe()} at an assumed "
                f"{100 * e.utilisation:.0f}% of {e.peak_flops / 1e15:.4g} PFLOP/s each")
-    out.append(f"time ≈ {_duration(e.seconds)}; energy ≈ {_energy(e.energy_kwh)} at "
+    out.append(f"{item}time ≈ {duration(e.seconds)}; energy ≈ {energy(e.energy_kwh)} at "
                f"{e.power_kw:g} kW per device")
-    out.append(f"profile: {e.source}")
+    out.append(f"{item}profile: {e.source}")
 
-    if warnings:
+    if warnings or markdown:  # a reviewer should see that there are none
         out.append("")
         out.append(f"{h}Warnings")
         for w in warnings:
             where = f"{w.span}: " if w.span else ""
             out.append(f"- {where}{w.message} [{w.code}]")
+        if not warnings:
+            out.append("none")
     return "\n".join(out) + "\n"
