@@ -814,10 +814,6 @@ class _Lowering:
         kind = self.choice(value, HARDWARE, "hardware", code="GB122")
         if kind is None:
             return None
-        if kind == "cpu" and count != 1:
-            self.error("GB113", "`cpu` runs as one process; multi-process CPU runs are not "
-                       "supported yet", count_span, "use `cpu`")
-            return None
         return Hardware.make(kind=kind, count=count, span=value.span,
                              spans={"count": count_span} if count_span else {})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from _genba_spec_fixtures import (BASE, GROW_LINE, TRAIN_OPEN, Case, check_case, diagnose,
-                                  insert_before, mutate, only, params, where)
+                                  insert_before, mutate, only, params, plan_ok, where)
 
 ARCH = """\
   architecture tiny {
@@ -172,8 +172,8 @@ VALUES = [
          "GB113", (8, 14), "a token budget must be at least 1"),
     Case("zero-systems", mutate(("cs-2 x 1", "cs-2 x 0")),
          "GB113", (20, 21), "the number of systems must be at least 1"),
-    Case("cpu-times-two", mutate(("cs-2 x 1", "cpu x 2")),
-         "GB113", (20, 20), "`cpu` runs as one process"),
+    Case("zero-cpu-processes", mutate(("cs-2 x 1", "cpu x 0")),
+         "GB113", (20, 20), "the number of systems must be at least 1"),
     Case("zero-length-warmup", mutate(("warmup(1%)", "warmup(0%)")),
          "GB113", (16, 23), "a schedule length of 0% is not in (0%, 100%]"),
     # GB114: empty
@@ -288,6 +288,13 @@ def test_every_lowering_error_is_collected_not_just_the_first():
                   ("enter = 90%", "enter = 120%"))
     codes = sorted(d.code for d in diagnose(text))
     assert codes == ["GB113", "GB120", "GB122", "GB130"]
+
+
+def test_cpu_times_n_is_a_multi_process_cpu_run():
+    # `cpu x 2` trains with two gloo processes (runtime/distributed.py), so it is not an error
+    plan, diagnostics = plan_ok(mutate(("cs-2 x 1", "cpu x 2")))
+    assert not [d for d in diagnostics if d.code == "GB113"]
+    assert (plan.spec.hardware.kind, plan.spec.hardware.count) == ("cpu", 2)
 
 
 def test_unknown_language_in_phase_does_not_also_report_a_wrong_sum():
