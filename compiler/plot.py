@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .plan import Plan
+from .schedule import fmt_tokens
 
 
 def mixture_plot(plan: Plan, out: Path) -> Path:
@@ -21,6 +22,7 @@ def mixture_plot(plan: Plan, out: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     schedule = plan.schedule
     codes = [lang.code for lang in schedule.languages]
@@ -47,6 +49,8 @@ def mixture_plot(plan: Plan, out: Path) -> Path:
                   alpha=0.85)
     top.set_ylim(0, schedule.tokens_per_step * 1.08)  # head room for the phase labels
     top.set_ylabel("tokens per step")
+    # 3.9M rather than matplotlib's "1e6" offset, which would collide with the phase labels
+    top.yaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt_tokens(v)))
     top.set_title(f"{plan.name}: planned mixture ({schedule.batch} x {schedule.sequence:,} = "
                   f"{schedule.tokens_per_step:,} tokens per step)", fontsize=10)
     top.legend(loc="lower left", fontsize=8, ncol=len(codes))
