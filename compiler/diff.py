@@ -603,15 +603,17 @@ def unchanged(old: Plan, new: Plan) -> list[str]:
 # renderers
 # --------------------------------------------------------------------------------------------------
 
-def verdict(report: Report) -> str:
+def verdict(report: Report, code=str) -> str:
+    """One line: identical, the same experiment, or how much changed. `code` marks up hashes."""
     if report.identical_text:
         return "identical"
+    old, new = code(report.old_hash[:12]), code(report.new_hash[:12])
     if report.same_experiment:
-        return (f"no change to the experiment (same spec hash {report.new_hash[:12]}); only "
-                "formatting/comments (or how values are written) differ")
+        return (f"no change to the experiment (same spec hash {new}); only formatting/comments "
+                "(or how values are written) differ")
     causes = sum(c.kind == "cause" for c in report.changes)
     follows = len(report.changes) - causes
-    return (f"the experiment changed (spec {report.old_hash[:12]} → {report.new_hash[:12]}): "
+    return (f"the experiment changed (spec {old} → {new}): "
             f"{causes} change{'s' if causes != 1 else ''} to the spec, {follows} consequence"
             f"{'s' if follows != 1 else ''} in the plan")
 
@@ -624,8 +626,7 @@ def render_text(report: Report) -> str:
 
 def render_markdown(report: Report) -> str:
     out = [f"### What changed: `{report.old_source}` → `{report.new_source}`", "",
-           verdict(report).replace(report.new_hash[:12], f"`{report.new_hash[:12]}`")
-           .replace(report.old_hash[:12], f"`{report.old_hash[:12]}`")]
+           verdict(report, code=lambda h: f"`{h}`")]
     out += _sections(report, heading=lambda t: f"\n**{t}**\n", item="- ")
     return "\n".join(out) + "\n"
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from genbac import __version__
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
+EXIT_DIFFERENT = 1  # `diff`, as diff(1): 0 same, 1 different, 2 trouble
 
 
 class UsageError(Exception):
@@ -107,7 +108,72 @@ def cmd_explain(args) -> int:
         sys.stdout.write(plan_json(plan).decode("utf-8"))
     else:
         sys.stdout.write(explain(plan, diagnostics, markdown=args.format == "markdown"))
+    if args.plot:
+        _plot(plan, args.plot)
     return EXIT_OK
+
+
+def _plot(plan, path: str) -> None:
+    try:
+        from genbac.compiler.plot import mixture_plot
+    except ImportError:  # matplotlib comes with the `run` extra, not with the compiler
+        raise UsageError("--plot needs matplotlib: pip install matplotlib") from None
+    try:
+        mixture_plot(plan, Path(path))
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _read_side(arg: str) -> tuple[str, str]:
+    """A side of `diff`: (text, name shown). A file if one exists, else REV:PATH read from git
+    (PATH from the repository root, as `git show` reads it; `REV:./PATH` from here)."""
+    rev, colon, path = arg.partition(":")
+    if Path(arg).exists() or not colon:
+        return _read_spec(arg), _display_path(arg)
+    if not rev or not path:
+        raise UsageError(f"{arg}: expected a file or REV:PATH (e.g. main:examples/exp.genba)")
+    import subprocess
+
+    try:
+        r = subprocess.run(["git", "cat-file", "blob", arg], capture_output=True)
+    except OSError:
+        raise UsageError(f"cannot read {arg}: git is not installed") from None
+    if r.returncode:
+        why = r.stderr.decode("utf-8", "replace").strip().splitlines()
+        why = why[-1].removeprefix("fatal: ") if why else f"git exited with {r.returncode}"
+        if why.endswith("bad file"):  # git's words for a directory
+            why = f"{path} is not a file in {rev}"
+        raise UsageError(f"cannot read {arg} from git: {why}")
+    try:
+        return r.stdout.decode("utf-8"), arg
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{arg} is not UTF-8 text (byte {exc.start})") from None
+
+
+def cmd_diff(args) -> int:
+    """0: the same experiment; 1: different; 2: trouble (a usage error, or a side with errors)."""
+    from genbac.compiler import diff
+    from genbac.compiler.compile import plan_spec
+    from genbac.spec.diagnostics import SpecError
+
+    sides, broken = [], []
+    for arg in (args.old, args.new):
+        text, shown = _read_side(arg)
+        try:
+            sides.append((plan_spec(text, shown)[0], text, shown))
+        except SpecError as exc:
+            _report(exc.diagnostics, {shown: text}, "text")
+            broken.append(shown)
+    if broken:  # 1 would read as "the experiments differ"; a broken spec can't be compared
+        raise UsageError(f"cannot diff: {' and '.join(broken)} "
+                         f"{'has' if len(broken) == 1 else 'have'} errors (see above)")
+    (old, old_text, old_name), (new, new_text, new_name) = sides
+    report = diff.compare(old, new, old_source=old_name, new_source=new_name,
+                          identical_text=old_text == new_text)
+    render = {"text": diff.render_text, "markdown": diff.render_markdown,
+              "json": diff.render_json}[args.format]
+    sys.stdout.write(render(report))
+    return EXIT_OK if report.same_experiment else EXIT_DIFFERENT
 
 
 def cmd_compile(args) -> int:
@@ -247,7 +313,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="the .genba file")
     p.add_argument("--format", default="text", choices=["text", "markdown", "json"],
                    help="text, markdown (for a PR comment), or json (the full plan)")
+    p.add_argument("--plot", metavar="PNG",
+                   help="also draw the mixture schedule (tokens per step by language, phase "
+                        "boundaries) to this PNG; needs matplotlib")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser(
+        "diff", help="what changed between two experiments, and what follows from it",
+        description="Plan both specs and say what changed in the experiment (the spec) and what "
+                    "follows (steps, phases, mixtures, layers, parameters, estimates).",
+        epilog="OLD and NEW are files or git revisions REV:PATH (e.g. main:examples/exp.genba; "
+               "PATH from the repository root, REV:./PATH from the current directory). Exit "
+               "status: 0 the same experiment (same spec hash; formatting and comments may "
+               "differ), 1 different, 2 trouble: a usage error or a spec with errors (its "
+               "diagnostics on stderr).")
+    p.add_argument("old", help="the old spec: a file or REV:PATH")
+    p.add_argument("new", help="the new spec: a file or REV:PATH")
+    p.add_argument("--format", default="text", choices=["text", "markdown", "json"],
+                   help="text, markdown (for a PR comment), or json (structured changes)")
+    p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("run", help="run an experiment (a .genba spec, compiled first, or a "
                                    "compiled directory), resumably, tracked in MLflow")
