@@ -23,6 +23,10 @@ print(json.dumps({{"code": code, "heavy": heavy}}), file=sys.stderr)
     ["check", "examples/llama-genba-10b.genba"],
     ["explain", "examples/llama-genba-10b.genba"],
     ["explain", "--format", "markdown", "examples/tiny-rehearsal.genba"],
+    ["explain", "--format", "markdown", "examples/llama-genba-10b.genba"],
+    ["diff", "examples/llama-genba-10b.genba", "examples/llama-genba-10b.genba"],
+    ["diff", "--format", "markdown", "tests/fixtures/diff/base.genba",
+     "tests/fixtures/diff/base.genba"],
     ["compile", "examples/llama-genba-10b.genba", "-o", "{tmp}/out"],
 ])
 def test_commands_do_not_import_heavy_packages(args, tmp_path):
