@@ -1,8 +1,11 @@
 """The whole pipeline as one pure function: spec text -> Plan -> generated files (in memory).
 
-    text --parse--> AST --lower--> Spec --plan--> Plan --target--> {path: bytes} + manifest
+    text --parse--> AST --compose--> AST --lower--> Spec --plan--> Plan --target--> {path: bytes}
+                       (imports,       (one per
+                        sweeps)         variant)
 
-Writing the files is the CLI's job (`genbac.output`), so everything here can be tested without I/O.
+Writing the files is the CLI's job (`genbac.output`), and reading imported files goes through the
+`read` function the caller passes (spec.compose.Files), so all of it can be tested without I/O.
 """
 
 from __future__ import annotations
@@ -12,18 +15,48 @@ import importlib
 import json
 import posixpath
 
+from dataclasses import dataclass
+
 from genbac.spec.diagnostics import Diagnostic, SpecError
-from genbac.spec.lower import load
+from genbac.spec.lower import load, load_all
 
 from .plan import Plan
 from .planner import plan as make_plan
 
 
-def plan_spec(text: str, path: str) -> tuple[Plan, list[Diagnostic]]:
-    """Parse, validate and plan; raises SpecError carrying every diagnostic."""
-    spec, diagnostics = load(text, path)
+def plan_spec(text: str, path: str, read=None, sources: dict[str, str] | None = None
+              ) -> tuple[Plan, list[Diagnostic]]:
+    """Parse, validate and plan one experiment; raises SpecError carrying every diagnostic (also
+    for a spec that sweeps: see plan_all)."""
+    spec, diagnostics = load(text, path, read, sources)
     plan, warnings = make_plan(spec)
     return plan, diagnostics + warnings
+
+
+@dataclass
+class Planned:
+    name: str | None  # the variant's name, None when the spec sweeps nothing
+    values: dict[str, str]  # swept setting -> value as written
+    plan: Plan
+    diagnostics: list[Diagnostic]
+
+
+def plan_all(text: str, path: str, read=None, sources: dict[str, str] | None = None
+             ) -> list[Planned]:
+    """Every experiment of a spec (one, or one per sweep variant), planned; raises SpecError with
+    the diagnostics of all variants (each reported once) if any has an error."""
+    planned, problems = [], []
+    for loaded in load_all(text, path, read, sources):
+        try:
+            plan, warnings = make_plan(loaded.spec)
+        except SpecError as exc:
+            problems += [d for d in exc.diagnostics if d not in problems]
+            continue
+        planned.append(Planned(loaded.name, loaded.values, plan, loaded.diagnostics + warnings))
+    if problems:
+        raise SpecError(problems + [d for p in planned for d in p.diagnostics
+                                    if d not in problems])
+    return planned
 
 
 def plan_json(plan: Plan) -> bytes:
@@ -38,9 +71,57 @@ def compile_spec(text: str, path: str, *, project_dir: str, target: str = "cszoo
     `project_dir` is where the spec's relative paths start, as seen from the output directory
     (e.g. "../examples"); it is the only location that enters the output.
     """
+    plan, diagnostics = plan_spec(text, path)
+    files, diagnostics = generate_files(plan, diagnostics, text, path, project_dir=project_dir,
+                                        target=target)
+    return plan, files, diagnostics
+
+
+def compile_all(text: str, path: str, *, project_dir: str, target: str = "cszoo", read=None,
+                sources: dict[str, str] | None = None
+                ) -> tuple[list[Planned], dict[str, bytes], list[Diagnostic]]:
+    """Like compile_spec, for any spec: one experiment at the top of the output, or, for a spec
+    that sweeps, one directory per variant and an index (index.json, plus a manifest)."""
+    sources = {} if sources is None else sources
+    planned = plan_all(text, path, read, sources)
+    imports = {p: hashlib.sha256(t.encode("utf-8")).hexdigest()
+               for p, t in sorted(sources.items()) if p != path}
+    if planned[0].name is None:
+        files, diagnostics = generate_files(planned[0].plan, planned[0].diagnostics, text, path,
+                                            project_dir=project_dir, target=target,
+                                            imports=imports)
+        return planned, files, diagnostics
+    files, diagnostics = {}, []
+    for variant in planned:
+        own, found = generate_files(variant.plan, variant.diagnostics, text, path,
+                                    project_dir=posixpath.join("..", project_dir), target=target,
+                                    imports=imports)
+        files |= {f"{variant.name}/{rel}": data for rel, data in own.items()}
+        diagnostics += [d for d in found if d not in diagnostics]
+    index = (json.dumps({
+        "format": "genbac.sweep/1",
+        "spec": posixpath.basename(path.replace("\\", "/")),
+        "variants": [{"name": v.name, "dir": v.name, "spec_hash": v.plan.spec_hash,
+                      "values": v.values} for v in planned],
+    }, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    files["index.json"] = index
+    files["manifest.json"] = (json.dumps({
+        "format": "genbac.sweep-manifest/1",
+        "genbac_version": planned[0].plan.genbac_version,
+        "files": {p: hashlib.sha256(b).hexdigest() for p, b in sorted(files.items())},
+        # imported files (as the compiling user named them) and their hashes, for provenance:
+        # their content is in plan.json's resolved spec
+        **({"imports": imports} if imports else {}),
+    }, indent=2) + "\n").encode("utf-8")
+    return planned, dict(sorted(files.items())), diagnostics
+
+
+def generate_files(plan: Plan, diagnostics: list[Diagnostic], text: str, path: str, *,
+                   project_dir: str, target: str, imports: dict[str, str] | None = None
+                   ) -> tuple[dict[str, bytes], list[Diagnostic]]:
+    """One experiment's files: the target's, spec.genba, plan.json and the manifest."""
     from . import targets
 
-    plan, diagnostics = plan_spec(text, path)
     generate = targets.get(target)
     check = getattr(importlib.import_module(generate.__module__), "check", None)
     if check is not None:
@@ -51,12 +132,12 @@ def compile_spec(text: str, path: str, *, project_dir: str, target: str = "cszoo
     spec_file = posixpath.basename(path.replace("\\", "/"))
     files = {"spec.genba": text.encode("utf-8"), "plan.json": plan_json(plan)}
     files |= generate(plan, spec_file=spec_file, project_dir=project_dir)
-    files["manifest.json"] = manifest(plan, files, spec_file, target, project_dir)
-    return plan, dict(sorted(files.items())), diagnostics
+    files["manifest.json"] = manifest(plan, files, spec_file, target, project_dir, imports or {})
+    return dict(sorted(files.items())), diagnostics
 
 
 def manifest(plan: Plan, files: dict[str, bytes], spec_file: str, target: str,
-             project_dir: str) -> bytes:
+             project_dir: str, imports: dict[str, str]) -> bytes:
     return (json.dumps({
         "format": "genbac.manifest/1",
         "genbac_version": plan.genbac_version,
@@ -66,4 +147,7 @@ def manifest(plan: Plan, files: dict[str, bytes], spec_file: str, target: str,
         "target": target,
         "project_dir": project_dir,  # where the spec's relative paths start, from the output
         "files": {p: hashlib.sha256(b).hexdigest() for p, b in sorted(files.items())},
+        # imported files (as the compiling user named them) and their hashes, for provenance:
+        # their content is in plan.json's resolved spec
+        **({"imports": imports} if imports else {}),
     }, indent=2) + "\n").encode("utf-8")

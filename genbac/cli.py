@@ -8,6 +8,7 @@ and compiler packages; torch, transformers, datasets and mlflow are never loaded
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -54,21 +55,49 @@ def _report(diagnostics, sources: dict[str, str], fmt: str) -> None:
         sys.stderr.write(d.render_text(diagnostics, sources, color=d.use_color(sys.stderr)))
 
 
-def _plan(path: str, fmt: str, *, report_ok: bool = True):
+def _imports(path: str, root: str | None):
+    """How a spec's imports are read: from files under the project root (--root, else the
+    directory above the spec that holds .git, else the spec's own directory)."""
+    from genbac.spec.compose import Files, project_root
+
+    return Files(Path(root) if root else project_root(Path(path))).read
+
+
+def _plan(path: str, fmt: str, *, report_ok: bool = True, root: str | None = None):
     """Parse, validate and plan one spec; report its diagnostics. None if it has errors."""
     from genbac.compiler.compile import plan_spec
     from genbac.spec.diagnostics import SpecError
 
     text = _read_spec(path)
     shown = _display_path(path)
+    sources: dict[str, str] = {}
     try:
-        plan, diagnostics = plan_spec(text, shown)
+        plan, diagnostics = plan_spec(text, shown, _imports(path, root), sources)
     except SpecError as exc:
-        _report(exc.diagnostics, {shown: text}, fmt)
+        _report(exc.diagnostics, sources or {shown: text}, fmt)
         return None, exc.diagnostics, text
     if report_ok:
-        _report(diagnostics, {shown: text}, fmt)
+        _report(diagnostics, sources, fmt)
     return plan, diagnostics, text
+
+
+def _plan_all(path: str, fmt: str, root: str | None = None):
+    """Every experiment of a spec (one per sweep variant); reported. None if it has errors."""
+    from genbac.compiler.compile import plan_all
+    from genbac.spec.diagnostics import SpecError
+
+    text = _read_spec(path)
+    shown = _display_path(path)
+    sources: dict[str, str] = {}
+    try:
+        planned = plan_all(text, shown, _imports(path, root), sources)
+    except SpecError as exc:
+        _report(exc.diagnostics, sources or {shown: text}, fmt)
+        return None, exc.diagnostics
+    diagnostics = [d for p in planned for d in p.diagnostics]
+    diagnostics = [d for i, d in enumerate(diagnostics) if d not in diagnostics[:i]]
+    _report(diagnostics, sources, fmt)
+    return planned, diagnostics
 
 
 # --------------------------------------------------------------------------------------------------
@@ -80,17 +109,19 @@ def cmd_check(args) -> int:
 
     failed = False
     for path in args.specs:
-        plan, diagnostics, _ = _plan(path, args.format)
-        if plan is None:
+        planned, diagnostics = _plan_all(path, args.format, args.root)
+        if planned is None:
             failed = True
         if args.format == "text":
-            if plan is None:
+            if planned is None:
                 print(f"{_display_path(path)}: {summary_line(diagnostics)}", file=sys.stderr)
-            else:
-                s = plan.schedule
-                extra = f", {summary_line(diagnostics)}" if diagnostics else ""
+                continue
+            extra = f", {summary_line(diagnostics)}" if diagnostics else ""
+            for variant in planned:
+                plan, s = variant.plan, variant.plan.schedule
                 n = len(s.phases)
-                print(f"{_display_path(path)}: ok ({n} phase{'s' if n != 1 else ''}, "
+                name = f" [{variant.name}]" if variant.name else ""
+                print(f"{_display_path(path)}{name}: ok ({n} phase{'s' if n != 1 else ''}, "
                       f"{s.total_steps:,} steps, "
                       f"{plan.growth.parameters:,} parameters{extra})")
     return EXIT_SPEC if failed else EXIT_OK
@@ -101,7 +132,8 @@ def cmd_explain(args) -> int:
     from genbac.compiler.explain import explain
 
     fmt = "text" if args.format in ("text", "markdown") else args.format
-    plan, diagnostics, _ = _plan(args.spec, fmt, report_ok=False)
+    plan, diagnostics, _ = _plan(args.spec, fmt, report_ok=False,
+                                 root=getattr(args, "root", None))
     if plan is None:
         return EXIT_SPEC
     if args.format == "json":
@@ -177,7 +209,7 @@ def cmd_diff(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from genbac.compiler.compile import compile_spec
+    from genbac.compiler.compile import compile_all
     from genbac.spec.diagnostics import SpecError
 
     from .output import OutputError, write_atomic
@@ -187,34 +219,42 @@ def cmd_compile(args) -> int:
     out = Path(args.output) if args.output else Path("out") / Path(args.spec).stem
     spec_dir = Path(args.spec).resolve().parent
     project_dir = os.path.relpath(spec_dir, out.resolve()).replace(os.sep, "/")
+    sources: dict[str, str] = {}
     try:
-        plan, files, diagnostics = compile_spec(text, shown, project_dir=project_dir,
-                                                target=args.target)
+        planned, files, diagnostics = compile_all(
+            text, shown, project_dir=project_dir, target=args.target,
+            read=_imports(args.spec, getattr(args, "root", None)), sources=sources)
     except SpecError as exc:
-        _report(exc.diagnostics, {shown: text}, args.format)
+        _report(exc.diagnostics, sources or {shown: text}, args.format)
         if args.format == "text":
             from genbac.spec.diagnostics import summary_line
 
             print(f"{shown}: {summary_line(exc.diagnostics)}; nothing written", file=sys.stderr)
         return EXIT_SPEC
-    _report(diagnostics, {shown: text}, args.format)
+    _report(diagnostics, sources, args.format)
     try:
         write_atomic(out, files)
     except OutputError as exc:
         raise UsageError(str(exc)) from None
     if args.format == "text":
-        s = plan.schedule
-        n = len(plan.schedule.phases)
-        print(f"compiled {shown} -> {_display_path(str(out))}/ ({len(files)} files; "
-              f"{n} phase{'s' if n != 1 else ''}, {s.total_steps:,} steps; "
-              f"spec {plan.spec_hash[:12]})")
-        print(f"next: bash {_display_path(str(out))}/run.sh   (or review: genbac explain {shown})")
+        shown_out = _display_path(str(out))
+        print(f"compiled {shown} -> {shown_out}/ ({len(files)} files)")
+        for variant in planned:
+            plan, s = variant.plan, variant.plan.schedule
+            n = len(s.phases)
+            where = f"  {shown_out}/{variant.name}/: " if variant.name else "  "
+            swept = ", ".join(f"{k} = {v}" for k, v in variant.values.items())
+            print(f"{where}{n} phase{'s' if n != 1 else ''}, {s.total_steps:,} steps; "
+                  f"spec {plan.spec_hash[:12]}" + (f"  ({swept})" if swept else ""))
+        first = f"{shown_out}/{planned[0].name}" if planned[0].name else shown_out
+        print(f"next: bash {first}/run.sh   (or review: genbac explain {shown})")
     return EXIT_OK
 
 
-def _compile_to(spec: str, output: str | None, fmt: str = "text") -> Path | None:
+def _compile_to(spec: str, output: str | None, fmt: str = "text", root: str | None = None
+                ) -> Path | None:
     """Compile a spec for `run`; None (after reporting) if it has errors."""
-    args = argparse.Namespace(spec=spec, output=output, target="cszoo", format=fmt)
+    args = argparse.Namespace(spec=spec, output=output, target="cszoo", format=fmt, root=root)
     if cmd_compile(args) != EXIT_OK:
         return None
     return Path(output) if output else Path("out") / Path(spec).stem
@@ -223,11 +263,20 @@ def _compile_to(spec: str, output: str | None, fmt: str = "text") -> Path | None
 def cmd_run(args) -> int:
     target = Path(args.target)
     if target.suffix == ".genba" or target.is_file():
-        compiled = _compile_to(args.target, args.output)
+        compiled = _compile_to(args.target, args.output, root=args.root)
         if compiled is None:
             return EXIT_SPEC
     else:
         compiled = target
+    index = compiled / "index.json"
+    if index.is_file():  # a sweep: run its variants one after the other
+        for variant in json.loads(index.read_text(encoding="utf-8"))["variants"]:
+            print(f"genbac: variant {variant['name']}", flush=True)
+            code = cmd_run(argparse.Namespace(**{**vars(args),
+                                                 "target": str(compiled / variant["dir"])}))
+            if code != EXIT_OK:
+                return code
+        return EXIT_OK
     if args.backend == "cszoo":
         import subprocess
 
@@ -299,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="validate a spec and write the compiled experiment")
     p.add_argument("spec", help="the .genba file")
     p.add_argument("-o", "--output", help="output directory (default: out/<spec name>)")
+    p.add_argument("--root", help="the project root that imports may not leave (default: the "
+                                  "directory above the spec that holds .git)")
     p.add_argument("--target", default="cszoo", choices=["cszoo"],
                    help="what to generate (default: cszoo, Cerebras Model Zoo 2.10)")
     p.add_argument("--format", default="text", choices=formats, help="diagnostics format")
@@ -306,11 +357,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="validate specs; report every problem")
     p.add_argument("specs", nargs="+", metavar="spec", help=".genba files")
+    p.add_argument("--root", help="the project root that imports may not leave (default: the "
+                                  "directory above the spec that holds .git)")
     p.add_argument("--format", default="text", choices=formats, help="diagnostics format")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("explain", help="what a spec will do: phases, mixtures, layers, estimates")
     p.add_argument("spec", help="the .genba file")
+    p.add_argument("--root", help="the project root that imports may not leave (default: the "
+                                  "directory above the spec that holds .git)")
     p.add_argument("--format", default="text", choices=["text", "markdown", "json"],
                    help="text, markdown (for a PR comment), or json (the full plan)")
     p.add_argument("--plot", metavar="PNG",
@@ -337,6 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "compiled directory), resumably, tracked in MLflow")
     p.add_argument("target", help="a .genba file or a compiled directory")
     p.add_argument("-o", "--output", help="where to compile a spec (default: out/<spec name>)")
+    p.add_argument("--root", help="the project root that imports may not leave (default: the "
+                                  "directory above the spec that holds .git)")
     p.add_argument("--backend", default="local", choices=["local", "cszoo"],
                    help="local: PyTorch + transformers here (default); cszoo: the generated run.sh")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "

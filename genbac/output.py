@@ -14,7 +14,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-KEEP = ("work",)  # runtime state that belongs to the experiment, not to the compiled files
+KEEP = "work"  # runtime state that belongs to an experiment, not to its compiled files
+
+
+def _kept(files: dict[str, bytes]) -> list[str]:
+    """`work/` of every experiment in the output: the top one, or each variant of a sweep."""
+    experiments = {os.path.dirname(r) for r in files if os.path.basename(r) == "manifest.json"}
+    return sorted(os.path.join(d, KEEP) if d else KEEP for d in experiments | {""})
 
 
 class OutputError(Exception):
@@ -36,6 +42,7 @@ def write_atomic(out: Path, files: dict[str, bytes]) -> None:
     except OSError as exc:
         raise OutputError(f"cannot write {out}: {exc.strerror}") from None
     old = None
+    kept = _kept(files)
     try:
         for rel, data in files.items():
             target = tmp / rel
@@ -48,12 +55,12 @@ def write_atomic(out: Path, files: dict[str, bytes]) -> None:
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
             old.rmdir()
             os.rename(out, old)
-            for name in KEEP:
-                if (old / name).exists():
+            for name in kept:
+                if (old / name).exists() and (tmp / name).parent.is_dir():
                     os.rename(old / name, tmp / name)
         os.rename(tmp, out)
     except BaseException as exc:
-        _roll_back(out, tmp, old)
+        _roll_back(out, tmp, old, kept)
         if isinstance(exc, OSError):
             raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
         raise
@@ -61,10 +68,10 @@ def write_atomic(out: Path, files: dict[str, bytes]) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _roll_back(out: Path, tmp: Path, old: Path | None) -> None:
+def _roll_back(out: Path, tmp: Path, old: Path | None, kept: list[str]) -> None:
     """Put the previous output (and its runtime state) back as it was."""
     if old is not None and old.exists():
-        for name in KEEP:
+        for name in kept:
             if (tmp / name).exists() and not (old / name).exists():
                 os.rename(tmp / name, old / name)
         if not out.exists():

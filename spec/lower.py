@@ -9,8 +9,9 @@ against the base) are compiler passes and run on the IR.
 
 from __future__ import annotations
 
+import posixpath
 import re
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from . import ast
 from .architectures import BUILTIN, DEFAULT_WEIGHTS
@@ -172,23 +173,32 @@ class _Lowering:
             return None
         return result
 
-    def string(self, value, what, example) -> str | None:
+    def string(self, value, what, example, *, path: bool = False) -> str | None:
         if not isinstance(value, ast.Str):
             self.expect(value, "a string", what, example)
             return None
         if not value.value.strip():
             self.error("GB114", f"{what} must not be empty", value.span, "empty string")
             return None
-        return value.value
+        return self.rebase(value.value, value.span.path) if path else value.value
 
-    def strings(self, value, what, example) -> tuple[str, ...] | None:
+    def rebase(self, text: str, written_in: str) -> str:
+        """A relative path from an imported file, made relative to the experiment's own file
+        (where every path of the compiled experiment starts)."""
+        if written_in == self.doc.path or text.startswith("hf:") or posixpath.isabs(text):
+            return text
+        up = posixpath.relpath(posixpath.dirname(written_in) or ".",
+                               posixpath.dirname(self.doc.path) or ".")
+        return posixpath.normpath(posixpath.join(up, text))
+
+    def strings(self, value, what, example, *, path: bool = False) -> tuple[str, ...] | None:
         items = value.items if isinstance(value, ast.ListValue) else (value,)
         if isinstance(value, ast.ListValue) and not items:
             self.error("GB114", f"{what} must not be an empty list", value.span, "empty list")
             return None
         out = []
         for item in items:
-            s = self.string(item, what, example)
+            s = self.string(item, what, example, path=path)
             if s is None:
                 return None
             out.append(s)
@@ -229,9 +239,9 @@ class _Lowering:
     def document(self) -> Spec | None:
         experiments = []
         for item in self.doc.items:
-            if isinstance(item, ast.Import):
-                self.error("GB105", "imports are not supported yet", item.span, "not supported",
-                           help=("write the shared settings into this file for now",))
+            if isinstance(item, ast.Import):  # only when lowering a document that was not composed
+                self.error("GB105", "imports cannot be resolved here", item.span, "not resolved",
+                           help=("check or compile the spec from its file",))
             elif isinstance(item, ast.Block) and item.kind.value == "experiment":
                 experiments.append(item)
             elif isinstance(item, ast.Block):
@@ -384,7 +394,8 @@ class _Lowering:
                             'llama3.1-8b from "hf:meta-llama/Llama-3.1-8B"')
                 return None
             value, weights_value = value.terms
-            weights = self.string(weights_value, "the weights after `from`", '"hf:org/model"')
+            weights = self.string(weights_value, "the weights after `from`", '"hf:org/model"',
+                                  path=True)
             if weights is None:
                 return None
         if not isinstance(value, ast.Name):
@@ -509,7 +520,8 @@ class _Lowering:
             if vocab is None:
                 return None, None
             return None, TokenizerTraining.make(vocab=vocab, span=value.span, spans=spans)
-        path = self.string(value, "`tokenizer`", '"path/to/tokenizer" or bpe(vocab = 1024)')
+        path = self.string(value, "`tokenizer`", '"path/to/tokenizer" or bpe(vocab = 1024)',
+                           path=True)
         return path, None
 
     # -- languages and mixtures --------------------------------------------------------------------
@@ -553,7 +565,7 @@ class _Lowering:
         spans = {k: s.value.span for k, s in found.items()} | {"code": labels[0].span}
         ok = True
         data_setting = self.require(found, "data", block, where, f'data = "data/{code}/*.jsonl"')
-        sources = (self.strings(data_setting.value, "`data`", f'"data/{code}/*.jsonl"')
+        sources = (self.strings(data_setting.value, "`data`", f'"data/{code}/*.jsonl"', path=True)
                    if data_setting else None)
         tokens_setting = self.require(found, "tokens", block, where, "tokens = 82B")
         tokens, approx = None, False
@@ -575,7 +587,8 @@ class _Lowering:
             exit_ = self.point(found["exit"].value, "the exit point", "exit = 100%")
         evals = ()
         if "eval" in found:
-            evals = self.strings(found["eval"].value, "`eval`", f'"data/{code}/val.jsonl"')
+            evals = self.strings(found["eval"].value, "`eval`", f'"data/{code}/val.jsonl"',
+                                 path=True)
         if None in (sources, tokens, enter, exit_, evals) or not ok:
             return None
         return Language.make(code=code, name=name, sources=sources, tokens=tokens, approx=approx,
@@ -829,12 +842,50 @@ def lower(doc: ast.Document) -> tuple[Spec | None, list[Diagnostic]]:
     return spec, lowering.diagnostics
 
 
-def load(text: str, path: str) -> tuple[Spec, list[Diagnostic]]:
-    """Parse and lower; raise SpecError (with all diagnostics) if the spec has errors."""
-    from .parser import parse
+class Loaded(NamedTuple):
+    """One experiment of a spec: the spec itself, or one variant of its sweeps."""
 
-    doc = parse(text, path)
-    spec, diagnostics = lower(doc)
-    if spec is None or any(d.is_error for d in diagnostics):
+    name: str | None  # the variant's name; None when the spec sweeps nothing
+    values: dict[str, str]  # swept setting -> value as written
+    spec: Spec
+    diagnostics: list[Diagnostic]
+
+
+def load_all(text: str, path: str, read=None, sources: dict[str, str] | None = None
+             ) -> list[Loaded]:
+    """Parse, resolve imports (through `read`, see spec.compose.Files), expand sweeps and lower.
+
+    Raises SpecError with every diagnostic if any variant has errors; a problem shared by all
+    variants is reported once. `sources` receives the text of every file read."""
+    from .compose import compose, expand_sweeps
+
+    sources = {} if sources is None else sources
+    doc = compose(text, path, read or _no_imports, sources)
+    loaded, diagnostics = [], []
+    for variant in expand_sweeps(doc, sources):
+        spec, found = lower(variant.document)
+        diagnostics += [d for d in found if d not in diagnostics]
+        if spec is not None:
+            loaded.append(Loaded(variant.name, variant.values, spec, found))
+    if any(d.is_error for d in diagnostics) or not loaded:
         raise SpecError(diagnostics)
-    return spec, diagnostics
+    return loaded
+
+
+def load(text: str, path: str, read=None, sources: dict[str, str] | None = None
+         ) -> tuple[Spec, list[Diagnostic]]:
+    """The one experiment of a spec that sweeps nothing; raises SpecError otherwise."""
+    (first, *more) = loaded = load_all(text, path, read, sources)
+    if more:
+        raise SpecError([error(
+            "GB109", f"this spec sweeps {len(loaded)} variants; this command takes one experiment",
+            first.spec.span, "sweeps values",
+            help=("compile it to get one directory per variant",))])
+    return first.spec, first.diagnostics
+
+
+def _no_imports(importer: str, target: str):
+    from .compose import ImportProblem
+
+    raise ImportProblem("GB105", f"import {target!r} cannot be resolved without its files",
+                        "not resolved", "check or compile the spec from its file")

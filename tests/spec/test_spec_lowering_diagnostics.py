@@ -117,9 +117,10 @@ STRUCTURE = [
          "GB104", (15, 17), "`adamw` needs a learning rate"),
     Case("vocab-without-add", insert_before(GROW_LINE, "  vocab { }\n"),
          "GB104", (3, 3), "`vocab` is missing `add`"),
-    # GB105: imports
+    # GB105: an import without files to resolve it from (in memory; tests/spec/test_compose.py
+    # covers imports from files)
     Case("import", mutate(('experiment "mini"', 'import "common.genba"\nexperiment "mini"')),
-         "GB105", (1, 1), "imports are not supported yet"),
+         "GB105", (1, 8), "import 'common.genba' cannot be resolved without its files"),
     # GB106: bad names and labels
     Case("invalid-experiment-name", mutate(('experiment "mini"', 'experiment "-mini"')),
          "GB106", (1, 12), "invalid experiment name '-mini'"),
