@@ -321,3 +321,16 @@ def test_compiled_sweep_layout_is_byte_stable_and_keeps_each_variants_work(tmp_p
     (out / names[1] / "work" / "state.json").write_text("{}")
     write_atomic(out, files)
     assert (out / names[1] / "work" / "state.json").read_text() == "{}"
+
+
+def test_the_composition_example(examples):
+    path = ROOT / "examples" / "composition" / "genba-bar-entry.genba"
+    shown = "examples/composition/genba-bar-entry.genba"
+    planned = plan_all(path.read_text(), shown, Files(ROOT).read)
+    genba, _ = plan_spec(examples["llama-genba-10b"].read_text(), "examples/llama-genba-10b.genba")
+    assert [p.values["language.bar.enter"] for p in planned] == ["85%", "90%", "95%"]
+    at_90 = planned[1].plan
+    assert at_90.schedule == genba.schedule and at_90.growth == genba.growth  # only the name differs
+    assert at_90.spec.language("en").sources == ("../data/en/*.jsonl",)  # rebased from examples/
+    starts = [p.plan.schedule.phases[-1].start_step for p in planned]
+    assert starts == [35451, 37536, 39622]  # round(p x 41,707)
