@@ -41,6 +41,9 @@ def _display_path(path: str) -> str:
     return path.replace(os.sep, "/")
 
 
+_SARIF: list = []  # the diagnostics of a `--format sarif` command, in the order reported
+
+
 def _report(diagnostics, sources: dict[str, str], fmt: str) -> None:
     from genbac.spec import diagnostics as d
 
@@ -49,6 +52,8 @@ def _report(diagnostics, sources: dict[str, str], fmt: str) -> None:
         sys.stdout.write(d.render_json(diagnostics))
     elif fmt == "github":
         sys.stdout.write(d.render_github(diagnostics))
+    elif fmt == "sarif":  # one log for the whole command: `main` writes it at the end
+        _SARIF.extend(diagnostics)
     elif fmt == "concise":
         sys.stderr.write(d.render_concise(diagnostics))
     elif diagnostics:
@@ -261,6 +266,14 @@ def _compile_to(spec: str, output: str | None, fmt: str = "text", root: str | No
 
 
 def cmd_run(args) -> int:
+    if args.backend == "cszoo":  # before anything is compiled or written
+        from genbac.runtime.cszoo_backend import find_cszoo
+        from genbac.runtime.executor import RunError
+
+        try:
+            find_cszoo()
+        except RunError as exc:
+            raise UsageError(str(exc)) from None
     target = Path(args.target)
     if target.suffix == ".genba" or target.is_file():
         compiled = _compile_to(args.target, args.output, root=args.root)
@@ -277,17 +290,12 @@ def cmd_run(args) -> int:
             if code != EXIT_OK:
                 return code
         return EXIT_OK
-    if args.backend == "cszoo":
-        import subprocess
-
-        return subprocess.call(["bash", str(compiled / "run.sh")])
-
     from genbac.runtime.executor import RunError, execute
     from genbac.runtime.tracking import default_tracking_uri
 
     uri = args.tracking_uri or default_tracking_uri()
     try:
-        execute(compiled, tracking_uri=uri, restart=args.restart,
+        execute(compiled, tracking_uri=uri, restart=args.restart, backend=args.backend,
                 log=lambda line: print(line, flush=True))
     except RunError as exc:
         raise UsageError(str(exc)) from None
@@ -331,6 +339,88 @@ def cmd_tokenizer(args) -> int:
     return EXIT_OK
 
 
+def cmd_fmt(args) -> int:
+    from genbac.spec.diagnostics import SpecError
+    from genbac.spec.format import FormatError, format_source, unformatted_diagnostic
+
+    check = args.check or args.diff
+    machine = args.format in ("json", "github", "sarif")
+    if args.diff and machine:
+        raise UsageError(f"--diff prints a diff, which --format {args.format} output cannot hold")
+    found, sources, failed, changed = [], {}, False, False
+    for path in args.specs:
+        text = sys.stdin.read() if path == "-" else _read_spec(path)
+        shown = "<stdin>" if path == "-" else _display_path(path)
+        sources[shown] = text
+        try:
+            formatted = format_source(text, shown)
+        except SpecError as exc:
+            found += exc.diagnostics
+            failed = True
+            continue
+        except FormatError as exc:  # a genbac bug; the file is left alone
+            print(f"genbac: error: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        if path == "-" and not check:
+            sys.stdout.write(formatted)
+        elif formatted != text:
+            changed = True
+            if not check:
+                _replace_file(Path(path), formatted)
+                print(f"reformatted {shown}", file=sys.stderr)
+            elif machine:
+                found.append(unformatted_diagnostic(shown, text, formatted))
+            else:
+                print(shown)
+                if args.diff:
+                    sys.stdout.write(_unified_diff(text, formatted, shown))
+    _report(found, sources, args.format)
+    return EXIT_SPEC if failed or (check and changed) else EXIT_OK
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Write beside the file and rename over it: a reader sees the old text or the new, never half."""
+    import tempfile
+
+    target = path.resolve()  # a symbolic link keeps pointing at the rewritten file
+    try:
+        mode = target.stat().st_mode & 0o7777
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(text.encode("utf-8"))
+            os.chmod(tmp, mode)
+            os.replace(tmp, target)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _unified_diff(before: str, after: str, shown: str) -> str:
+    import difflib
+
+    lines = difflib.unified_diff(before.splitlines(True), after.splitlines(True),
+                                 f"a/{shown}", f"b/{shown}")
+    return "".join(l if l.endswith("\n") else l + "\n\\ No newline at end of file\n"
+                   for l in lines)
+
+
+def cmd_schema(args) -> int:
+    import json
+
+    if args.plan:
+        from genbac.compiler.plan import Plan as model
+    else:
+        from genbac.spec.ir import Spec as model
+    # the shape of what genbac writes (plan.json, the IR as JSON): spans are never serialised
+    schema = model.model_json_schema(mode="serialization")
+    sys.stdout.write(json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------------------------------
 # argument parsing
 # --------------------------------------------------------------------------------------------------
@@ -343,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"genbac {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    formats = ["text", "concise", "json", "github"]
+    formats = ["text", "concise", "json", "github", "sarif"]
 
     p = sub.add_parser("compile", help="validate a spec and write the compiled experiment")
     p.add_argument("spec", help="the .genba file")
@@ -395,7 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="the project root that imports may not leave (default: the "
                                   "directory above the spec that holds .git)")
     p.add_argument("--backend", default="local", choices=["local", "cszoo"],
-                   help="local: PyTorch + transformers here (default); cszoo: the generated run.sh")
+                   help="local: PyTorch + transformers here (default); cszoo: Cerebras Model "
+                        "Zoo's `cszoo` (on PATH or $GENBAC_CSZOO), the steps of run.sh")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
                                           "else sqlite:///mlflow.db in the working directory)")
     p.add_argument("--restart", action="store_true",
@@ -415,12 +506,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", required=True, help="where the spec's data paths start")
     p.add_argument("--out", required=True, help="the tokenizer directory to write")
     p.set_defaults(func=cmd_tokenizer)
+
+    p = sub.add_parser("fmt", help="rewrite specs in the canonical layout, comments kept")
+    p.add_argument("specs", nargs="+", metavar="spec", help=".genba files, or - for stdin to stdout")
+    p.add_argument("--check", action="store_true",
+                   help="change nothing; list the files that would change and exit 1 if any")
+    p.add_argument("--diff", action="store_true", help="with the list, what would change "
+                                                       "(a unified diff; implies --check)")
+    p.add_argument("--format", default="text", choices=formats, help="diagnostics format")
+    p.set_defaults(func=cmd_fmt)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of the validated spec (the IR)")
+    p.add_argument("--plan", action="store_true", help="the schema of plan.json instead")
+    p.set_defaults(func=cmd_schema)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _SARIF.clear()
     try:
         return args.func(args)
     except UsageError as exc:
@@ -430,6 +535,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    finally:
+        if getattr(args, "format", None) == "sarif":
+            from genbac.spec.diagnostics import render_sarif
+
+            sys.stdout.write(render_sarif(_SARIF, tool_version=__version__))
 
 
 if __name__ == "__main__":  # pragma: no cover

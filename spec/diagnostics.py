@@ -1,4 +1,5 @@
-"""Diagnostics: one data model, several renderers (full text, concise, JSON, GitHub annotations).
+"""Diagnostics: one data model, several renderers (full text, concise, JSON, GitHub annotations,
+SARIF).
 
 Every error and warning genbac reports about a spec is a `Diagnostic` with a stable code, a primary
 span and optional secondary spans ("the total is declared here"). The codes are listed in
@@ -228,3 +229,58 @@ def summary_line(diagnostics: Sequence[Diagnostic]) -> str:
     if warnings:
         parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
     return ", ".join(parts) if parts else "no problems"
+
+
+# SARIF viewers (GitHub code scanning, IDEs) link each rule to its documentation.
+PROJECT_URI = "https://github.com/genbac/genbac"
+CODES_URI = PROJECT_URI + "/blob/main/spec/diagnostics.md"
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+_SARIF_LEVELS = {"error": "error", "warning": "warning"}  # anything else is a "note"
+
+
+def code_descriptions() -> dict[str, str]:
+    """Each documented code's one-line meaning, from the table in spec/diagnostics.md."""
+    import re
+    from pathlib import Path
+
+    table = Path(__file__).with_name("diagnostics.md").read_text(encoding="utf-8")
+    return {m[1]: m[2].strip() for m in re.finditer(r"^\| (GB\d{3}) \| \w+ \| (.+?) \|$", table,
+                                                     re.M)}
+
+
+def render_sarif(diagnostics: Sequence[Diagnostic], *, tool_version: str) -> str:
+    """One SARIF 2.1.0 log for a whole command: a run of genbac with a result per diagnostic."""
+    from urllib.parse import quote
+
+    descriptions = code_descriptions()
+    codes = sorted({d.code for d in diagnostics})
+    rules = [{"id": code,
+              "shortDescription": {"text": descriptions.get(code, code)},
+              "helpUri": f"{CODES_URI}#{code.lower()}"} for code in codes]
+
+    def location(span: Span, message: str | None = None) -> dict:
+        where = {"physicalLocation": {
+            "artifactLocation": {"uri": quote(span.path, safe="/:")},
+            "region": {"startLine": span.line, "startColumn": span.col,
+                       "endLine": span.end_line, "endColumn": span.end_col}}}
+        if message:
+            where["message"] = {"text": message}
+        return where
+
+    results = []
+    for d in diagnostics:
+        result = {"ruleId": d.code, "ruleIndex": codes.index(d.code),
+                  "level": _SARIF_LEVELS.get(d.severity, "note"),
+                  "message": {"text": d.message + "".join(f"\n{h}" for h in d.help)},
+                  "locations": [location(d.span)] if d.span else []}
+        if d.secondary:
+            result["relatedLocations"] = [dict(location(s, m), id=i)
+                                          for i, (s, m) in enumerate(d.secondary)]
+        results.append(result)
+    log = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [{
+        "tool": {"driver": {"name": "genbac", "version": tool_version,
+                            "informationUri": PROJECT_URI, "rules": rules}},
+        # genbac counts columns in characters, SARIF by default in UTF-16 code units
+        "columnKind": "unicodeCodePoints",
+        "results": results}]}
+    return json.dumps(log, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
