@@ -14,8 +14,7 @@ import hashlib
 import importlib
 import json
 import posixpath
-
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from genbac.spec.diagnostics import Diagnostic, SpecError
 from genbac.spec.lower import load, load_all
@@ -33,8 +32,7 @@ def plan_spec(text: str, path: str, read=None, sources: dict[str, str] | None = 
     return plan, diagnostics + warnings
 
 
-@dataclass
-class Planned:
+class Planned(NamedTuple):
     name: str | None  # the variant's name, None when the spec sweeps nothing
     values: dict[str, str]  # swept setting -> value as written
     plan: Plan

@@ -26,9 +26,8 @@ import itertools
 import os
 import posixpath
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from . import ast
 from .diagnostics import Diagnostic, SpecError, error
@@ -48,11 +47,11 @@ class ImportProblem(Exception):
 # Reading imported files (the only side effect, behind one small interface)
 # --------------------------------------------------------------------------------------------------
 
-@dataclass
 class Files:
     """Reads imports from disk, refusing any path that resolves outside `root`."""
 
-    root: Path
+    def __init__(self, root: Path):
+        self.root = root
 
     def read(self, importer: str, target: str) -> tuple[str, str]:
         """(display path, text) of `target` as imported by the file shown as `importer`."""
@@ -207,8 +206,7 @@ def _same_kind(old: ast.Block, new: ast.Block) -> bool:
 # Sweeps
 # --------------------------------------------------------------------------------------------------
 
-@dataclass
-class Variant:
+class Variant(NamedTuple):
     name: str | None  # None: the spec sweeps nothing (the experiment keeps its own name)
     values: dict[str, str]  # swept setting (e.g. "language.bar.enter") -> the value as written
     document: ast.Document
