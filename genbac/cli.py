@@ -266,14 +266,6 @@ def _compile_to(spec: str, output: str | None, fmt: str = "text", root: str | No
 
 
 def cmd_run(args) -> int:
-    if args.backend == "cszoo":  # before anything is compiled or written
-        from genbac.runtime.cszoo_backend import find_cszoo
-        from genbac.runtime.executor import RunError
-
-        try:
-            find_cszoo()
-        except RunError as exc:
-            raise UsageError(str(exc)) from None
     target = Path(args.target)
     if target.suffix == ".genba" or target.is_file():
         compiled = _compile_to(args.target, args.output, root=args.root)
@@ -290,12 +282,17 @@ def cmd_run(args) -> int:
             if code != EXIT_OK:
                 return code
         return EXIT_OK
+    if args.backend == "cszoo":
+        import subprocess
+
+        return subprocess.call(["bash", str(compiled / "run.sh")])
+
     from genbac.runtime.executor import RunError, execute
     from genbac.runtime.tracking import default_tracking_uri
 
     uri = args.tracking_uri or default_tracking_uri()
     try:
-        execute(compiled, tracking_uri=uri, restart=args.restart, backend=args.backend,
+        execute(compiled, tracking_uri=uri, restart=args.restart,
                 log=lambda line: print(line, flush=True))
     except RunError as exc:
         raise UsageError(str(exc)) from None
