@@ -161,30 +161,17 @@ def _plot(plan, path: str) -> None:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def _read_side(arg: str) -> tuple[str, str]:
-    """A side of `diff`: (text, name shown). A file if one exists, else REV:PATH read from git
-    (PATH from the repository root, as `git show` reads it; `REV:./PATH` from here)."""
-    rev, colon, path = arg.partition(":")
-    if Path(arg).exists() or not colon:
-        return _read_spec(arg), _display_path(arg)
-    if not rev or not path:
-        raise UsageError(f"{arg}: expected a file or REV:PATH (e.g. main:examples/exp.genba)")
-    import subprocess
+def _read_side(arg: str, root: str | None):
+    """A side of `diff`: (text, name shown, import reader). A file if one exists, else REV:PATH
+    read from git (see genbac.revisions)."""
+    if Path(arg).exists() or ":" not in arg:
+        return _read_spec(arg), _display_path(arg), _imports(arg, root)
+    from .revisions import RevisionError, read_revision
 
     try:
-        r = subprocess.run(["git", "cat-file", "blob", arg], capture_output=True)
-    except OSError:
-        raise UsageError(f"cannot read {arg}: git is not installed") from None
-    if r.returncode:
-        why = r.stderr.decode("utf-8", "replace").strip().splitlines()
-        why = why[-1].removeprefix("fatal: ") if why else f"git exited with {r.returncode}"
-        if why.endswith("bad file"):  # git's words for a directory
-            why = f"{path} is not a file in {rev}"
-        raise UsageError(f"cannot read {arg} from git: {why}")
-    try:
-        return r.stdout.decode("utf-8"), arg
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{arg} is not UTF-8 text (byte {exc.start})") from None
+        return read_revision(arg)
+    except RevisionError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_diff(args) -> int:
@@ -195,18 +182,21 @@ def cmd_diff(args) -> int:
 
     sides, broken = [], []
     for arg in (args.old, args.new):
-        text, shown = _read_side(arg)
+        text, shown, read = _read_side(arg, args.root)
+        sources: dict[str, str] = {}
         try:
-            sides.append((plan_spec(text, shown)[0], text, shown))
+            sides.append((plan_spec(text, shown, read, sources)[0], sources, shown))
         except SpecError as exc:
-            _report(exc.diagnostics, {shown: text}, "text")
+            _report(exc.diagnostics, sources or {shown: text}, "text")
             broken.append(shown)
     if broken:  # 1 would read as "the experiments differ"; a broken spec can't be compared
         raise UsageError(f"cannot diff: {' and '.join(broken)} "
                          f"{'has' if len(broken) == 1 else 'have'} errors (see above)")
-    (old, old_text, old_name), (new, new_text, new_name) = sides
+    (old, old_files, old_name), (new, new_files, new_name) = sides
+    # identical: the spec and every file it imports, byte for byte
+    identical = list(old_files.values()) == list(new_files.values())
     report = diff.compare(old, new, old_source=old_name, new_source=new_name,
-                          identical_text=old_text == new_text)
+                          identical_text=identical)
     render = {"text": diff.render_text, "markdown": diff.render_markdown,
               "json": diff.render_json}[args.format]
     sys.stdout.write(render(report))
@@ -473,6 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("new", help="the new spec: a file or REV:PATH")
     p.add_argument("--format", default="text", choices=["text", "markdown", "json"],
                    help="text, markdown (for a PR comment), or json (structured changes)")
+    p.add_argument("--root", help="for a side that is a file: the project root its imports may "
+                                  "not leave (default: the directory above it holding .git); a "
+                                  "REV:PATH side imports from the same revision")
     p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("run", help="run an experiment (a .genba spec, compiled first, or a "

@@ -297,3 +297,36 @@ def test_revision_paths(tmp_path, monkeypatch, capsys):
         err = capsys.readouterr().err
         assert err.startswith("genbac: error: ") and why in err, err
         assert "Traceback" not in err
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_revision_reads_imports_from_the_same_revision(tmp_path, monkeypatch, capsys):
+    repo = tmp_path / "repo"
+    (repo / "specs").mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "t@example.com")
+    git(repo, "config", "user.name", "t")
+    exp = edit("  hardware = h100 x 8\n", "").replace("experiment", 'import "hw.genba"\nexperiment', 1)
+    (repo / "specs" / "exp.genba").write_text(exp)
+    (repo / "specs" / "hw.genba").write_text("hardware = h100 x 8\n")
+    (repo / "specs" / "escape.genba").write_text('import "../../outside.genba"\n' + BASE)
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "base")
+    (repo / "specs" / "hw.genba").write_text("hardware = a100 x 16\n")  # only the fragment changes
+    monkeypatch.chdir(repo)
+
+    assert main(["diff", "main:specs/exp.genba", "specs/exp.genba"]) == 1
+    out = capsys.readouterr().out
+    assert "- hardware: h100 x 8 → a100 x 16" in out  # the old side imported the old fragment
+    git(repo, "commit", "-q", "-am", "a100")
+    assert main(["diff", "main~1:specs/exp.genba", "main:specs/exp.genba"]) == 1
+    assert "- hardware: h100 x 8 → a100 x 16" in capsys.readouterr().out
+    # the same experiment as the fixture written in one file: same hash, not identical files
+    (tmp_path / "base.genba").write_text(BASE)
+    assert main(["diff", "main~1:specs/exp.genba", str(tmp_path / "base.genba")]) == 0
+    assert "no change to the experiment" in capsys.readouterr().out
+
+    assert main(["diff", "main:specs/escape.genba", "specs/exp.genba"]) == 2
+    err = capsys.readouterr().err
+    assert "error[GB107]: import '../../outside.genba' leaves the repository" in err
+    assert "main:specs/escape.genba:1:8" in err
