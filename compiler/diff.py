@@ -113,7 +113,11 @@ def _value(v: Any) -> str:
 
 
 def _json(value: Any) -> Any:
-    return value.to_json() if isinstance(value, Model) else value
+    if isinstance(value, Model):
+        return value.to_json()
+    if isinstance(value, tuple):
+        return [_json(v) for v in value]
+    return value
 
 
 def _same(a: Model | None, b: Model | None) -> bool:
@@ -359,6 +363,13 @@ def plan_changes(old: Plan, new: Plan) -> list[Change]:
         _estimate_changes(old, new)
 
 
+SCHEDULE_CONSEQUENCES: dict[str, Callable[[Any, Any], str]] = {
+    "tokens_per_step": lambda x, y: f"tokens per step: {x:,} → {y:,}",
+    "total_steps": lambda x, y: f"total steps: {x:,} → {y:,} ({y - x:+,})",
+    "compiled_tokens": lambda x, y: "tokens trained on: {} → {}".format(*_apart(x, y, _tokens)),
+}
+
+
 def _schedule_changes(old: Plan, new: Plan) -> list[Change]:
     out: list[Change] = []
     a, b = old.schedule, new.schedule
@@ -366,18 +377,7 @@ def _schedule_changes(old: Plan, new: Plan) -> list[Change]:
     def consequence(key, x, y, text):
         out.append(Change("consequence", key, x, y, text))
 
-    if a.tokens_per_step != b.tokens_per_step:
-        consequence("schedule.tokens_per_step", a.tokens_per_step, b.tokens_per_step,
-                    f"tokens per step: {a.tokens_per_step:,} → {b.tokens_per_step:,} "
-                    f"({a.batch:,} x {a.sequence:,} → {b.batch:,} x {b.sequence:,})")
-    if a.total_steps != b.total_steps:
-        consequence("schedule.total_steps", a.total_steps, b.total_steps,
-                    f"total steps: {a.total_steps:,} → {b.total_steps:,} "
-                    f"({b.total_steps - a.total_steps:+,})")
-    if a.compiled_tokens != b.compiled_tokens:
-        pa, pb = _apart(a.compiled_tokens, b.compiled_tokens, _tokens)
-        consequence("schedule.compiled_tokens", a.compiled_tokens, b.compiled_tokens,
-                    f"tokens trained on: {pa} → {pb}")
+    out += _moved("schedule", a, b, SCHEDULE_CONSEQUENCES)
     if len(a.phases) != len(b.phases):
         consequence("schedule.phases", len(a.phases), len(b.phases),
                     f"phases: {len(a.phases)} → {len(b.phases)} "
@@ -526,65 +526,53 @@ def _language_consequences(old: Plan, new: Plan) -> list[Change]:
     return out
 
 
-def _growth_consequences(old: Plan, new: Plan) -> list[Change]:
+def _moved(key: str, a, b, words: dict[str, Callable[[Any, Any], str]]) -> list[Change]:
+    """A consequence for each of `words`' fields that differs between two plan parts."""
     out = []
-    a, b = old.growth, new.growth
-
-    def consequence(key, x, y, text):
-        out.append(Change("consequence", key, x, y, text))
-
-    if a.layers != b.layers:
-        consequence("growth.layers", a.layers, b.layers, f"layers: {a.layers} → {b.layers}")
-    la, lb = layer_diagram(a), layer_diagram(b)
-    if la != lb:
-        consequence("growth.layer_map", la, lb, f"layer map: {la or 'unchanged base'} → "
-                    f"{lb or 'unchanged base'}")
-    if a.new_indices != b.new_indices:
-        consequence("growth.new_indices", list(a.new_indices), list(b.new_indices),
-                    f"new layers at: {_value(list(a.new_indices))} → {_value(list(b.new_indices))}")
-    if a.vocab != b.vocab:
-        consequence("growth.vocab", a.vocab, b.vocab, f"vocabulary: {a.vocab:,} → {b.vocab:,}")
-    if a.parameters != b.parameters:
-        pa, pb = _apart(a.parameters, b.parameters, _tokens)
-        consequence("growth.parameters", a.parameters, b.parameters,
-                    f"parameters: {a.parameters:,} → {b.parameters:,} "
-                    f"({b.parameters - a.parameters:+,}; {pa} → {pb})")
-    if a.trainable_parameters != b.trainable_parameters:
-        consequence("growth.trainable_parameters", a.trainable_parameters,
-                    b.trainable_parameters,
-                    f"trainable parameters: {a.trainable_parameters:,} → "
-                    f"{b.trainable_parameters:,}")
-    if a.function_preserving != b.function_preserving:
-        consequence("growth.function_preserving", a.function_preserving, b.function_preserving,
-                    "the grown model " + ("now computes" if b.function_preserving else
-                                          "no longer computes") + " the base model's function")
+    for field, text in words.items():
+        x, y = _json(getattr(a, field)), _json(getattr(b, field))
+        if x != y:
+            out.append(Change("consequence", f"{key}.{field}", x, y, text(x, y)))
     return out
+
+
+def _parameters(x: int, y: int) -> str:
+    pa, pb = _apart(x, y, _tokens)
+    return f"parameters: {x:,} → {y:,} ({y - x:+,}; {pa} → {pb})"
+
+
+GROWTH_CONSEQUENCES: dict[str, Callable[[Any, Any], str]] = {
+    "layers": lambda x, y: f"layers: {x} → {y}",
+    "new_indices": lambda x, y: f"new layers at: {_value(x)} → {_value(y)}",
+    "vocab": lambda x, y: f"vocabulary: {x:,} → {y:,}",
+    "parameters": _parameters,
+    "trainable_parameters": lambda x, y: f"trainable parameters: {x:,} → {y:,}",
+    "function_preserving": lambda x, y: "the grown model " + (
+        "now computes" if y else "no longer computes") + " the base model's function",
+}
+
+
+def _growth_consequences(old: Plan, new: Plan) -> list[Change]:
+    out = _moved("growth", old.growth, new.growth, GROWTH_CONSEQUENCES)
+    la, lb = layer_diagram(old.growth), layer_diagram(new.growth)
+    if la != lb:  # after the layer count, before the new indices
+        out.insert(1 if out and out[0].key == "growth.layers" else 0, Change(
+            "consequence", "growth.layer_map", la, lb,
+            f"layer map: {la or 'unchanged base'} → {lb or 'unchanged base'}"))
+    return out
+
+
+ESTIMATE_CONSEQUENCES: dict[str, Callable[[Any, Any], str]] = {
+    "utilisation": lambda x, y: f"assumed utilisation: {100 * x:.0f}% → {100 * y:.0f}%",
+    "flops": lambda x, y: f"estimated compute: {x:.3g} → {y:.3g} FLOPs ({_relative(x, y)})",
+    "seconds": lambda x, y: f"estimated time: {duration(x)} → {duration(y)} ({_relative(x, y)})",
+    "energy_kwh": lambda x, y: f"estimated energy: {energy(x)} → {energy(y)} "
+                               f"({_relative(x, y)})",
+}
 
 
 def _estimate_changes(old: Plan, new: Plan) -> list[Change]:
-    out = []
-    a, b = old.estimate, new.estimate
-
-    def consequence(key, x, y, text):
-        out.append(Change("consequence", key, x, y, text))
-
-    if a.utilisation != b.utilisation:
-        consequence("estimate.utilisation", a.utilisation, b.utilisation,
-                    f"assumed utilisation: {100 * a.utilisation:.0f}% → "
-                    f"{100 * b.utilisation:.0f}%")
-    if a.flops != b.flops:
-        consequence("estimate.flops", a.flops, b.flops,
-                    f"estimated compute: {a.flops:.3g} → {b.flops:.3g} FLOPs "
-                    f"({_relative(a.flops, b.flops)})")
-    if a.seconds != b.seconds:
-        consequence("estimate.seconds", a.seconds, b.seconds,
-                    f"estimated time: {duration(a.seconds)} → {duration(b.seconds)} "
-                    f"({_relative(a.seconds, b.seconds)})")
-    if a.energy_kwh != b.energy_kwh:
-        consequence("estimate.energy_kwh", a.energy_kwh, b.energy_kwh,
-                    f"estimated energy: {energy(a.energy_kwh)} → {energy(b.energy_kwh)} "
-                    f"({_relative(a.energy_kwh, b.energy_kwh)})")
-    return out
+    return _moved("estimate", old.estimate, new.estimate, ESTIMATE_CONSEQUENCES)
 
 
 def unchanged(old: Plan, new: Plan) -> list[str]:

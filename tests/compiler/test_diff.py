@@ -265,13 +265,19 @@ def git(repo: Path, *args: str) -> str:
                           text=True).stdout
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-def test_revision_paths(tmp_path, monkeypatch, capsys):
+def new_repo(tmp_path: Path) -> Path:
+    """An empty git repository with a specs/ folder, on branch main."""
     repo = tmp_path / "repo"
     (repo / "specs").mkdir(parents=True)
     git(repo, "init", "-q", "-b", "main")
     git(repo, "config", "user.email", "t@example.com")
     git(repo, "config", "user.name", "t")
+    return repo
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_revision_paths(tmp_path, monkeypatch, capsys):
+    repo = new_repo(tmp_path)
     spec = repo / "specs" / "exp.genba"
     spec.write_text(BASE)
     git(repo, "add", ".")
@@ -301,11 +307,7 @@ def test_revision_paths(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_revision_reads_imports_from_the_same_revision(tmp_path, monkeypatch, capsys):
-    repo = tmp_path / "repo"
-    (repo / "specs").mkdir(parents=True)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "config", "user.email", "t@example.com")
-    git(repo, "config", "user.name", "t")
+    repo = new_repo(tmp_path)
     exp = edit("  hardware = h100 x 8\n", "").replace("experiment", 'import "hw.genba"\nexperiment', 1)
     (repo / "specs" / "exp.genba").write_text(exp)
     (repo / "specs" / "hw.genba").write_text("hardware = h100 x 8\n")
