@@ -18,6 +18,7 @@ Numbers are printed with as few significant digits as still tell the old and new
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Callable, NamedTuple
 
 from genbac.spec.ir import Model, Spec
@@ -79,12 +80,14 @@ def _percent(x: float, digits: int = 3) -> str:
 
 
 def _apart(old: float, new: float, fmt: Callable[[float, int], str]) -> tuple[str, str]:
-    """`fmt` at the fewest significant digits (at least 3) that show the two values differ."""
-    for digits in range(3, 13):
-        a, b = fmt(old, digits), fmt(new, digits)
-        if a != b:
-            return a, b
-    return a, b
+    """`fmt` with as many significant digits (at least 3) as reach the size of the difference:
+    19,950,014,464 and 19,949,490,176 are 19.95B and 19.9495B, not 20B and 19.9B."""
+    digits = 3
+    if old != new:
+        largest = max(abs(old), abs(new))
+        digits = max(3, math.floor(math.log10(largest)) - math.floor(math.log10(abs(new - old)))
+                     + 1)
+    return fmt(old, digits), fmt(new, digits)
 
 
 def _count(n: int) -> str:
@@ -92,7 +95,10 @@ def _count(n: int) -> str:
 
 
 def _relative(old: float, new: float) -> str:
-    return f"{(new - old) / old:+.1%}" if old else "new"
+    if not old:
+        return "new"
+    change = (new - old) / old
+    return f"{change:+.1%}" if abs(change) >= 0.0005 else f"{100 * change:+.2g}%"
 
 
 def _value(v: Any) -> str:
@@ -106,7 +112,7 @@ def _value(v: Any) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
+        return "[" + ", ".join(_value(x) for x in v) + "]" if v else "none"
     if isinstance(v, dict):
         return json.dumps(v, sort_keys=True)
     return str(v)
@@ -440,7 +446,8 @@ def _phase_changes(a: Phase, b: Phase) -> list[Change]:
     out = []
     name = f"phase {b.index}" + (f" (was phase {a.index})" if a.index != b.index else "")
     key = f"phase.{b.index}"
-    if a.start_step != b.start_step and b.index > 1:
+    one_step = 100 / min(a.end_step, b.end_step)  # not when only the run's length moved it
+    if b.index > 1 and abs(a.start_percent - b.start_percent) > one_step:
         out.append(Change("consequence", f"{key}.start", a.start_step, b.start_step,
                           f"{name} starts at step {b.start_step:,} ({b.start_percent:.4g}% of "
                           f"the run) instead of {a.start_step:,} ({a.start_percent:.4g}%)"))

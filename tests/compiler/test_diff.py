@@ -17,7 +17,8 @@ import pytest
 
 from genbac.cli import main
 from genbac.compiler.compile import plan_spec
-from genbac.compiler.diff import compare, diff_plans, drawn_tokens, render_json, render_text
+from genbac.compiler.diff import (_apart, _tokens, compare, diff_plans, drawn_tokens, render_json,
+                                  render_text)
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "diff" / "base.genba"
 BASE = FIXTURE.read_text()
@@ -124,6 +125,27 @@ def test_hardware_changed():
     # 16 A100s at 312 TF against 8 H100s at 989.4 TF, both at the assumed 40%
     assert seconds.new / seconds.old == pytest.approx(8 * 989.4 / (16 * 312))
     assert seconds.text.startswith("estimated time: 34.7 h → ")
+
+
+def test_batch_changed():
+    old, new = plans(edit("batch     = 256", "batch     = 512"))
+    changes = diff_plans(old, new)
+    assert [c.text for c in causes(changes)] == ["batch: 256 sequences → 512 sequences"]
+    c = by_key(changes)
+    assert (c["schedule.tokens_per_step"].old, c["schedule.tokens_per_step"].new) == (
+        1_048_576, 2_097_152)
+    assert c["schedule.total_steps"].new == new.schedule.total_steps == 19_073  # round(38,146.97/2)
+    assert c["phase.2.steps"].new == new.schedule.phases[1].steps
+    # the boundary stays at 80% of the run: its step moved only because the run got shorter
+    assert "phase.2.start" not in c
+
+
+def test_numbers_keep_the_digits_their_difference_needs():
+    # 3 digits would print 20B and 19.9B for two values that both round to 19.95B
+    assert _apart(19_950_014_464, 19_949_490_176, _tokens) == ("19.95B", "19.9495B")
+    assert _apart(80_003_072, 79_994_880, _tokens) == ("80.003M", "79.995M")
+    assert _apart(7_629 * 1_048_576, 11_444 * 1_048_576, _tokens) == ("8B", "12B")
+    assert _apart(100e6, 100e6, _tokens) == ("100M", "100M")
 
 
 def test_learning_rate_changed():
