@@ -6,13 +6,13 @@ Two comparisons of two Plans, each a pure function:
     consequences  the Plans: steps, phases, mixtures, layers, parameters and estimates that moved
 
 Example: moving Bavarian's entry in the GENBA spec from 90% to 85% gives the cause
-`bar: enters at 85% (was 90%)` and the consequences `Bavarian now drawn during 24.6B tokens of
+`bar: enters at 85% (was 90%)` and the consequences `Bavarian now spread over 24.6B tokens of
 training instead of 16.4B`, `phase 2 grows from 4,171 to 6,256 steps`, …; parameters and the
 estimated time stay as they were.
 
 Every change is a `Change` with a stable key (`language.bar.enter`, `phase.2.steps`), the old and
 new values as JSON, and one sentence; the renderers (text, Markdown, JSON) only arrange them.
-Numbers are printed with as few significant digits as still tell the old and new value apart.
+Numbers get as many significant digits (at least 3) as the size of their difference needs.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ class Report(NamedTuple):
     new_source: str
     old_hash: str
     new_hash: str
-    identical_text: bool
+    identical_text: bool  # the spec and every file it imports, byte for byte
     changes: tuple[Change, ...]
-    unchanged: tuple[str, ...]  # headline facts that stayed the same, e.g. "parameters (9.775B)"
+    unchanged: tuple[str, ...]  # headline facts that stayed, e.g. "parameters 9,775,157,248"
 
     @property
     def same_experiment(self) -> bool:
@@ -65,10 +65,11 @@ def diff_plans(old: Plan, new: Plan) -> list[Change]:
 
 
 # --------------------------------------------------------------------------------------------------
-# numbers: as few digits as tell old and new apart
+# numbers
 # --------------------------------------------------------------------------------------------------
 
 def _tokens(n: float, digits: int = 3) -> str:
+    """schedule.fmt_tokens with a chosen precision: 19.95B, 19.9495B."""
     for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
         if abs(n) >= scale:
             return f"{n / scale:.{digits}g}{suffix}"
@@ -151,8 +152,9 @@ def spec_changes(old_plan: Plan, new_plan: Plan) -> list[Change]:
         b = f"+{n.vocab.add:,} tokens" if n.vocab else "none"
         cause("vocab", o.vocab, n.vocab, f"vocabulary extension: {a} → {b}")
     if o.tokenizer != n.tokenizer:
+        default = "the base weights’"
         cause("tokenizer", o.tokenizer, n.tokenizer,
-              f"tokenizer: {o.tokenizer or 'the base weights’'} → {n.tokenizer or 'the base weights’'}")
+              f"tokenizer: {o.tokenizer or default} → {n.tokenizer or default}")
     if not _same(o.tokenizer_training, n.tokenizer_training):
         a, b = (f"bpe(vocab = {t.vocab:,})" if t else "none"
                 for t in (o.tokenizer_training, n.tokenizer_training))
@@ -190,7 +192,8 @@ GROWTH_WORDS = {
     "placement": lambda v: {"interleave": "interleaved", "top": "on top", "bottom": "at the bottom",
                             "explicit": "after listed layers"}[v],
     "after": lambda v: "after layers " + ", ".join(map(str, v)) if v else "no list",
-    "init": lambda v: {"identity": "identity (o_proj, down_proj zeroed)", "copy": "plain copies"}[v],
+    "init": lambda v: {"identity": "identity (o_proj, down_proj zeroed)",
+                       "copy": "plain copies"}[v],
     "train": lambda v: {"all": "all layers train", "new": "only the new blocks train"}[v],
     "drop": lambda v: f"drop {v} layers per copy",
 }

@@ -82,7 +82,8 @@ def layer_legend(growth: GrowthPlan) -> str:
         symbols = ["`[a-b]` base layers a to b, in order"]
         inits = {e.init for e in growth.layer_map if e.new}
         if "identity" in inits:
-            symbols.append("`+n` new block: a copy of base layer n with o_proj and down_proj zeroed")
+            symbols.append("`+n` new block: a copy of base layer n with o_proj and down_proj "
+                           "zeroed")
         if "copy" in inits:
             symbols.append("`*n` new block: a plain copy of base layer n")
     frozen = sum(not e.trainable for e in growth.layer_map)
@@ -219,8 +220,8 @@ def explain(plan: Plan, warnings=(), *, markdown: bool = False) -> str:
     out.append(f"{item}schedule: {describe_lr_schedule(train)}; cut into "
                f"{sum(len(p.lr) for p in s.phases)} per-phase pieces, at most "
                f"{100 * s.lr_max_deviation:.3f}% of the peak LR from the uncut curve")
-    out.append(f"{item}precision {train.precision}; checkpoint every {plan.checkpoint_every:,} steps "
-               "from each phase's start and at its end"
+    out.append(f"{item}precision {train.precision}; checkpoint every "
+               f"{plan.checkpoint_every:,} steps from each phase's start and at its end"
                + (f"; evaluation every {plan.eval_every:,} steps, {train.eval_steps} batches per "
                   "language" if any(lang.eval for lang in spec.languages) else "")
                + f"; seed {train.seed}")

@@ -1,8 +1,9 @@
 """The planned mixture as a picture (`genbac explain --plot`, and the runtime's MLflow artifact).
 
 Top: tokens per step by language, stacked (they add up to batch x sequence), over the steps of the
-run, so each phase's mixture is a band of constant heights. Bottom: the tokens each language has seen
-so far, on a log scale, so a small late language such as GENBA's 80M Bavarian tokens is visible.
+run, so each phase's mixture is a band of constant heights. Bottom: the tokens each language has
+seen so far, on a log scale, so a small late language such as GENBA's 80M Bavarian tokens is
+visible.
 Phase boundaries are dashed lines in both.
 
 matplotlib is imported only here, inside the function, with the Agg backend: nothing that merely

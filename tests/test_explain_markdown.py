@@ -1,5 +1,5 @@
-"""`genbac explain --format markdown` as a pull-request comment: every section a reviewer needs, each
-number read from the plan, and tables that GitHub renders (same cell count in every row)."""
+"""`genbac explain --format markdown` as a pull-request comment: every section a reviewer needs,
+each number read from the plan, and tables that GitHub renders (same cell count in every row)."""
 
 from __future__ import annotations
 

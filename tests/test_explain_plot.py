@@ -1,4 +1,4 @@
-"""`genbac explain --plot`: a PNG of the mixture schedule, byte-stable, and matplotlib only on demand."""
+"""`genbac explain --plot`: a PNG of the mixture schedule, byte-stable; matplotlib only on demand."""
 
 from __future__ import annotations
 

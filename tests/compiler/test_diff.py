@@ -159,8 +159,8 @@ def test_learning_rate_changed():
 
 
 def test_language_added():
-    text = edit("  train {", '  language fr "French" { data = "fr.jsonl"  tokens = 1B  enter = 50% }\n'
-                "  train {")
+    french = '  language fr "French" { data = "fr.jsonl"  tokens = 1B  enter = 50% }\n'
+    text = edit("  train {", french + "  train {")
     old, new = plans(text)
     changes = diff_plans(old, new)
     assert [c.text for c in causes(changes)] == [
@@ -179,11 +179,10 @@ def test_language_added():
 
 
 def test_language_removed_and_reordered():
-    text = edit('  language hsb "Upper Sorbian" { data = "hsb.jsonl"  tokens = 100M  enter = 80% }\n',
-                "")
-    text = edit('  language en  "English"       { data = "en.jsonl"   tokens = ~20B }\n', "", text)
-    text = edit("  train {", '  language en "English" { data = "en.jsonl" tokens = ~20B }\n  train {',
-                text)
+    hsb = '  language hsb "Upper Sorbian" { data = "hsb.jsonl"  tokens = 100M  enter = 80% }\n'
+    english = '  language en  "English"       { data = "en.jsonl"   tokens = ~20B }\n'
+    text = edit(english, "", edit(hsb, ""))
+    text = edit("  train {", english + "  train {", text)  # now after German
     old, new = plans(text)
     c = by_key(diff_plans(old, new))
     assert c["language.hsb"].text == "language removed: hsb (Upper Sorbian, 100M tokens)"
@@ -330,7 +329,8 @@ def test_revision_paths(tmp_path, monkeypatch, capsys):
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_revision_reads_imports_from_the_same_revision(tmp_path, monkeypatch, capsys):
     repo = new_repo(tmp_path)
-    exp = edit("  hardware = h100 x 8\n", "").replace("experiment", 'import "hw.genba"\nexperiment', 1)
+    exp = edit("  hardware = h100 x 8\n", "")
+    exp = exp.replace("experiment", 'import "hw.genba"\nexperiment', 1)
     (repo / "specs" / "exp.genba").write_text(exp)
     (repo / "specs" / "hw.genba").write_text("hardware = h100 x 8\n")
     (repo / "specs" / "escape.genba").write_text('import "../../outside.genba"\n' + BASE)
