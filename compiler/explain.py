@@ -245,3 +245,19 @@ def explain(plan: Plan, warnings=(), *, markdown: bool = False) -> str:
         if not warnings:
             out.append("none")
     return "\n".join(out) + "\n"
+
+
+def explain_sweep(variants, *, markdown: bool = False) -> str:
+    """A spec that sweeps: a table of its variants, then each variant explained in full.
+
+    `variants` are compiler.compile.Planned (name, swept values, plan, diagnostics)."""
+    keys = list(variants[0].values)
+    rows = [[v.name, *(v.values[k] for k in keys), f"{v.plan.schedule.total_steps:,}",
+             duration(v.plan.estimate.seconds), v.plan.spec_hash[:12]] for v in variants]
+    title = f"{len(variants)} variants, sweeping {', '.join(keys)}"
+    out = [f"# {title}" if markdown else title, ""]
+    out += _table(["variant", *keys, "steps", "estimate", "spec"], rows, markdown,
+                  "l" + "l" * len(keys) + "rrl")
+    for v in variants:
+        out += ["", "", explain(v.plan, v.diagnostics, markdown=markdown).rstrip("\n")]
+    return "\n".join(out) + "\n"

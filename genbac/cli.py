@@ -86,8 +86,9 @@ def _plan(path: str, fmt: str, *, report_ok: bool = True, root: str | None = Non
     return plan, diagnostics, text
 
 
-def _plan_all(path: str, fmt: str, root: str | None = None):
-    """Every experiment of a spec (one per sweep variant); reported. None if it has errors."""
+def _plan_all(path: str, fmt: str, root: str | None = None, *, report_ok: bool = True):
+    """Every experiment of a spec (one per sweep variant), with its diagnostics reported (errors
+    always, warnings unless `report_ok` is false). None if it has errors."""
     from genbac.compiler.compile import plan_all
     from genbac.spec.diagnostics import SpecError
 
@@ -101,7 +102,8 @@ def _plan_all(path: str, fmt: str, root: str | None = None):
         return None, exc.diagnostics
     diagnostics = [d for p in planned for d in p.diagnostics]
     diagnostics = [d for i, d in enumerate(diagnostics) if d not in diagnostics[:i]]
-    _report(diagnostics, sources, fmt)
+    if report_ok:
+        _report(diagnostics, sources, fmt)
     return planned, diagnostics
 
 
@@ -132,21 +134,57 @@ def cmd_check(args) -> int:
     return EXIT_SPEC if failed else EXIT_OK
 
 
+def _calibration(plan, run_id: str, tracking_uri: str | None, markdown: bool) -> str:
+    """`explain --calibrate RUN_ID`: the estimate redone with that run's measured rate. Only this
+    option imports MLflow."""
+    from genbac.compiler.calibrate import calibrate, render
+    from genbac.runtime.calibrate import measure
+    from genbac.runtime.executor import RunError
+    from genbac.runtime.tracking import default_tracking_uri
+
+    try:
+        measured = measure(run_id, tracking_uri or default_tracking_uri())
+    except RunError as exc:
+        raise UsageError(str(exc)) from None
+    return "\n" + render(plan.estimate, measured, calibrate(plan.estimate, measured),
+                         markdown=markdown)
+
+
 def cmd_explain(args) -> int:
     from genbac.compiler.compile import plan_json
-    from genbac.compiler.explain import explain
+    from genbac.compiler.explain import explain, explain_sweep
 
+    if args.calibrate and args.format == "json":
+        raise UsageError("--calibrate adds a table to text or markdown output, not to json")
     fmt = "text" if args.format in ("text", "markdown") else args.format
-    plan, diagnostics, _ = _plan(args.spec, fmt, report_ok=False,
-                                 root=getattr(args, "root", None))
-    if plan is None:
+    planned, _ = _plan_all(args.spec, fmt, getattr(args, "root", None), report_ok=False)
+    if planned is None:
         return EXIT_SPEC
-    if args.format == "json":
-        sys.stdout.write(plan_json(plan).decode("utf-8"))
+    markdown = args.format == "markdown"
+    if planned[0].name is None:  # one experiment
+        plan = planned[0].plan
+        if args.format == "json":
+            sys.stdout.write(plan_json(plan).decode("utf-8"))
+        else:
+            sys.stdout.write(explain(plan, planned[0].diagnostics, markdown=markdown))
+            if args.calibrate:
+                sys.stdout.write(_calibration(plan, args.calibrate, args.tracking_uri, markdown))
+        if args.plot:
+            _plot(plan, args.plot)
+        return EXIT_OK
+    if args.calibrate:
+        raise UsageError("--calibrate takes one experiment, not a sweep")
+    if args.format == "json":  # a sweep: every variant's plan
+        sys.stdout.write(json.dumps({
+            "format": "genbac.sweep-plans/1",
+            "variants": [{"name": v.name, "values": v.values, "plan": v.plan.to_json()}
+                         for v in planned]}, indent=2, ensure_ascii=False) + "\n")
     else:
-        sys.stdout.write(explain(plan, diagnostics, markdown=args.format == "markdown"))
-    if args.plot:
-        _plot(plan, args.plot)
+        sys.stdout.write(explain_sweep(planned, markdown=markdown))
+    if args.plot:  # one PNG per variant: mix.png -> mix-<variant>.png
+        stem, dot, ext = args.plot.rpartition(".")
+        for v in planned:
+            _plot(v.plan, f"{stem}-{v.name}.{ext}" if dot else f"{args.plot}-{v.name}")
     return EXIT_OK
 
 
@@ -256,6 +294,14 @@ def _compile_to(spec: str, output: str | None, fmt: str = "text", root: str | No
 
 
 def cmd_run(args) -> int:
+    if args.backend == "cszoo":  # before anything is compiled or written
+        from genbac.runtime.cszoo_backend import find_cszoo
+        from genbac.runtime.executor import RunError
+
+        try:
+            find_cszoo()
+        except RunError as exc:
+            raise UsageError(str(exc)) from None
     target = Path(args.target)
     if target.suffix == ".genba" or target.is_file():
         compiled = _compile_to(args.target, args.output, root=args.root)
@@ -272,17 +318,12 @@ def cmd_run(args) -> int:
             if code != EXIT_OK:
                 return code
         return EXIT_OK
-    if args.backend == "cszoo":
-        import subprocess
-
-        return subprocess.call(["bash", str(compiled / "run.sh")])
-
     from genbac.runtime.executor import RunError, execute
     from genbac.runtime.tracking import default_tracking_uri
 
     uri = args.tracking_uri or default_tracking_uri()
     try:
-        execute(compiled, tracking_uri=uri, restart=args.restart,
+        execute(compiled, tracking_uri=uri, restart=args.restart, backend=args.backend,
                 log=lambda line: print(line, flush=True))
     except RunError as exc:
         raise UsageError(str(exc)) from None
@@ -323,6 +364,41 @@ def cmd_tokenizer(args) -> int:
         raise UsageError(str(exc)) from None
     print(f"genbac: trained a {plan.tokenizer_training}-token BPE tokenizer on {len(files)} "
           f"files -> {args.out}")
+    return EXIT_OK
+
+
+def cmd_compare(args) -> int:
+    from genbac.runtime.compare import compare_command
+    from genbac.runtime.runs import StoreError
+    from genbac.runtime.tracking import default_tracking_uri
+
+    if len(args.runs) < 2:
+        raise UsageError("compare needs two or more runs (run ids or spec hashes; "
+                         "`genbac runs` lists them)")
+    plot_to = Path(args.plot) if args.plot else None
+    try:
+        text = compare_command(args.tracking_uri or default_tracking_uri(), args.runs,
+                               show_all=args.all, fmt=args.format, plot_to=plot_to)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:  # the plot could not be written
+        raise UsageError(f"cannot write {args.plot}: {exc.strerror or exc}") from None
+    sys.stdout.write(text)
+    if plot_to is not None:
+        print(f"genbac: wrote {args.plot}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_runs(args) -> int:
+    from genbac.runtime.runs import StoreError, list_runs
+    from genbac.runtime.tracking import default_tracking_uri
+
+    try:
+        text = list_runs(args.tracking_uri or default_tracking_uri(), args.experiment,
+                         args.format, args.limit)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    sys.stdout.write(text)
     return EXIT_OK
 
 
@@ -445,6 +521,11 @@ def build_parser() -> argparse.ArgumentParser:
                                   "directory above the spec that holds .git)")
     p.add_argument("--format", default="text", choices=["text", "markdown", "json"],
                    help="text, markdown (for a PR comment), or json (the full plan)")
+    p.add_argument("--calibrate", metavar="RUN_ID",
+                   help="also show time and energy re-estimated with the training rate measured "
+                        "in this MLflow run (genbac run, either backend)")
+    p.add_argument("--tracking-uri", help="the MLflow store of --calibrate's run (default: "
+                                          "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
     p.add_argument("--plot", metavar="PNG",
                    help="also draw the mixture schedule (tokens per step by language, phase "
                         "boundaries) to this PNG; needs matplotlib")
@@ -496,6 +577,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", required=True, help="where the spec's data paths start")
     p.add_argument("--out", required=True, help="the tokenizer directory to write")
     p.set_defaults(func=cmd_tokenizer)
+
+    tracking_help = ("MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db "
+                     "in the working directory)")
+    p = sub.add_parser("compare", help="runs side by side in MLflow: the spec fields that differ, "
+                                       "then losses, tokens, throughput, wall time, status")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="a run id or spec hash (or a unique prefix; a spec hash means its latest "
+                        "run); two or more")
+    p.add_argument("--all", action="store_true", help="show the identical spec fields too")
+    p.add_argument("--format", default="text", choices=["text", "markdown", "json"])
+    p.add_argument("--plot", metavar="PNG", help="also draw the validation-loss curves to PNG")
+    p.add_argument("--tracking-uri", help=tracking_help)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("runs", help="list genbac's runs in MLflow, newest first, with status, "
+                                    "final validation loss and throughput")
+    p.add_argument("--experiment", metavar="NAME", help="only this experiment (the spec's name)")
+    p.add_argument("--limit", type=int, default=50, help="at most this many runs (default 50)")
+    p.add_argument("--format", default="text", choices=["text", "markdown", "json"])
+    p.add_argument("--tracking-uri", help=tracking_help)
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("fmt", help="rewrite specs in the canonical layout, comments kept")
     p.add_argument("specs", nargs="+", metavar="spec", help=".genba files, or - for stdin to stdout")

@@ -334,3 +334,25 @@ def test_the_composition_example(examples):
     assert at_90.spec.language("en").sources == ("../data/en/*.jsonl",)  # rebased from examples/
     starts = [p.plan.schedule.phases[-1].start_step for p in planned]
     assert starts == [35451, 37536, 39622]  # round(p x 41,707)
+
+
+def test_check_and_explain_show_every_variant():
+    shown = "examples/composition/genba-bar-entry.genba"
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "genbac", *args], capture_output=True,
+                              text=True, cwd=ROOT)
+
+    check = cli("check", shown)
+    assert check.returncode == 0, check.stderr
+    assert [line.split(" ")[1] for line in check.stdout.splitlines()] == [
+        f"[genba-bar-entry-bar-enter{p}]:" for p in (85, 90, 95)]
+    text = cli("explain", shown).stdout
+    assert text.startswith("3 variants, sweeping language.bar.enter")
+    assert text.count("spec sha256 ") == 3 and text.count("9,775,157,248") >= 3
+    plans = json.loads(cli("explain", "--format", "json", shown).stdout)
+    _, files, _ = compile_all((ROOT / shown).read_text(), shown, project_dir="..",
+                              read=Files(ROOT).read)
+    index = json.loads(files["index.json"])
+    assert [(v["name"], v["plan"]["spec_hash"]) for v in plans["variants"]] == [
+        (v["name"], v["spec_hash"]) for v in index["variants"]]
