@@ -165,17 +165,54 @@ def _load_data(ctx: Context):
 
 
 def _train_phase(ctx: Context, run_id: str, index: int):
+    """Phase `index` in this process, or in N processes through torchrun (`hardware = … x N`)."""
+    from .distributed import world_size
+
+    # keep this step's MLflow run id now: a rerun after a crash or kill reopens the same run
+    ctx.save_state()
+    world = world_size(ctx.plan)
+    if world > 1:
+        return _train_phase_torchrun(ctx, run_id, index, world)
+
+    import torch
+
+    from .train import train_phase
+
+    plan = ctx.plan
+    device = torch.device("cuda" if torch.cuda.is_available() and plan.spec.hardware.kind in
+                          ("h100", "a100") else "cpu")
+    run, state = setup_phase(ctx, index, device)
+    if run is None:
+        return None
+    parent = ctx.state["mlflow"]["parent"]
+
+    def log_metrics(step: int, metrics: dict[str, float]) -> None:
+        ctx.tracker.metrics(run_id, step, metrics)
+        ctx.tracker.metrics(parent, step, metrics)
+
+    bar = _Bar(run.phase, state.step)
+    run.log_metrics, run.progress = log_metrics, bar.update_to
+    try:
+        train_phase(run, state)
+    finally:
+        bar.close()
+    return None
+
+
+def setup_phase(ctx: Context, index: int, device, *, rank: int = 0, world: int = 1):
+    """The model (resumed from the latest checkpoint), optimizer and data of phase `index` in this
+    process, as a PhaseRun without callbacks, and the TrainState; (None, state) if the phase is
+    already done. One process, or one rank of `world` (DDP; runtime/worker.py)."""
     import torch
 
     from .data import Mixer
-    from .train import (PhaseRun, TrainState, apply_freezing, latest_checkpoint, load_checkpoint,
-                        load_model, make_optimizer, train_phase)
+    from .train import (PhaseRun, TrainState, apply_freezing, configure_device, latest_checkpoint,
+                        load_checkpoint, load_model, make_optimizer)
 
     plan = ctx.plan
     phase = plan.schedule.phases[index - 1]
+    configure_device(device)
     torch.manual_seed(plan.spec.train.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() and plan.spec.hardware.kind in
-                          ("h100", "a100") else "cpu")
     model = load_model(plan, _weights_dir(ctx))
     apply_freezing(plan, model)
     model.to(device)
@@ -189,25 +226,97 @@ def _train_phase(ctx: Context, run_id: str, index: int):
         how = "resuming from" if state.step > phase.start_step else "starting from"
         ctx.log(f"{how} {latest.relative_to(ctx.compiled)} (step {state.step})")
     if state.step >= phase.end_step:
-        return None
+        return None, state
     train_data, eval_data = _load_data(ctx)
     mixer = Mixer(json.loads(plan.model_dump_json()), train_data, plan.spec.train.seed)
+    ddp = None
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # no buffers to keep in step in every forward (rotary tables are computed, not trained)
+        ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
+                                      forward_sync_buffers=False)
+    forward = ddp
+    if os.environ.get("GENBAC_COMPILE") == "1":  # `genbac run --compile`
+        forward = torch.compile(ddp or model)
+    run = PhaseRun(plan=plan, phase=phase, model=model, optimizer=optimizer, mixer=mixer,
+                   eval_data=eval_data, checkpoint_dir=checkpoints, device=device,
+                   keep_checkpoints=plan.spec.train.keep_checkpoints or 3, rank=rank,
+                   world=world, ddp=ddp, forward=forward)
+    return run, state
+
+
+def _train_phase_torchrun(ctx: Context, run_id: str, index: int, world: int):
+    """Launch the phase's ranks through torchrun and turn their events into MLflow records; the
+    state file is only touched by execute(), after this returns."""
+    from .distributed import (GPU_KINDS, EventLog, failure_summary, run_torchrun,
+                              torchrun_command)
+
+    plan = ctx.plan
+    hw = plan.spec.hardware
+    if plan.schedule.batch % world:
+        raise RunError(f"batch {plan.schedule.batch} does not split over the {world} processes of "
+                       f"`hardware = {hw.kind} x {hw.count}`: make it a multiple of {world}")
+    if hw.kind in GPU_KINDS:
+        import torch
+
+        if torch.cuda.device_count() < world:
+            raise RunError(f"`hardware = {hw.kind} x {hw.count}` trains with {world} CUDA GPUs, "
+                           f"this machine has {torch.cuda.device_count()}; rehearse it on the CPU "
+                           f"with `hardware = cpu x {world}`")
+    logs = ctx.work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    events = EventLog(logs / f"phase-{index}.events.jsonl")
+    log_path = logs / f"phase-{index}.log"
     parent = ctx.state["mlflow"]["parent"]
+    phase = plan.schedule.phases[index - 1]
 
     def log_metrics(step: int, metrics: dict[str, float]) -> None:
         ctx.tracker.metrics(run_id, step, metrics)
         ctx.tracker.metrics(parent, step, metrics)
 
-    bar = _Bar(phase, state.step)
-    run = PhaseRun(plan=plan, phase=phase, model=model, optimizer=optimizer, mixer=mixer,
-                   eval_data=eval_data, checkpoint_dir=checkpoints, device=device,
-                   log_metrics=log_metrics, progress=bar.update_to,
-                   keep_checkpoints=plan.spec.train.keep_checkpoints or 3)
+    # metrics an earlier attempt wrote but its executor, killed, did not log (others are skipped)
+    for event in events.read_new():
+        if "metrics" in event:
+            log_metrics(event["step"], event["metrics"])
+    events.clear()
+    errors = []
+    bar = _Bar(phase, phase.start_step)
+
+    def on_event(event: dict) -> None:
+        if "metrics" in event:
+            log_metrics(event["step"], event["metrics"])
+            bar.update_to(event["step"])
+        elif "log" in event:
+            ctx.log(event["log"])
+        elif "error" in event:
+            errors.append(event["error"])
+
+    command = torchrun_command(world, "genbac.runtime.worker", [
+        str(ctx.compiled), str(index), "--project", str(ctx.project), "--events", str(events.path)])
+    ctx.log(f"{world} processes ({'NCCL' if hw.kind in GPU_KINDS else 'gloo'}) through torchrun; "
+            f"their output: {log_path.relative_to(ctx.compiled)}")
+    logged_before = log_path.stat().st_size if log_path.exists() else 0
     try:
-        state = train_phase(run, state)
+        status = run_torchrun(command, world, log_path, events, on_event)
     finally:
         bar.close()
-    return None
+    if status == 0:
+        return None
+    if errors:
+        raise RunError(errors[0])
+    # killed or crashed: nothing was recorded as done, so a rerun resumes from the last checkpoint
+    from .train import latest_checkpoint
+
+    latest = latest_checkpoint(ctx.work / "checkpoints")
+    resume = (f"a rerun resumes from {latest.relative_to(ctx.compiled)}" if latest else
+              "a rerun starts the phase again")
+    with open(log_path, "rb") as f:  # this attempt's part of the log
+        f.seek(logged_before)
+        report = failure_summary(f.read().decode(errors="replace"))
+    raise RunError(f"training stopped: {report}. "
+                   f"The state file and checkpoints are intact; {resume}. Worker output: "
+                   f"{log_path.relative_to(ctx.compiled)}")
 
 
 class _Bar:

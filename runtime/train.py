@@ -1,4 +1,5 @@
-"""The local trainer: one phase of a compiled experiment on CPU or one GPU, PyTorch + transformers.
+"""The local trainer: one phase of a compiled experiment, PyTorch + transformers, in one process or
+as one rank of a DDP job (runtime/distributed.py launches those).
 
 Features, and what controls them (all from the Plan):
 - model: `LlamaForCausalLM` built from the plan's architecture and grown layer count, loaded from the
@@ -7,15 +8,21 @@ Features, and what controls them (all from the Plan):
   sequences per language, one language per sequence, so loss is reported per language;
 - optimizer: the spec's AdamW/Adam/SGD; the LR is a pure function of the step (the plan's per-phase
   pieces, the same ones the cszoo target writes), so no scheduler state exists;
-- gradient accumulation over micro-batches to reach the global batch; clipping; bf16 autocast on
-  GPU (and on CPU when the spec says bf16); freezing of the base blocks for `train = new`;
+- gradient accumulation over micro-batches to reach the global batch; clipping; bf16 autocast when
+  the spec says bf16; freezing of the base blocks for `train = new`;
+- several processes (DDP): the global batch of step s is still the Mixer's batch of step s, rank r
+  trains its fixed slice r of it, and the loss is scaled so that DDP's averaged gradient equals
+  the one-process gradient of the whole batch; only rank 0 evaluates, logs and checkpoints;
+- on CUDA: fused AdamW, TF32 matmuls, pinned non-blocking batch copies; SDPA attention; optional
+  `torch.compile` of the forward pass (`PhaseRun.forward`);
 - checkpoints (model, optimizer, step, tokens seen, RNG) every `checkpoint every` steps and at the
   end of the phase, written to step_N.tmp/ and renamed, the newest few kept;
 - per-language validation loss every `eval every` steps and at the end of the phase.
 
 Exact resume: data and LR depend only on the step, the optimizer state is saved, and nothing else is
 random (no dropout), so on CPU a run killed and resumed ends with the same weights as one that was not.
-Nothing here is global state: a distributed launch can wrap `train_phase` per rank later.
+A checkpoint does not depend on the number of processes (DDP keeps every rank's model and optimizer
+identical), so one written by N processes resumes with any other number.
 """
 
 from __future__ import annotations
@@ -101,7 +108,8 @@ def load_model(plan: Plan, weights_dir: Path):
     from transformers import LlamaForCausalLM
 
     try:
-        model = LlamaForCausalLM.from_pretrained(weights_dir, dtype=torch.float32)
+        model = LlamaForCausalLM.from_pretrained(weights_dir, dtype=torch.float32,
+                                                 attn_implementation="sdpa")
     except (OSError, ValueError) as exc:
         raise TrainError(f"cannot load the model from {weights_dir}: {exc}") from None
     if model.config.num_hidden_layers != plan.growth.layers:
@@ -131,8 +139,18 @@ def make_optimizer(plan: Plan, model) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum,
                                weight_decay=opt.weight_decay)
     cls = torch.optim.AdamW if opt.kind == "adamw" else torch.optim.Adam
+    # on CUDA one fused kernel updates every parameter (the default launches several per tensor)
+    fused = {"fused": True} if params and params[0].is_cuda else {}
     return cls(params, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps,
-               weight_decay=opt.weight_decay)
+               weight_decay=opt.weight_decay, **fused)
+
+
+def configure_device(device: torch.device) -> None:
+    """TF32 tensor cores for the float32 matmuls left on CUDA (fp32 specs; bf16 autocast is
+    unaffected), as nanoGPT does. Process-wide, so called once by whoever picks the device."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
 
 
 # --------------------------------------------------------------------------------------------------
@@ -152,7 +170,7 @@ def _arch_keys(plan: Plan) -> dict:
 
 
 def save_checkpoint(directory: Path, plan: Plan, model, optimizer, state: TrainState,
-                    keep: int) -> Path:
+                    keep: int, world: int = 1) -> Path:
     """step_N.tmp/ then rename: a crash mid-write never leaves a broken step_N/."""
     from safetensors.torch import save_file
 
@@ -167,7 +185,8 @@ def save_checkpoint(directory: Path, plan: Plan, model, optimizer, state: TrainS
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps({
         "format": CHECKPOINT_FORMAT, "step": state.step, "tokens_seen": state.tokens_seen,
-        "spec_hash": plan.spec_hash, "architecture": _arch_keys(plan)}, indent=2))
+        "spec_hash": plan.spec_hash, "architecture": _arch_keys(plan),
+        "world_size": world}, indent=2))  # informational: any world size may resume it
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -240,12 +259,18 @@ class PhaseRun:
     eval_data: dict[str, list]
     checkpoint_dir: Path
     device: torch.device
-    log_metrics: Callable[[int, dict[str, float]], None]
+    log_metrics: Callable[[int, dict[str, float]], None] = lambda step, metrics: None
     on_checkpoint: Callable[[int], None] = lambda step: None
     progress: Callable[[int], None] = lambda step: None
     micro_batch: int | None = None
     keep_checkpoints: int = 3
     stop_after: int | None = None  # for tests and benchmarks: stop (without saving) after this step
+    # DDP: this process is rank `rank` of `world`, and `ddp` (DistributedDataParallel around
+    # `model`) all-reduces the gradients; `model` itself saves and evaluates
+    rank: int = 0
+    world: int = 1
+    ddp: object | None = None
+    forward: object | None = None  # what the training forward runs (DDP / torch.compile); default model
 
 
 def train_phase(run: PhaseRun, state: TrainState) -> TrainState:
@@ -253,7 +278,12 @@ def train_phase(run: PhaseRun, state: TrainState) -> TrainState:
     plan, phase, model, optimizer = run.plan, run.phase, run.model, run.optimizer
     train = plan.spec.train
     batch_size = plan.schedule.batch
-    micro = run.micro_batch or train.micro_batch or batch_size
+    # this rank's fixed slice of every global batch (all of it in one process)
+    per_rank = batch_size // run.world
+    mine = slice(run.rank * per_rank, (run.rank + 1) * per_rank)
+    micro = min(run.micro_batch or train.micro_batch or per_rank, per_rank)
+    leader = run.rank == 0  # evaluates, logs and writes checkpoints
+    forward = run.forward or model
     use_bf16 = train.precision == "bf16"
     device_type = run.device.type
 
@@ -271,13 +301,17 @@ def train_phase(run: PhaseRun, state: TrainState) -> TrainState:
             group["lr"] = lr
         # 2. one optimizer step over the global batch, in micro-batches
         started = time.perf_counter()
-        rows, codes = run.mixer.batch(step)
-        rows = torch.as_tensor(rows, dtype=torch.long, device=run.device)
+        rows, codes = run.mixer.batch(step)  # the global batch; `codes` covers all of it
+        rows = to_device(rows[mine], run.device)
         total_tokens = rows.shape[0] * (rows.shape[1] - 1)
         per_seq = []
         for i in range(0, rows.shape[0], micro):
-            losses = sequence_losses(model, rows[i:i + micro], autocast)
-            # every token of the global batch weighs the same, whatever the micro-batch split
+            if run.ddp is not None:
+                # all-reduce the gradients once, in the backward of the last micro-batch
+                run.ddp.require_backward_grad_sync = i + micro >= rows.shape[0]
+            losses = sequence_losses(forward, rows[i:i + micro], autocast)
+            # every token of this rank's rows weighs the same, whatever the micro-batch split;
+            # DDP then averages the ranks' equal-sized slices: the mean over the global batch
             (losses.sum() * (rows.shape[1] - 1) / total_tokens).backward()
             per_seq.append(losses.detach())
         if train.optimizer.clip:
@@ -289,7 +323,10 @@ def train_phase(run: PhaseRun, state: TrainState) -> TrainState:
         step += 1
         elapsed = time.perf_counter() - started
         # 3. bookkeeping and logging (step = number of optimizer steps done)
-        losses = torch.cat(per_seq).float().cpu()
+        losses = torch.cat(per_seq)
+        if run.world > 1:  # every rank sees the whole batch's losses, in the batch's order
+            losses = gather_ranks(losses, run.world)
+        losses = losses.float().cpu()
         for code in codes:
             state.tokens_seen[code] = state.tokens_seen.get(code, 0) + tokens_per_row
         metrics = {"loss": losses.mean().item(), "lr": lr, "step_time_s": elapsed,
@@ -306,16 +343,35 @@ def train_phase(run: PhaseRun, state: TrainState) -> TrainState:
             raise TrainError(f"loss became {metrics['loss']} at step {step}")
         state.step = step
         at_end = step == phase.end_step
-        if run.eval_data and (at_end or (step - phase.start_step) % plan.eval_every == 0):
+        if leader and run.eval_data and (at_end or
+                                         (step - phase.start_step) % plan.eval_every == 0):
             for code, value in evaluate(model, run.eval_data, autocast).items():
                 metrics[f"val_loss_{code}"] = value
-        run.log_metrics(step, metrics)
+        if leader:
+            run.log_metrics(step, metrics)
         run.progress(step)
         if run.stop_after is not None and step >= run.stop_after:
             return state
         # like Model Zoo: intervals count from the start of the phase
-        if at_end or (step - phase.start_step) % plan.checkpoint_every == 0:
+        if leader and (at_end or (step - phase.start_step) % plan.checkpoint_every == 0):
             save_checkpoint(run.checkpoint_dir, plan, model, optimizer, state,
-                            run.keep_checkpoints)
+                            run.keep_checkpoints, run.world)
             run.on_checkpoint(step)
     return state
+
+
+def to_device(rows, device: torch.device) -> torch.Tensor:
+    rows = torch.as_tensor(rows, dtype=torch.long)
+    if device.type == "cuda":
+        # from page-locked memory the copy runs asynchronously; the forward pass queues behind it
+        return rows.pin_memory().to(device, non_blocking=True)
+    return rows.to(device)
+
+
+def gather_ranks(values: torch.Tensor, world: int) -> torch.Tensor:
+    """Every rank's equal-length `values`, concatenated in rank order, on every rank."""
+    import torch.distributed as dist
+
+    parts = [torch.empty_like(values) for _ in range(world)]
+    dist.all_gather(parts, values.contiguous())
+    return torch.cat(parts)

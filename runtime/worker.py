@@ -1,0 +1,67 @@
+"""One rank of a multi-process phase; torchrun starts N of these (see runtime/distributed.py):
+
+    python -m torch.distributed.run --standalone --nproc-per-node N \\
+        -m genbac.runtime.worker COMPILED_DIR PHASE --project DIR --events FILE
+
+Every rank builds the same model, optimizer and data as a one-process run (executor.setup_phase)
+and trains its slice of each global batch; rank 0 reports metrics and log lines to the executor
+through the events file and writes the checkpoints. A user error (bad data, an unwritable
+directory) ends the rank with status 2 and the message in the events file, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="genbac.runtime.worker", description=__doc__)
+    parser.add_argument("compiled", type=Path, help="the compiled experiment directory")
+    parser.add_argument("phase", type=int, help="the phase index (1-based)")
+    parser.add_argument("--project", type=Path, required=True, help="where the spec's paths start")
+    parser.add_argument("--events", type=Path, required=True, help="the JSON-lines events file")
+    args = parser.parse_args(argv)
+
+    from .distributed import EventLog, die_with_parent
+
+    die_with_parent(signal.SIGKILL)  # never outlive torchrun (see runtime/distributed.py)
+    events = EventLog(args.events)
+
+    import torch.distributed as dist
+
+    from .distributed import init_rank
+    from .executor import Context, _user_errors, load_compiled, setup_phase
+    from .train import train_phase
+
+    rank = 0
+    try:
+        plan, _ = load_compiled(args.compiled)
+        rank, world, device = init_rank(plan)
+        log = (lambda line: events.write(log=line)) if rank == 0 else (lambda line: None)
+        ctx = Context(args.compiled, args.project, plan, state={}, tracker=None, log=log)
+        run, state = setup_phase(ctx, args.phase, device, rank=rank, world=world)
+        if run is not None:
+            run.log_metrics = lambda step, metrics: events.write(step=step, metrics=metrics)
+            train_phase(run, state)
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        return _fail(events, rank, f"cannot write or read{where}: {exc.strerror or exc}")
+    except _user_errors() as exc:
+        return _fail(events, rank, str(exc))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+def _fail(events, rank: int, message: str) -> int:
+    events.write(error=message, rank=rank)
+    print(f"genbac: error: rank {rank}: {message}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
