@@ -391,6 +391,7 @@ class Fit:
         return True
 
     def run_phase(self, ctx: Context, run_id: str, index: int):
+        ctx.save_state()  # the phase's run id: a rerun after a crash reopens this run
         runs = self._runs(ctx, index, run_id)
         last = index == len(self.layout.phases)
         if self.process is None and not self._start(ctx, index):

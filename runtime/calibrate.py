@@ -1,0 +1,55 @@
+"""Read a run's measured training rate from MLflow for `genbac explain --calibrate RUN_ID`.
+
+Either backend logs `tokens_per_sec` per training step in the phase-N child runs (the local trainer
+times its steps; the cszoo backend converts Model Zoo's samples/s with the plan's sequence length),
+and the parent run holds the run's plan.json as an artifact: its FLOPs per token and hardware.
+The calculation itself is compiler/calibrate.py.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+from genbac.compiler.calibrate import Measurement
+
+from .executor import RunError
+
+
+def measure(run_id: str, tracking_uri: str) -> Measurement:
+    """The median tokens/s over the training steps of run `run_id` (a genbac parent run, or one of
+    its phase runs), with what is needed to turn it into a utilisation."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise RunError(f"no run {run_id} in the MLflow store {tracking_uri} (give the store with "
+                       "--tracking-uri)") from None
+    parent_id = run.data.tags.get("mlflow.parentRunId", run_id)
+    if run.data.tags.get("genbac.step", "").startswith("phase-"):
+        phases = [run]
+    else:
+        children = client.search_runs([run.info.experiment_id],
+                                      filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
+        phases = [c for c in children if c.data.tags.get("genbac.step", "").startswith("phase-")]
+    rates = [m.value for r in phases
+             for m in client.get_metric_history(r.info.run_id, "tokens_per_sec") if m.value > 0]
+    if not rates:
+        raise RunError(f"run {run_id} has no measured training rate (tokens_per_sec in its "
+                       "phase runs): calibrate with a genbac run that trained")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(parent_id, "plan.json", tmp)
+            plan = json.loads(Path(path).read_text())
+        except (MlflowException, OSError, ValueError):
+            raise RunError(f"run {parent_id} has no plan.json artifact: it was not made by "
+                           "`genbac run`") from None
+    est = plan["estimate"]
+    return Measurement(run_id=run_id, experiment=plan["name"], hardware=est["hardware"],
+                       count=int(est["count"]), flops_per_token=float(est["flops_per_token"]),
+                       tokens_per_sec=statistics.median(rates), steps=len(rates))

@@ -1,0 +1,153 @@
+"""A STAND-IN for Cerebras Model Zoo's `cszoo` command, for testing genbac's orchestration only.
+
+Model Zoo is not on PyPI and cannot be installed in CI, so the cszoo backend's tests put this script
+on the command line (GENBAC_CSZOO) to check what genbac does around the real tool: the commands and
+their argument order, resume from checkpoints, the mapping of failures to messages. It trains
+nothing. What it prints are real Model Zoo 2.10 log lines in the formats quoted in
+shared/reference/modelzoo-2.10.md §6.5 (with made-up numbers); it writes a real TensorBoard event
+file (the tensorboard package's writer, Model Zoo's tag names, §6.3) and checkpoint files whose
+"content" is the global step. The real check is by hand against a real Model Zoo (README).
+
+Controls (environment): FAKE_CSZOO_CALLS, a file each call's argv is appended to as JSON;
+FAKE_CSZOO_DIE_AT, a global step after which the fit crashes; FAKE_CSZOO_FAIL, an error text to
+print (after a traceback header) before exiting 1.
+"""
+
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+
+def log(message: str) -> None:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S") + ",000"
+    print(f"{stamp} INFO:   {message}", flush=True)
+
+
+def fail_if_asked() -> None:
+    text = os.environ.get("FAKE_CSZOO_FAIL")
+    if text:
+        print("Traceback (most recent call last):", flush=True)
+        print('  File "cerebras/modelzoo/trainer/trainer.py", line 1, in fit', flush=True)
+        print(text, flush=True)
+        sys.exit(1)
+
+
+def preprocess(config_path: str) -> None:
+    config = yaml.safe_load(Path(config_path).read_text())
+    source = Path(config["setup"]["data"]["source"])
+    out = Path(config["setup"]["output_dir"])
+    files = sorted(source.iterdir())
+    assert files, f"nothing staged in {source}"
+    out.mkdir(parents=True)
+    (out / "data_params.json").write_text(json.dumps(
+        {"post-process": {"n_examples": 3 * len(files), "num_tokens": 3 * 128 * len(files)}}))
+    print(f"Finished writing data to {out}. Args & outputs can be found at "
+          f"{out}/data_params.json.", flush=True)
+
+
+def checkpoints(model_dir: Path) -> list[tuple[int, str]]:
+    index = model_dir / "checkpoints_index.yaml"
+    listed = yaml.safe_load(index.read_text()) if index.exists() else []
+    return sorted((int(re.search(r"checkpoint_(\d+)", p)[1]), p) for p in listed or [])
+
+
+def save(model_dir: Path, step: int) -> None:
+    path = model_dir / f"checkpoint_{step}.mdl"
+    log(f"Saving checkpoint at step {step}")
+    path.write_text(json.dumps({"global_step": step}))
+    index = model_dir / "checkpoints_index.yaml"
+    listed = (yaml.safe_load(index.read_text()) if index.exists() else None) or []
+    index.write_text(yaml.safe_dump(listed + [str(path)]))
+    log(f"Saved checkpoint {path}")
+
+
+def fit(config_path: str) -> None:
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    phases = yaml.safe_load(Path(config_path).read_text())["trainer"]
+    die_at = int(os.environ.get("FAKE_CSZOO_DIE_AT", "0"))
+    fail_if_asked()
+    loaders = 1
+    for entry in phases:
+        init, fit_section = entry["trainer"]["init"], entry["trainer"]["fit"]
+        model_dir = Path(init["model_dir"])
+        model_dir.mkdir(parents=True, exist_ok=True)
+        states = next((c["LoadCheckpointStates"]["load_checkpoint_states"]
+                       for c in init.get("callbacks", []) if "LoadCheckpointStates" in c), "all")
+        ckpt = fit_section.get("ckpt_path")
+        if ckpt is None and checkpoints(model_dir):  # autoload (§4.2)
+            ckpt = checkpoints(model_dir)[-1][1]
+            log(f'Found latest checkpoint at "{ckpt}".')
+        step = 0
+        if ckpt is not None:
+            log(f"Loading weights from checkpoint {ckpt}")
+            if states == "all" or "global_step" in states:
+                step = json.loads(Path(ckpt).read_text()).get("global_step", 0)
+        end = init["loop"]["max_steps"]
+        every = init["checkpoint"]["steps"]
+        start = step
+        writer = EventFileWriter(str(model_dir / "events"))
+        log("Trainer Fit Summary")
+        log(f"Starting train loop 1 of 1, from global step {step + 1} to {end} "
+            f"({end - step} steps)")
+        while step < end:
+            step += 1
+            loss = 7.0 - 0.01 * step
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')},000 INFO:   | Train Device=cpu, "
+                  f"Step={step}, Loss={loss:.5f}, Rate={20 + step:.2f} samples/sec, "
+                  f"GlobalRate=20.00 samples/sec, LoopTimeRemaining=0:00:01, "
+                  f"TimeRemaining>0:00:02", flush=True)
+            values = {"loss": loss, "lr/0": 1e-4 * step, "local_samples_per_sec": 20.0 + step}
+            if step == end:
+                for k in range(len(fit_section.get("val_dataloader", []))):
+                    values[f"validate_{k}/loss"] = 6.0 + k - 0.01 * step
+            writer.add_event(Event(wall_time=time.time(), step=step, summary=Summary(value=[
+                Summary.Value(tag=tag, simple_value=value) for tag, value in values.items()])))
+            writer.flush()
+            if die_at and step == die_at:
+                print("Killed", flush=True)
+                os._exit(137)
+            if step == end or (step - start) % every == 0:
+                save(model_dir, step)
+        writer.close()
+        log("Training completed successfully!")
+        for k, _ in enumerate(fit_section.get("val_dataloader", [])):
+            log(f"Starting val_dataloader_{loaders + 1 + k} loop 1 of 1, with 2 steps")
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')},000 INFO:   | Eval Device=cpu, "
+                  f"GlobalStep={step}, Batch=1, Loss={6.0 + k - 0.01 * step:.5f}, "
+                  f"Rate=1000.00 samples/sec, GlobalRate=1000.00 samples/sec", flush=True)
+            log(f"Avg Eval Loss: {6.0 + k - 0.01 * step}")
+            log("Evaluation metrics:")
+            log(f"  - eval/lm_perplexity = {400.0 - step}")
+        loaders += 16
+        log(f"Processed {8 * (step - start)} training sample(s) in 1.5 seconds.")
+
+
+def main(argv: list[str]) -> int:
+    calls = os.environ.get("FAKE_CSZOO_CALLS")
+    if calls:
+        with open(calls, "a") as f:
+            f.write(json.dumps(argv) + "\n")
+    if argv[:2] == ["data_preprocess", "run"] and argv[2] == "--config":
+        preprocess(argv[3])
+    elif argv[:2] == ["checkpoint", "convert"]:
+        out = Path(argv[argv.index("--output-dir") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model_to_cs-2.9.mdl").write_text("{}")
+    elif argv[0] == "fit" and len(argv) == 2:
+        fit(argv[1])
+    else:
+        print(f"cszoo: error: unrecognized arguments: {' '.join(argv)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
