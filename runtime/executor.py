@@ -381,7 +381,9 @@ def load_compiled(compiled: Path) -> tuple[Plan, dict]:
 
 
 def execute(compiled: Path, *, tracking_uri: str, restart: bool = False,
-            log: Callable[[str], None] = print) -> dict:
+            log: Callable[[str], None] = print, backend: str = "local") -> dict:
+    """Run the compiled experiment's steps; `backend` picks them: "local" (this module) or "cszoo"
+    (runtime/cszoo_backend.py: Model Zoo's `cszoo` commands)."""
     from genbac import __version__
 
     from .tracking import Tracker, flatten, git_commit
@@ -405,13 +407,24 @@ def execute(compiled: Path, *, tracking_uri: str, restart: bool = False,
             f"{work} holds a run of another version of this experiment (spec "
             f"{state.get('spec_hash', '?')[:12]}, now {plan.spec_hash[:12]}); its checkpoints do "
             "not fit the new plan. Rerun with --restart to start over (this deletes work/).")
+    if state and state.get("backend", "local") != backend:
+        raise RunError(
+            f"{work} holds a run of the {state.get('backend', 'local')} backend; its steps and "
+            f"checkpoints are not the {backend} backend's. Rerun with --backend "
+            f"{state.get('backend', 'local')}, or with --restart to start over (this deletes "
+            "work/).")
     state.setdefault("spec_hash", plan.spec_hash)
     state.setdefault("done", [])
+    state.setdefault("backend", backend)
+    if backend == "cszoo":
+        from .cszoo_backend import steps_for as backend_steps
+    else:
+        backend_steps = steps_for
     tracker = Tracker(tracking_uri, plan.name, state)
     ctx = Context(compiled, project, plan, state, tracker, log)
     parent = tracker.parent(plan.name, {
         "genbac.spec_hash": plan.spec_hash, "genbac.version": __version__,
-        "genbac.backend": "local", "genbac.hardware": plan.spec.hardware.describe(),
+        "genbac.backend": backend, "genbac.hardware": plan.spec.hardware.describe(),
         **({"mlflow.source.git.commit": c} if (c := git_commit(project)) else {})})
     ctx.save_state()
     if not state.get("logged_inputs"):
@@ -430,7 +443,7 @@ def execute(compiled: Path, *, tracking_uri: str, restart: bool = False,
 
     ok = False
     try:
-        for step in steps_for(plan):
+        for step in backend_steps(plan):
             if step.name in state["done"]:
                 log(f"genbac: skip {step.name} (done)")
                 continue
