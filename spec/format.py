@@ -327,8 +327,8 @@ class _Layout:
         header = " ".join([node.kind.value, *labels])
         cells = self.one_line_cells(node)
         if cells is not None:
-            if align.cells:
-                cells = [c.ljust(w) for c, w in zip(cells[:-1], align.cells)] + cells[-1:]
+            padded = min(len(align.cells), len(cells) - 1)  # the last cell is never padded
+            cells = [c.ljust(w) for c, w in zip(cells, align.cells[:padded])] + cells[padded:]
             inside = f" {'  '.join(cells)} " if cells else ""
             return [Line(indent, f"{header} {{{inside}}}")]
         brace = self.brace(node)
