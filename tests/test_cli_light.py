@@ -28,6 +28,10 @@ print(json.dumps({{"code": code, "heavy": heavy}}), file=sys.stderr)
     ["diff", "--format", "markdown", "tests/fixtures/diff/base.genba",
      "tests/fixtures/diff/base.genba"],
     ["compile", "examples/llama-genba-10b.genba", "-o", "{tmp}/out"],
+    ["fmt", "--check", "examples/llama-genba-10b.genba", "examples/tiny-rehearsal.genba"],
+    ["check", "--format", "sarif", "examples/tiny-rehearsal.genba"],
+    ["schema"],
+    ["schema", "--plan"],
 ])
 def test_commands_do_not_import_heavy_packages(args, tmp_path):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
