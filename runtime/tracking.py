@@ -20,17 +20,23 @@ def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
 
 
-def flatten(prefix: str, value, out: dict[str, str]) -> dict[str, str]:
+def flatten(prefix: str, value, out: dict[str, str],
+            limit: int | None = MAX_PARAM_VALUE) -> dict[str, str]:
+    """Nested JSON as `a.b.c` -> text; languages keyed by code. `limit=None` keeps whole keys and
+    values (`genbac compare` diffs them; MLflow params need the limit)."""
     if isinstance(value, dict):
         for k, v in value.items():
-            flatten(f"{prefix}.{k}" if prefix else k, v, out)
+            flatten(f"{prefix}.{k}" if prefix else k, v, out, limit)
     elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         for i, v in enumerate(value):
             key = v.get("code") if isinstance(v.get("code"), str) else str(i)
-            flatten(f"{prefix}.{key}", v, out)
+            flatten(f"{prefix}.{key}", v, out, limit)
     elif value is not None:
         text = json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
-        out[prefix[:250]] = text if len(text) <= MAX_PARAM_VALUE else text[:MAX_PARAM_VALUE - 1] + "…"
+        if limit is None:
+            out[prefix] = text
+        else:
+            out[prefix[:250]] = text if len(text) <= limit else text[:limit - 1] + "…"
     return out
 
 
