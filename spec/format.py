@@ -27,11 +27,11 @@ a trailing comment stays at the end of its entry's line (or of the line with the
 comment in a place that has no line of its own in the canonical layout (between a key and its `=`,
 inside a one-line value) moves to its own line just above the entry it was in.
 
-Adding a rule to the grammar means adding its AST node to `_VALUE_LAYOUTS` (a value) or to `_entry`
-(a statement or block entry); a node without a layout raises `FormatError`, and the formatter checks
-its own output (same AST apart from spans, same comments) before returning it, so a rule it does
-not know can never silently lose text. tests/spec/test_format.py keeps `GRAMMAR_RULES` in step with
-spec/genba.lark.
+Adding a rule to the grammar means adding its AST node to `_VALUE_LAYOUTS` (a value) or to
+`_Layout.entry` and `ENTRY_NODES` (a statement or a block's entry); a node without a layout raises
+`FormatError`, and the formatter checks its own output (same AST apart from spans, same comments)
+before returning it, so a rule it does not know can never silently lose text.
+tests/spec/test_format.py keeps `GRAMMAR_RULES` in step with spec/genba.lark.
 """
 
 from __future__ import annotations
