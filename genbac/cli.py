@@ -322,6 +322,8 @@ def cmd_run(args) -> int:
     from genbac.runtime.tracking import default_tracking_uri
 
     uri = args.tracking_uri or default_tracking_uri()
+    if args.compile:  # read by the trainer in this process and in torchrun's workers
+        os.environ["GENBAC_COMPILE"] = "1"
     try:
         execute(compiled, tracking_uri=uri, restart=args.restart, backend=args.backend,
                 log=lambda line: print(line, flush=True))
@@ -562,6 +564,9 @@ def build_parser() -> argparse.ArgumentParser:
                                           "else sqlite:///mlflow.db in the working directory)")
     p.add_argument("--restart", action="store_true",
                    help="delete the run's state and checkpoints (work/) and start over")
+    p.add_argument("--compile", action="store_true",
+                   help="local: torch.compile the model for training (worth it on a GPU; the "
+                        "first steps wait for the compilation)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("grow", help="grow a Hugging Face checkpoint as a plan says (LLaMA Pro / "

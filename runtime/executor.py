@@ -249,21 +249,16 @@ def setup_phase(ctx: Context, index: int, device, *, rank: int = 0, world: int =
 def _train_phase_torchrun(ctx: Context, run_id: str, index: int, world: int):
     """Launch the phase's ranks through torchrun and turn their events into MLflow records; the
     state file is only touched by execute(), after this returns."""
+    import torch
+
     from .distributed import (GPU_KINDS, EventLog, failure_summary, run_torchrun,
-                              torchrun_command)
+                              torchrun_command, world_problem)
 
     plan = ctx.plan
     hw = plan.spec.hardware
-    if plan.schedule.batch % world:
-        raise RunError(f"batch {plan.schedule.batch} does not split over the {world} processes of "
-                       f"`hardware = {hw.kind} x {hw.count}`: make it a multiple of {world}")
-    if hw.kind in GPU_KINDS:
-        import torch
-
-        if torch.cuda.device_count() < world:
-            raise RunError(f"`hardware = {hw.kind} x {hw.count}` trains with {world} CUDA GPUs, "
-                           f"this machine has {torch.cuda.device_count()}; rehearse it on the CPU "
-                           f"with `hardware = cpu x {world}`")
+    problem = world_problem(plan, world, torch.cuda.device_count())
+    if problem:
+        raise RunError(problem)
     logs = ctx.work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     events = EventLog(logs / f"phase-{index}.events.jsonl")

@@ -77,6 +77,7 @@ def hf_config(plan: Plan, layers: int | None = None, vocab: int | None = None):
         attention_bias=False,
         mlp_bias=False,
         hidden_act="silu",
+        attn_implementation="sdpa",  # PyTorch's fused attention (flash / memory-efficient kernels)
     )
     # transformers 5 keeps rope settings in rope_parameters; 4.x in rope_theta/rope_scaling
     if hasattr(config, "rope_parameters") and isinstance(getattr(config, "rope_parameters"), dict):

@@ -185,9 +185,16 @@ def test_a_killed_rank_stops_the_job_and_a_rerun_resumes(runs, tmp_path):
     assert sorted(steps) == list(range(1, STEPS + 1))
 
 
-def test_a_batch_that_does_not_split_over_the_processes_is_a_clear_error(tmp_path):
-    cwd = project(tmp_path, "cpu x 3")
-    r = genbac_run(cwd, "ddp.genba", "-o", "out")
-    assert r.returncode == 2
-    assert "Traceback" not in r.stderr
-    assert "batch 8 does not split over the 3 processes" in r.stderr, r.stderr[-2000:]
+def test_a_world_that_cannot_train_the_plan_is_a_clear_error():
+    from genbac.compiler.compile import plan_spec
+    from genbac.runtime.distributed import world_problem
+
+    three, _ = plan_spec(SPEC.format(hardware="cpu x 3"), "ddp.genba")
+    assert world_problem(three, 3, gpus=0) == (
+        "batch 8 does not split over the 3 processes of `hardware = cpu x 3`: make it a "
+        "multiple of 3")
+    gpus, _ = plan_spec(SPEC.format(hardware="h100 x 2"), "ddp.genba")
+    assert "trains with 2 CUDA GPUs, this machine has 1" in world_problem(gpus, 2, gpus=1)
+    assert world_problem(gpus, 2, gpus=2) is None
+    two, _ = plan_spec(SPEC.format(hardware="cpu x 2"), "ddp.genba")
+    assert world_problem(two, 2, gpus=0) is None

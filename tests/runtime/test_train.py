@@ -1,7 +1,10 @@
-"""The trainer's pieces on a tiny real model: freezing for `train = new`, and gradient accumulation
-that gives the same update whatever the micro-batch split."""
+"""The trainer's pieces on a tiny real model: freezing for `train = new`, gradient accumulation
+that gives the same update whatever the micro-batch split, and the GPU benchmark's CPU mode."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,3 +85,21 @@ def test_micro_batches_give_the_same_update_as_the_full_batch(micro, tmp_path):
     full, split = results
     for key in full:
         torch.testing.assert_close(split[key], full[key], rtol=1e-4, atol=1e-6)
+
+
+def test_gpu_benchmark_runs_tiny_on_the_cpu(tmp_path):
+    # bench/gpu_train.py is run for real on a GPU later; --tiny keeps it working here
+    root = Path(__file__).resolve().parent.parent.parent
+    out = tmp_path / "gpu_train.json"
+    r = subprocess.run([sys.executable, str(root / "bench/gpu_train.py"), "--tiny", "--warmup", "1",
+                        "--rounds", "1", "--steps", "1", "--json", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [(row["side"], row["mode"]) for row in report["rows"]] == [
+        ("genbac train_phase", "eager"), ("plain PyTorch", "eager")]
+    for row in report["rows"]:
+        assert row["tokens_per_s"] > 0 and row["micro_batch"] == report["batch"]
+        assert row["mfu"] is None  # no peak FLOP/s is known for a CPU
+    assert report["ratio_trainer_to_plain"]["eager"] > 0
+    assert "| genbac train_phase" in r.stdout and "| plain PyTorch" in r.stdout
