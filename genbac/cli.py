@@ -116,6 +116,10 @@ def cmd_check(args) -> int:
 
     failed = False
     for path in args.specs:
+        fragment = _check_fragment(path, args.format, args.root)
+        if fragment is not None:  # shared settings for other specs to import
+            failed |= not fragment
+            continue
         planned, diagnostics = _plan_all(path, args.format, args.root)
         if planned is None:
             failed = True
@@ -132,6 +136,25 @@ def cmd_check(args) -> int:
                       f"{s.total_steps:,} steps, "
                       f"{plan.growth.parameters:,} parameters{extra})")
     return EXIT_SPEC if failed else EXIT_OK
+
+
+def _check_fragment(path: str, fmt: str, root: str | None) -> bool | None:
+    """None if `path` is an experiment; else whether the fragment parses and its imports resolve
+    (its settings are checked in the specs that import it)."""
+    from genbac.spec.compose import compose, is_fragment
+    from genbac.spec.diagnostics import SpecError
+    from genbac.spec.parser import parse
+
+    text, shown = _read_spec(path), _display_path(path)
+    try:
+        if not is_fragment(parse(text, shown)):
+            return None
+        compose(text, shown, _imports(path, root), {})
+    except SpecError:
+        return None  # reported with the experiment's checks
+    if fmt == "text":
+        print(f"{shown}: ok (a fragment: its settings are checked where it is imported)")
+    return True
 
 
 def _calibration(plan, run_id: str, tracking_uri: str | None, markdown: bool) -> str:

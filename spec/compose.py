@@ -114,6 +114,12 @@ def compose(text: str, path: str, read: Reader, sources: dict[str, str]) -> ast.
     return doc._replace(items=tuple(items))
 
 
+def is_fragment(doc: ast.Document) -> bool:
+    """A file of shared settings and blocks to import, not an experiment of its own."""
+    return bool(doc.items) and not any(isinstance(i, ast.Block) and i.kind.value == "experiment"
+                                       for i in doc.items)
+
+
 def _imported_entries(doc: ast.Document, read, sources: dict[str, str],
                       diagnostics: list[Diagnostic], stack: tuple[str, ...]) -> list:
     """The merged entries of every file `doc` imports, in order (later imports win)."""

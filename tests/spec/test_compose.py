@@ -356,3 +356,18 @@ def test_check_and_explain_show_every_variant():
     index = json.loads(files["index.json"])
     assert [(v["name"], v["plan"]["spec_hash"]) for v in plans["variants"]] == [
         (v["name"], v["spec_hash"]) for v in index["variants"]]
+
+
+def test_check_accepts_a_fragment_and_checks_its_imports(project):
+    write(project, "shared/catalogue.genba", CATALOGUE)
+    write(project, "shared/broken.genba", 'import "missing.genba"\nhardware = cpu\n')
+    (project / ".git").mkdir()
+
+    def check(rel):
+        return subprocess.run([sys.executable, "-m", "genbac", "check", rel], capture_output=True,
+                              text=True, cwd=project)
+
+    ok = check("shared/catalogue.genba")
+    assert ok.returncode == 0 and "a fragment" in ok.stdout
+    broken = check("shared/broken.genba")
+    assert broken.returncode == 1 and "--> shared/broken.genba:1:8" in broken.stderr
