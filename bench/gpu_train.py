@@ -241,7 +241,7 @@ def main() -> None:
             micro = None
             while True:
                 trainer.run.forward, trainer.run.micro_batch = forward, micro
-                plain.forward, plain.micro = forward or model, micro
+                plain.forward, plain.micro = model if forward is None else forward, micro
                 try:
                     result = measure({"trainer": trainer, "plain": plain}, device, first,
                                      args.warmup, args.rounds, args.steps)

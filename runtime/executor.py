@@ -238,7 +238,7 @@ def setup_phase(ctx: Context, index: int, device, *, rank: int = 0, world: int =
                                       forward_sync_buffers=False)
     forward = ddp
     if os.environ.get("GENBAC_COMPILE") == "1":  # `genbac run --compile`
-        forward = torch.compile(ddp or model)
+        forward = torch.compile(ddp if ddp is not None else model)
     run = PhaseRun(plan=plan, phase=phase, model=model, optimizer=optimizer, mixer=mixer,
                    eval_data=eval_data, checkpoint_dir=checkpoints, device=device,
                    keep_checkpoints=plan.spec.train.keep_checkpoints or 3, rank=rank,

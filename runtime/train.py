@@ -284,7 +284,7 @@ def train_phase(run: PhaseRun, state: TrainState) -> TrainState:
     mine = slice(run.rank * per_rank, (run.rank + 1) * per_rank)
     micro = min(run.micro_batch or train.micro_batch or per_rank, per_rank)
     leader = run.rank == 0  # evaluates, logs and writes checkpoints
-    forward = run.forward or model
+    forward = run.forward if run.forward is not None else model
     use_bf16 = train.precision == "bf16"
     device_type = run.device.type
 
