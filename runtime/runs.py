@@ -1,5 +1,6 @@
-"""genbac's runs in an MLflow store, read back: which parent runs there are, which one a command-line
-argument names, and how each went (status, the step it stopped at, losses, tokens, throughput).
+"""genbac's runs in an MLflow store, read back: which parent runs there are, which one a
+command-line argument names, and how each went (status, the step it stopped at, losses, tokens,
+throughput).
 
 Read-only: nothing here creates a store, an experiment or a run, and only MLflow's client is
 imported (never torch, transformers or datasets), so `genbac runs` and `genbac compare` start in
