@@ -1,13 +1,14 @@
-"""GPU speed of the local trainer: genbac's `train_phase` against a minimal plain PyTorch loop, same run.
+"""GPU speed of the local trainer: genbac's `train_phase` against a minimal plain loop, same run.
 
-    .venv/bin/python bench/gpu_train.py                  # on a GPU: Llama-3.2-1B shape, eager + compile
-    .venv/bin/python bench/gpu_train.py --tiny           # anywhere: a tiny model, a few steps (tested)
+    .venv/bin/python bench/gpu_train.py            # on a GPU: Llama-3.2-1B shape, eager + compile
+    .venv/bin/python bench/gpu_train.py --tiny     # anywhere: a tiny model, a few steps (tested)
     options: --steps 4 --rounds 3 --warmup 3 --modes eager,compile --json PATH --peak-tflops T
 
 Setup (in a temporary directory): a byte-level BPE (vocab 1024) trained on examples/data/{en,de},
 both languages packed by `prepare_language`, and the spec below compiled by `plan_spec`: the
-Llama-3.2-1B architecture (declared in the spec: 1.24B parameters, random init), batch 8 × sequence 2048, bf16, AdamW
-with clipping, `hardware = h100 x 1` (`--tiny`: hidden 64, 2 layers, sequence 128, on the CPU).
+Llama-3.2-1B shape (declared in the spec: 1.24B parameters, random init), batch 8 × sequence
+2048, bf16, AdamW with clipping, `hardware = h100 x 1` (`--tiny`: hidden 64, 2 layers, sequence
+128, on the CPU).
 ONE model and ONE optimizer, built the way `genbac run` builds them (transformers
 `LlamaForCausalLM` with SDPA attention, `make_optimizer`: fused AdamW on CUDA, `configure_device`:
 TF32), serve both sides, so the comparison is about the loop and not about two copies of the model

@@ -33,7 +33,7 @@ GPU_KINDS = ("h100", "a100")
 
 
 def world_size(plan) -> int:
-    """Processes a phase trains with: the GPU or CPU count of `hardware` (CS-X runs locally as one)."""
+    """Processes a phase trains with: the GPU or CPU count of `hardware` (CS-X: one, locally)."""
     hw = plan.spec.hardware
     return hw.count if hw.kind in GPU_KINDS + ("cpu",) else 1
 

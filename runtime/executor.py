@@ -184,19 +184,24 @@ def _train_phase(ctx: Context, run_id: str, index: int):
     run, state = setup_phase(ctx, index, device)
     if run is None:
         return None
+    bar = _Bar(run.phase, state.step)
+    run.log_metrics, run.progress = _metric_logger(ctx, run_id), bar.update_to
+    try:
+        train_phase(run, state)
+    finally:
+        bar.close()
+    return None
+
+
+def _metric_logger(ctx: Context, run_id: str):
+    """Each step's metrics to the phase's run and to the parent run (one curve over all phases)."""
     parent = ctx.state["mlflow"]["parent"]
 
     def log_metrics(step: int, metrics: dict[str, float]) -> None:
         ctx.tracker.metrics(run_id, step, metrics)
         ctx.tracker.metrics(parent, step, metrics)
 
-    bar = _Bar(run.phase, state.step)
-    run.log_metrics, run.progress = log_metrics, bar.update_to
-    try:
-        train_phase(run, state)
-    finally:
-        bar.close()
-    return None
+    return log_metrics
 
 
 def setup_phase(ctx: Context, index: int, device, *, rank: int = 0, world: int = 1):
@@ -263,13 +268,8 @@ def _train_phase_torchrun(ctx: Context, run_id: str, index: int, world: int):
     logs.mkdir(parents=True, exist_ok=True)
     events = EventLog(logs / f"phase-{index}.events.jsonl")
     log_path = logs / f"phase-{index}.log"
-    parent = ctx.state["mlflow"]["parent"]
     phase = plan.schedule.phases[index - 1]
-
-    def log_metrics(step: int, metrics: dict[str, float]) -> None:
-        ctx.tracker.metrics(run_id, step, metrics)
-        ctx.tracker.metrics(parent, step, metrics)
-
+    log_metrics = _metric_logger(ctx, run_id)
     # metrics an earlier attempt wrote but its executor, killed, did not log (others are skipped)
     for event in events.read_new():
         if "metrics" in event:

@@ -271,7 +271,7 @@ class PhaseRun:
     rank: int = 0
     world: int = 1
     ddp: object | None = None
-    forward: object | None = None  # what the training forward runs (DDP / torch.compile); default model
+    forward: object | None = None  # what the training forward runs (DDP, torch.compile); or model
 
 
 def train_phase(run: PhaseRun, state: TrainState) -> TrainState:
