@@ -49,7 +49,7 @@ def open_store(uri: str):
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    return mlflow_call(MlflowClient, tracking_uri=uri)
 
 
 def _check_sqlite(path: Path) -> None:
@@ -300,6 +300,8 @@ def stopped_at(client, run: ParentRun) -> str | None:
 def list_runs(uri: str, experiment: str | None = None, fmt: str = "text", limit: int = 50) -> str:
     from genbac.compiler.explain import _table
 
+    if limit < 1:
+        raise StoreError(f"--limit {limit}: give at least 1")
     client = open_store(uri)
     runs = parent_runs(client, experiments(client, experiment))[:limit]
     languages = sorted({c for r in runs for c in r.languages})
