@@ -238,9 +238,7 @@ def setup_phase(ctx: Context, index: int, device, *, rank: int = 0, world: int =
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        # no buffers to keep in step in every forward (rotary tables are computed, not trained)
-        ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
-                                      forward_sync_buffers=False)
+        ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     forward = ddp
     if os.environ.get("GENBAC_COMPILE") == "1":  # `genbac run --compile`
         forward = torch.compile(ddp if ddp is not None else model)
