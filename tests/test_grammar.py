@@ -126,3 +126,13 @@ def test_reserved_looking_words_are_names_where_a_name_is_expected():
     language, hardware = doc.items[0].entries
     assert language.labels[0].value == "as" and language.entries[0].key.value == "x"
     assert hardware.value.connectors == ("x",)
+
+
+def test_a_unit_word_that_is_the_next_key_stays_a_key():
+    # `5120  sequence` would otherwise lex as one quantity "5120 sequences"
+    doc = spec_parser.parse('experiment "a" { train { tokens = 5120  sequence = 64  '
+                            "checkpoint every 10 steps } }", "u.genba")
+    tokens, sequence, checkpoint = doc.items[0].entries[0].entries
+    assert (tokens.value.text, tokens.value.unit) == ("5120", None)
+    assert sequence.key.value == "sequence" and sequence.value.text == "64"
+    assert (checkpoint.value.text, checkpoint.value.unit) == ("10 steps", "steps")

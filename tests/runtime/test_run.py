@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -149,54 +148,27 @@ def test_kill_9_mid_phase_then_resume_matches_uninterrupted(rehearsal, tmp_path)
     assert steps == list(range(1, 95))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_tracking_to_a_real_mlflow_server(tmp_path):
+def test_tracking_to_a_real_mlflow_server(tmp_path, mlflow_server):
     project = project_copy(tmp_path)
     spec = project / SPEC
     # a shorter variant: 24 steps
     spec.write_text(spec.read_text().replace("tokens    = 96K", "tokens    = 24K")
                     .replace("~44K", "~11K").replace("tokens = 8K", "tokens = 2K"))
-    port = free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
-         f"sqlite:///{tmp_path}/server.db", "--default-artifact-root", str(tmp_path / "artifacts"),
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    pytest.fail("mlflow server did not come up")
-                time.sleep(0.5)
-        r = genbac("run", SPEC, "-o", "out/tiny", "--tracking-uri", uri, cwd=project)
-        assert r.returncode == 0, r.stderr[-3000:]
-        body = json.dumps({"experiment_ids": [], "max_results": 10}).encode()
-        req = urllib.request.Request(f"{uri}/api/2.0/mlflow/experiments/search", data=body,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            names = [e["name"] for e in json.load(resp)["experiments"]]
-        assert "tiny-rehearsal" in names
-        runs = runs_by_name(uri)
-        parent = runs["tiny-rehearsal"]
-        assert parent.info.status == "FINISHED"
-        steps = [s for s, _ in history(uri, parent.info.run_id, "loss")]
-        plan = json.loads((project / "out/tiny/plan.json").read_text())
-        assert steps == list(range(1, plan["schedule"]["total_steps"] + 1))
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+    uri = mlflow_server
+    r = genbac("run", SPEC, "-o", "out/tiny", "--tracking-uri", uri, cwd=project)
+    assert r.returncode == 0, r.stderr[-3000:]
+    body = json.dumps({"experiment_ids": [], "max_results": 10}).encode()
+    req = urllib.request.Request(f"{uri}/api/2.0/mlflow/experiments/search", data=body,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        names = [e["name"] for e in json.load(resp)["experiments"]]
+    assert "tiny-rehearsal" in names
+    runs = runs_by_name(uri)
+    parent = runs["tiny-rehearsal"]
+    assert parent.info.status == "FINISHED"
+    steps = [s for s, _ in history(uri, parent.info.run_id, "loss")]
+    plan = json.loads((project / "out/tiny/plan.json").read_text())
+    assert steps == list(range(1, plan["schedule"]["total_steps"] + 1))
 
 
 def test_changed_spec_is_refused_until_restart(rehearsal, tmp_path):
