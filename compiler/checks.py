@@ -44,17 +44,20 @@ def check_hardware(spec: Spec, growth: GrowthPlan | None) -> list[Diagnostic]:
         out.append(warning(
             "GB907", f"training {growth.parameters / 1e9:.1f}B parameters on a CPU is only "
             "practical as a dry run", hw.span, "cpu"))
-    if hw.is_csx:
+    if hw.is_csx or hw.count > 1:
+        # data parallel: every system (CS-X) or process (GPU, CPU) takes an equal share
+        unit = "system" if hw.is_csx else ("process" if hw.kind == "cpu" else "device")
+        units = "processes" if unit == "process" else f"{unit}s"
         if train.batch % hw.count:
             out.append(error(
-                "GB172", f"batch {train.batch} does not split over {hw.count} systems",
-                train.where("batch"), "not a multiple of the system count",
-                secondary=[(hw.where("count"), f"{hw.count} systems")]))
+                "GB172", f"batch {train.batch} does not split over {hw.count} {units}",
+                train.where("batch"), f"not a multiple of the {unit} count",
+                secondary=[(hw.where("count"), f"{hw.count} {units}")]))
         elif train.micro_batch and (train.batch // hw.count) % train.micro_batch:
             out.append(error(
-                "GB172", f"the per-system batch {train.batch // hw.count} is not a multiple of "
+                "GB172", f"the per-{unit} batch {train.batch // hw.count} is not a multiple of "
                 f"micro_batch {train.micro_batch}", train.where("micro_batch"),
-                "does not divide the per-system batch",
+                f"does not divide the per-{unit} batch",
                 secondary=[(train.where("batch"), "global batch")]))
     elif train.micro_batch and train.batch % train.micro_batch:
         out.append(error(

@@ -192,7 +192,7 @@ class Hardware(Node):
         return self.kind in ("cs-2", "cs-3")
 
     def describe(self) -> str:
-        return self.kind if self.kind == "cpu" else f"{self.kind} x {self.count}"
+        return "cpu" if (self.kind, self.count) == ("cpu", 1) else f"{self.kind} x {self.count}"
 
 
 class TokenizerTraining(Node):

@@ -119,6 +119,17 @@ MODEL = [
                                         "    micro_batch = 7"), ("cs-2 x 1", "h100 x 8"),
                                        ('llama3.1-8b from "hf:meta-llama/Llama-3.1-8B"',
                                         "llama3.2-1b"), ("add = 8", "add = 4")),
+         "GB172", (18, 19), "the per-device batch 60 is not a multiple of micro_batch 7",
+         secondary=((14, 13, "global batch"),)),
+    Case("batch-over-gpus", mutate(("cs-2 x 1", "h100 x 7"),
+                                   ('llama3.1-8b from "hf:meta-llama/Llama-3.1-8B"',
+                                    "llama3.2-1b"), ("add = 8", "add = 4")),
+         "GB172", (14, 13), "batch 480 does not split over 7 devices",
+         secondary=((20, 21, "7 devices"),)),
+    Case("micro-batch-on-one-cpu", mutate(("    precision = bf16", "    precision = fp32\n"
+                                           "    micro_batch = 7"), ("cs-2 x 1", "cpu"),
+                                          ('llama3.1-8b from "hf:meta-llama/Llama-3.1-8B"',
+                                           "llama3.2-1b"), ("add = 8", "add = 4")),
          "GB172", (18, 19), "batch 480 is not a multiple of micro_batch 7",
          secondary=((14, 13, "batch"),)),
 ]
