@@ -169,19 +169,6 @@ def _link_tokenizer(ctx: Context) -> None:
     link.symlink_to(target, target_is_directory=True)
 
 
-def step_tokenizer_for_cszoo(ctx: Context, run_id: str):
-    """genbac's BPE tokenizer, saved so that Model Zoo's transformers (4.57, pinned by 2.10) can
-    load it: transformers 5 names the class "TokenizersBackend", which 4.x does not know; both
-    read "PreTrainedTokenizerFast" (in 5.x an alias of the same class)."""
-    result = step_tokenizer(ctx, run_id)
-    config = ctx.work / "tokenizer" / "tokenizer_config.json"
-    data = json.loads(config.read_text())
-    if data.get("tokenizer_class") == "TokenizersBackend":
-        data["tokenizer_class"] = "PreTrainedTokenizerFast"
-        config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    return result
-
-
 def stage(sources: list[Path], directory: Path) -> None:
     """Link the files a language names into the input directory of its preprocessing run, numbered
     so that two sources with one file name stay apart."""
@@ -433,7 +420,7 @@ def steps_for(plan) -> list[Step]:
     """The cszoo backend's steps, in run.sh's order of work."""
     steps = []
     if plan.tokenizer_training is not None:
-        steps.append(Step("tokenizer", step_tokenizer_for_cszoo))
+        steps.append(Step("tokenizer", step_tokenizer))
     if plan.base_weights is not None:
         steps += [Step("grow", step_grow), Step("convert", step_convert)]
     for lang in plan.spec.languages:

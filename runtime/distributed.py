@@ -40,10 +40,7 @@ def world_size(plan) -> int:
 
 def world_problem(plan, world: int, gpus: int) -> str | None:
     """Why `world` processes cannot train this plan on a machine with `gpus` CUDA GPUs, if so."""
-    hw = plan.spec.hardware
-    if plan.schedule.batch % world:
-        return (f"batch {plan.schedule.batch} does not split over the {world} processes of "
-                f"`hardware = {hw.kind} x {hw.count}`: make it a multiple of {world}")
+    hw = plan.spec.hardware  # (a batch that does not split over the world is a spec error, GB172)
     if hw.kind in GPU_KINDS and gpus < world:
         return (f"`hardware = {hw.kind} x {hw.count}` trains with {world} CUDA GPUs, this machine "
                 f"has {gpus}; rehearse it on the CPU with `hardware = cpu x {world}`")

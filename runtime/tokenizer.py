@@ -85,6 +85,13 @@ def _save_hf_directory(tokenizer: "tokenizers.Tokenizer", directory: Path) -> No
     wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=BOS, eos_token=EOS,
                                       pad_token=PAD, clean_up_tokenization_spaces=False)
     wrapped.save_pretrained(str(directory))
+    # transformers 5 records the class as "TokenizersBackend", which the transformers 4.x that
+    # Model Zoo 2.10 pins cannot load; both read "PreTrainedTokenizerFast" (an alias in 5.x)
+    config = directory / "tokenizer_config.json"
+    data = json.loads(config.read_text(encoding="utf-8"))
+    if data.get("tokenizer_class") == "TokenizersBackend":
+        data["tokenizer_class"] = "PreTrainedTokenizerFast"
+        config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def tokenizer_file(path: Path) -> Path:

@@ -188,11 +188,12 @@ def test_a_killed_rank_stops_the_job_and_a_rerun_resumes(runs, tmp_path):
 def test_a_world_that_cannot_train_the_plan_is_a_clear_error():
     from genbac.compiler.compile import plan_spec
     from genbac.runtime.distributed import world_problem
+    from genbac.spec.diagnostics import SpecError
 
-    three, _ = plan_spec(SPEC.format(hardware="cpu x 3"), "ddp.genba")
-    assert world_problem(three, 3, gpus=0) == (
-        "batch 8 does not split over the 3 processes of `hardware = cpu x 3`: make it a "
-        "multiple of 3")
+    with pytest.raises(SpecError) as info:  # caught when compiling, before any process starts
+        plan_spec(SPEC.format(hardware="cpu x 3"), "ddp.genba")
+    assert [d.message for d in info.value.diagnostics if d.is_error] == [
+        "batch 8 does not split over 3 processes"]
     gpus, _ = plan_spec(SPEC.format(hardware="h100 x 2"), "ddp.genba")
     assert "trains with 2 CUDA GPUs, this machine has 1" in world_problem(gpus, 2, gpus=1)
     assert world_problem(gpus, 2, gpus=2) is None

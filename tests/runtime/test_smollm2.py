@@ -35,7 +35,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def genbac(*args, cwd, timeout=1200):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HOME": str(Path(cwd) / ".hf"),
-           "PYTHONWARNINGS": "ignore"}
+           "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": str(os.cpu_count() or 1)}
     return subprocess.run([sys.executable, "-m", "genbac", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, env=env)
 

@@ -45,6 +45,9 @@ def test_loadable_by_transformers_auto_tokenizer(trained):
     assert len(auto) == 1024
     fast = load_tokenizer(trained)
     assert fast.eos_token_id == special_token_id(trained, "eos") == 1
+    # a class name transformers 4.x (pinned by Model Zoo 2.10) also knows
+    config = json.loads((trained / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "PreTrainedTokenizerFast"
 
 
 @pytest.mark.parametrize("code", ["en", "de", "bar"])
