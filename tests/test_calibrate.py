@@ -1,7 +1,6 @@
 """Calibration: the estimate redone with a measured rate (compiler/calibrate.py), read from MLflow
 (runtime/calibrate.py) and shown by `genbac explain --calibrate RUN_ID`."""
 
-import json
 import statistics
 import subprocess
 import sys

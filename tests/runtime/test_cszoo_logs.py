@@ -127,7 +127,7 @@ def test_known_errors_are_explained_and_quoted(output, meaning, quoted):
     lines = ["2026-11-26 14:37:40,699 INFO:   Trainer Fit Summary\n", *output.splitlines(True)]
     message = logs.diagnose(lines)
     assert meaning in message
-    assert f"Model Zoo said: " in message and quoted in message
+    assert "Model Zoo said: " in message and quoted in message
 
 
 def test_unknown_failure_quotes_the_last_exception():

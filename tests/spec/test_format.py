@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from genbac.cli import main
 from genbac.compiler.spec_hash import spec_hash
 from genbac.spec import ast
-from genbac.spec.diagnostics import SpecError
 from genbac.spec.format import (ENTRY_NODES, GRAMMAR_RULES, FormatError, _Layout, _VALUE_LAYOUTS,
                                 find_comments, format_source)
 from genbac.spec.lower import load
