@@ -22,9 +22,13 @@ def measure(run_id: str, tracking_uri: str) -> Measurement:
     """The median tokens/s over the training steps of run `run_id` (a genbac parent run, or one of
     its phase runs), with what is needed to turn it into a utilisation."""
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri)
+    from .runs import StoreError, open_store
+
+    try:  # refuses a store that is not there instead of creating an empty one
+        client = open_store(tracking_uri)
+    except StoreError as exc:
+        raise RunError(str(exc)) from None
     try:
         run = client.get_run(run_id)
     except MlflowException:

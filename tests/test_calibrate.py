@@ -124,3 +124,8 @@ def test_calibrating_with_a_phase_run_or_a_missing_run(bridged_run):
                         "--calibrate", "nope", "--tracking-uri", uri], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 2 and "no run nope" in r.stderr and "Traceback" not in r.stderr
+
+    missing = Path(uri[len("sqlite:///"):]).with_name("not-there.db")
+    with pytest.raises(RunError, match="no MLflow store at"):
+        measure(parent, f"sqlite:///{missing}")
+    assert not missing.exists()  # a wrong --tracking-uri leaves nothing behind
