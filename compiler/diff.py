@@ -26,6 +26,7 @@ from genbac.spec.ir import Model, Spec
 from .explain import (describe_growth, describe_lr_schedule, describe_optimizer, duration, energy,
                       layer_diagram)
 from .plan import Phase, Plan
+from .schedule import fmt_tokens
 
 
 class Change(NamedTuple):
@@ -69,11 +70,8 @@ def diff_plans(old: Plan, new: Plan) -> list[Change]:
 # --------------------------------------------------------------------------------------------------
 
 def _tokens(n: float, digits: int = 3) -> str:
-    """schedule.fmt_tokens with a chosen precision: 19.95B, 19.9495B."""
-    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= scale:
-            return f"{n / scale:.{digits}g}{suffix}"
-    return f"{n:.{digits}g}"
+    """Token counts in a diff: 3 significant digits unless `_apart` asks for more."""
+    return fmt_tokens(n, digits)
 
 
 def _percent(x: float, digits: int = 3) -> str:

@@ -42,12 +42,12 @@ def round_half_up(x: float) -> int:
     return int(math.floor(x + 0.5))
 
 
-def fmt_tokens(n: float) -> str:
-    """82000000000 -> '82B', 80003072 -> '80.003M'."""
+def fmt_tokens(n: float, digits: int = 6) -> str:
+    """82000000000 -> '82B', 80003072 -> '80.003M' (up to `digits` significant digits)."""
     for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
         if abs(n) >= scale:
-            return f"{n / scale:.6g}{suffix}"
-    return f"{n:.6g}"
+            return f"{n / scale:.{digits}g}{suffix}"
+    return f"{n:.{digits}g}"
 
 
 def solve_schedule(spec: Spec) -> tuple[Schedule | None, list[Diagnostic]]:

@@ -68,24 +68,6 @@ def _imports(path: str, root: str | None):
     return Files(Path(root) if root else project_root(Path(path))).read
 
 
-def _plan(path: str, fmt: str, *, report_ok: bool = True, root: str | None = None):
-    """Parse, validate and plan one spec; report its diagnostics. None if it has errors."""
-    from genbac.compiler.compile import plan_spec
-    from genbac.spec.diagnostics import SpecError
-
-    text = _read_spec(path)
-    shown = _display_path(path)
-    sources: dict[str, str] = {}
-    try:
-        plan, diagnostics = plan_spec(text, shown, _imports(path, root), sources)
-    except SpecError as exc:
-        _report(exc.diagnostics, sources or {shown: text}, fmt)
-        return None, exc.diagnostics, text
-    if report_ok:
-        _report(diagnostics, sources, fmt)
-    return plan, diagnostics, text
-
-
 def _plan_all(path: str, fmt: str, root: str | None = None, *, report_ok: bool = True):
     """Every experiment of a spec (one per sweep variant), with its diagnostics reported (errors
     always, warnings unless `report_ok` is false). None if it has errors."""
