@@ -8,10 +8,7 @@ The calculation itself is compiler/calibrate.py.
 
 from __future__ import annotations
 
-import json
 import statistics
-import tempfile
-from pathlib import Path
 
 from genbac.compiler.calibrate import Measurement
 
@@ -23,7 +20,7 @@ def measure(run_id: str, tracking_uri: str) -> Measurement:
     its phase runs), with what is needed to turn it into a utilisation."""
     from mlflow.exceptions import MlflowException
 
-    from .runs import StoreError, open_store
+    from .runs import StoreError, open_store, read_plan
 
     try:  # refuses a store that is not there instead of creating an empty one
         client = open_store(tracking_uri)
@@ -46,13 +43,10 @@ def measure(run_id: str, tracking_uri: str) -> Measurement:
     if not rates:
         raise RunError(f"run {run_id} has no measured training rate (tokens_per_sec in its "
                        "phase runs): calibrate with a genbac run that trained")
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = client.download_artifacts(parent_id, "plan.json", tmp)
-            plan = json.loads(Path(path).read_text())
-        except (MlflowException, OSError, ValueError):
-            raise RunError(f"run {parent_id} has no plan.json artifact: it was not made by "
-                           "`genbac run`") from None
+    plan = read_plan(client, parent_id)
+    if plan is None:
+        raise RunError(f"run {parent_id} has no plan.json artifact: it was not made by "
+                       "`genbac run`")
     est = plan["estimate"]
     return Measurement(run_id=run_id, experiment=plan["name"], hardware=est["hardware"],
                        count=int(est["count"]), flops_per_token=float(est["flops_per_token"]),
