@@ -17,6 +17,16 @@ from genbac import __version__
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
 EXIT_DIFFERENT = 1  # `diff`, as diff(1): 0 same, 1 different, 2 trouble
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # the shell's 128 + SIGINT, 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during `genbac run` (a scheduler's stop, `kill`), raised like Ctrl-C so that the
+    same clean-up runs: child processes stopped, MLflow runs closed as KILLED."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
 
 
 class UsageError(Exception):
@@ -326,14 +336,24 @@ def cmd_run(args) -> int:
     from genbac.runtime.executor import RunError, execute
     from genbac.runtime.tracking import default_tracking_uri
 
+    import signal
+
     uri = args.tracking_uri or default_tracking_uri()
     if args.compile:  # read by the trainer in this process and in torchrun's workers
         os.environ["GENBAC_COMPILE"] = "1"
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         execute(compiled, tracking_uri=uri, restart=args.restart, backend=args.backend,
                 log=lambda line: print(line, flush=True))
     except RunError as exc:
         raise UsageError(str(exc)) from None
+    except KeyboardInterrupt as exc:
+        by = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        print(f"genbac: stopped by {by}; its MLflow runs are marked KILLED. Run the same command "
+              "again to resume from the last finished step and checkpoint", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"genbac: finished; tracked in {uri}")
     if uri.startswith("sqlite:///"):
         print(f"genbac: browse it with: mlflow ui --backend-store-uri {uri}")
@@ -634,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genbac: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
     finally:

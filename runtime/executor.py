@@ -20,6 +20,8 @@ from typing import Callable
 
 from genbac.compiler.plan import Plan
 
+from .runs import WORK_DIR_TAG
+
 
 class RunError(Exception):
     """A problem the user can fix (bad input, mismatched state); reported without a traceback."""
@@ -376,24 +378,40 @@ def load_compiled(compiled: Path) -> tuple[Plan, dict]:
 def execute(compiled: Path, *, tracking_uri: str, restart: bool = False,
             log: Callable[[str], None] = print, backend: str = "local") -> dict:
     """Run the compiled experiment's steps; `backend` picks them: "local" (this module) or "cszoo"
-    (runtime/cszoo_backend.py: Model Zoo's `cszoo` commands)."""
-    from genbac import __version__
-
-    from .tracking import Tracker, flatten, git_commit
+    (runtime/cszoo_backend.py: Model Zoo's `cszoo` commands). One execution per directory at a
+    time (runtime/runlock.py)."""
+    from .runlock import Busy, RunLock
 
     compiled = compiled.resolve()
     plan, manifest = load_compiled(compiled)
+    try:
+        with RunLock(compiled / "work") as lock:
+            return _execute(compiled, plan, manifest, lock, tracking_uri=tracking_uri,
+                            restart=restart, log=log, backend=backend)
+    except Busy as exc:
+        raise RunError(str(exc)) from None
+
+
+def _execute(compiled: Path, plan: Plan, manifest: dict, lock, *, tracking_uri: str,
+             restart: bool, log: Callable[[str], None], backend: str) -> dict:
+    from genbac import __version__
+
+    from .runlock import LOCK_NAME
+    from .tracking import Tracker, flatten, git_commit
+
     project = Path(os.environ.get("GENBAC_PROJECT_DIR") or
                    compiled / manifest.get("project_dir", ".")).resolve()
     work = compiled / "work"
     state_path = work / "state.json"
     if restart and work.exists():
+        _abandon_previous(state_path, log)
         for child in work.iterdir():
+            if child.name == LOCK_NAME:
+                continue  # held by this execution
             if child.is_dir() and not child.is_symlink():
                 shutil.rmtree(child)
             else:
                 child.unlink()
-    work.mkdir(parents=True, exist_ok=True)
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     if state and state.get("spec_hash") != plan.spec_hash:
         raise RunError(
@@ -418,7 +436,9 @@ def execute(compiled: Path, *, tracking_uri: str, restart: bool = False,
     parent = tracker.parent(plan.name, {
         "genbac.spec_hash": plan.spec_hash, "genbac.version": __version__,
         "genbac.backend": backend, "genbac.hardware": plan.spec.hardware.describe(),
+        WORK_DIR_TAG: str(work),
         **({"mlflow.source.git.commit": c} if (c := git_commit(project)) else {})})
+    lock.note(run_id=parent)
     ctx.save_state()
     if not state.get("logged_inputs"):
         tracker.params(parent, flatten("", json.loads(plan.spec.model_dump_json()), {}))
@@ -434,7 +454,6 @@ def execute(compiled: Path, *, tracking_uri: str, restart: bool = False,
         state["logged_inputs"] = True
         ctx.save_state()
 
-    ok = False
     try:
         for step in backend_steps(plan):
             if step.name in state["done"]:
@@ -446,17 +465,17 @@ def execute(compiled: Path, *, tracking_uri: str, restart: bool = False,
             try:
                 result = step.run(ctx, run_id) or {}
             except OSError as exc:
-                tracker.finish(run_id, ok=False)
+                tracker.finish(run_id, status="FAILED")
                 where = f" {exc.filename}" if exc.filename else ""
                 raise RunError(f"{step.name}: cannot write or read{where}: "
                                f"{exc.strerror or exc}") from None
             except Exception as exc:
-                tracker.finish(run_id, ok=False)
+                tracker.finish(run_id, status="FAILED")
                 if isinstance(exc, _user_errors()):
                     raise RunError(f"{step.name}: {exc}") from None
                 raise
-            except BaseException:
-                tracker.finish(run_id, ok=False)
+            except BaseException:  # Ctrl-C, SIGTERM (see cli), SystemExit
+                tracker.finish(run_id, status="KILLED")
                 raise
             if result.get("params"):
                 tracker.params(run_id, result["params"])
@@ -466,7 +485,27 @@ def execute(compiled: Path, *, tracking_uri: str, restart: bool = False,
             state["done"].append(step.name)
             ctx.save_state()
             log(f"genbac: {step.name} done in {time.perf_counter() - started:.1f} s")
-        ok = True
-    finally:
-        tracker.finish(parent, ok=ok)
+    except BaseException as exc:
+        interrupted = not isinstance(exc, Exception)
+        tracker.finish(parent, status="KILLED" if interrupted else "FAILED")
+        raise
+    tracker.finish(parent)
     return state
+
+
+def _abandon_previous(state_path: Path, log: Callable[[str], None]) -> None:
+    """Before --restart wipes work/: the earlier execution's MLflow runs that are still RUNNING
+    (killed without a chance to say so; this process holds the lock, so none is alive) become
+    KILLED, so that the store does not show them running forever."""
+    try:
+        state = json.loads(state_path.read_text())
+    except (OSError, ValueError):
+        return
+    from .tracking import close_abandoned
+
+    runs = state.get("mlflow", {})
+    ids = [runs.get("parent"), *runs.get("children", {}).values()]
+    if runs.get("tracking_uri") and any(ids):
+        closed = close_abandoned(runs["tracking_uri"], [i for i in ids if i])
+        if closed:
+            log(f"genbac: marked {closed} MLflow run(s) of the interrupted execution as KILLED")

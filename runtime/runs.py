@@ -24,6 +24,7 @@ from pathlib import Path
 SPEC_HASH_TAG = "genbac.spec_hash"
 STEP_TAG = "genbac.step"
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own nesting tag
+WORK_DIR_TAG = "genbac.work_dir"  # the execution's work/, where runlock tells whether it is alive
 SHORT = 8  # characters of a run id or spec hash shown in tables
 MISSING = "—"  # a value a run does not have
 
@@ -110,10 +111,23 @@ class ParentRun:
     experiment_id: str
     experiment: str
     spec_hash: str
-    status: str  # MLflow's: RUNNING (also a killed run), FINISHED, FAILED, KILLED
+    status: str  # MLflow's: RUNNING (also a run killed by SIGKILL), FINISHED, FAILED, KILLED
     start_ms: int
     end_ms: int | None
     metrics: dict[str, float]  # the latest value of every metric
+    work_dir: str | None = None  # where it ran (tagged since the run lock)
+
+    @property
+    def shown_status(self) -> str:
+        """MLflow's status, except that a RUNNING run whose work directory is on this machine and
+        whose run lock nobody holds is INTERRUPTED: its process is gone (killed, crashed) and
+        `genbac run` on that directory resumes it."""
+        if self.status == "RUNNING" and self.work_dir:
+            from .runlock import is_alive
+
+            if is_alive(Path(self.work_dir)) is False:
+                return "INTERRUPTED"
+        return self.status
 
     @property
     def started(self) -> str:
@@ -156,7 +170,8 @@ def parent_runs(client, experiment_ids: dict[str, str]) -> list[ParentRun]:
                         order_by=["attributes.start_time DESC"])
     runs = [ParentRun(r.info.run_id, r.info.experiment_id, experiment_ids[r.info.experiment_id],
                       r.data.tags[SPEC_HASH_TAG], r.info.status, r.info.start_time,
-                      r.info.end_time, dict(r.data.metrics)) for r in found]
+                      r.info.end_time, dict(r.data.metrics), r.data.tags.get(WORK_DIR_TAG))
+            for r in found]
     return sorted(runs, key=lambda r: (-r.start_ms, r.run_id))
 
 
@@ -255,7 +270,7 @@ def outcome(client, run: ParentRun, languages: list[str], *, best: bool = True) 
             history = val_loss_history(client, run.run_id, c)
             lowest[c] = min((v for _, v in history), default=None)
     tokens = {c: run.metrics.get(f"tokens_{c}") for c in languages}
-    return Outcome(run.status, stopped_at(client, run), final, lowest, tokens,
+    return Outcome(run.shown_status, stopped_at(client, run), final, lowest, tokens,
                    throughput(client, run), run.wall_time_s)
 
 

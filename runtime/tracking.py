@@ -49,6 +49,26 @@ def git_commit(directory: Path) -> str | None:
     return r.stdout.strip() if r.returncode == 0 else None
 
 
+def close_abandoned(tracking_uri: str, run_ids: list[str]) -> int:
+    """Mark those of `run_ids` that MLflow still has as RUNNING as KILLED; how many. For runs whose
+    process is known to be gone; a store or run that cannot be reached is left as it is."""
+    from .runs import StoreError, open_store
+
+    try:
+        client = open_store(tracking_uri)  # never creates a store that is gone
+    except StoreError:
+        return 0
+    closed = 0
+    for run_id in run_ids:
+        try:
+            if client.get_run(run_id).info.status == "RUNNING":
+                client.set_terminated(run_id, "KILLED")
+                closed += 1
+        except Exception:  # noqa: BLE001 - MLflow raises its own types per store
+            continue
+    return closed
+
+
 class Tracker:
     def __init__(self, tracking_uri: str, experiment: str, state: dict):
         """`state` is the executor's persisted dict; run ids live in state["mlflow"]."""
@@ -88,8 +108,9 @@ class Tracker:
             self.client.update_run(run_id, status="RUNNING")
         return run_id
 
-    def finish(self, run_id: str, ok: bool = True) -> None:
-        self.client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        """FINISHED, FAILED (an error), or KILLED (interrupted: Ctrl-C, SIGTERM)."""
+        self.client.set_terminated(run_id, status)
 
     def _exists(self, run_id: str) -> bool:
         try:

@@ -259,15 +259,17 @@ def test_unfinished_runs_show_where_they_stopped(sqlite_store):
         f"tags.`mlflow.parentRunId` = '{runs['k']}' and tags.`genbac.step` = 'phase-1'"))
     last = history(uri, phase1.info.run_id, "loss")[-1][0]
     assert 4 <= last < 17
-    assert (k["status"], k["stopped_at"], k["wall_time_s"]) == ("RUNNING", f"phase-1 (step {last})",
-                                                                None)
+    # MLflow still says RUNNING (SIGKILL left no chance to say otherwise); its lock says it is gone
+    assert client(uri).get_run(runs["k"]).info.status == "RUNNING"
+    assert (k["status"], k["stopped_at"], k["wall_time_s"]) == (
+        "INTERRUPTED", f"phase-1 (step {last})", None)
     assert (f["status"], f["stopped_at"]) == ("FAILED", "tokenizer")
     assert f["final_val_loss"] == {c: None for c in LANGUAGES}
     assert a["stopped_at"] is None
     # k and f differ from a only where their specs do (f has a's spec)
     assert {x["field"] for x in doc["spec"]["fields"]} == {"train.checkpoint_every"}
     code, text, _ = cli("compare", runs["a"], runs["k"], "--tracking-uri", uri)
-    assert re.search(rf"status +FINISHED +RUNNING at phase-1 \(step {last}\)\n", text)
+    assert re.search(rf"status +FINISHED +INTERRUPTED at phase-1 \(step {last}\)\n", text)
     assert re.search(r"wall time +\d.* +—\n", text)
 
 
@@ -381,7 +383,8 @@ def test_runs_lists_parents_newest_first_with_status_and_step(sqlite_store):
     status = {r["run_id"]: (r["status"], r["stopped_at"]) for r in listed}
     assert status[runs["a"]] == status[runs["b"]] == ("FINISHED", None)
     assert status[runs["f"]] == ("FAILED", "tokenizer")
-    assert status[runs["k"]][0] == "RUNNING" and status[runs["k"]][1].startswith("phase-1 (step ")
+    assert status[runs["k"]][0] == "INTERRUPTED"
+    assert status[runs["k"]][1].startswith("phase-1 (step ")
     a = next(r for r in listed if r["run_id"] == runs["a"])
     want = expected_outcome(uri, runs["a"])
     assert a["final_val_loss"] == want["final_val_loss"]
@@ -391,7 +394,7 @@ def test_runs_lists_parents_newest_first_with_status_and_step(sqlite_store):
     code, text, _ = cli("runs", "--tracking-uri", uri)
     lines = text.splitlines()
     assert lines[0].split()[:2] == ["run", "experiment"] and len(lines) == 2 + 4
-    assert lines[2].startswith(f"  {runs['k'][:8]}") and "RUNNING at phase-1 (step" in lines[2]
+    assert lines[2].startswith(f"  {runs['k'][:8]}") and "INTERRUPTED at phase-1 (step" in lines[2]
     assert "FAILED at tokenizer" in lines[3] and "FINISHED" in lines[4]
     assert f"{want['final_val_loss']['bar']:.4f}" in lines[5]
 
