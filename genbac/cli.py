@@ -548,9 +548,10 @@ def build_parser() -> argparse.ArgumentParser:
                                   "directory above the spec that holds .git)")
     p.add_argument("--format", default="text", choices=["text", "markdown", "json"],
                    help="text, markdown (for a PR comment), or json (the full plan)")
-    p.add_argument("--calibrate", metavar="RUN_ID",
+    p.add_argument("--calibrate", metavar="RUN",
                    help="also show time and energy re-estimated with the training rate measured "
-                        "in this MLflow run (genbac run, either backend)")
+                        "in this MLflow run (genbac run, either backend): a run id, a phase's "
+                        "run id, or a unique prefix of a run id or spec hash")
     p.add_argument("--tracking-uri", help="the MLflow store of --calibrate's run (default: "
                                           "$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
     p.add_argument("--plot", metavar="PNG",

@@ -16,11 +16,12 @@ from .executor import RunError
 
 
 def measure(run_id: str, tracking_uri: str) -> Measurement:
-    """The median tokens/s over the training steps of run `run_id` (a genbac parent run, or one of
-    its phase runs), with what is needed to turn it into a utilisation."""
+    """The median tokens/s over the training steps of run `run_id` (a genbac parent run or one of
+    its phase runs by full id; or, as `genbac compare` takes them, a unique prefix of a parent's
+    id or a spec hash), with what is needed to turn it into a utilisation."""
     from mlflow.exceptions import MlflowException
 
-    from .runs import StoreError, open_store, read_plan
+    from .runs import StoreError, experiments, open_store, parent_runs, read_plan, resolve
 
     try:  # refuses a store that is not there instead of creating an empty one
         client = open_store(tracking_uri)
@@ -29,8 +30,13 @@ def measure(run_id: str, tracking_uri: str) -> Measurement:
     try:
         run = client.get_run(run_id)
     except MlflowException:
-        raise RunError(f"no run {run_id} in the MLflow store {tracking_uri} (give the store with "
-                       "--tracking-uri)") from None
+        try:
+            found = resolve(client, run_id, parent_runs(client, experiments(client)))
+        except StoreError as exc:
+            raise RunError(f"{exc} (in the MLflow store {tracking_uri}; give another with "
+                           "--tracking-uri)") from None
+        run_id = found.run_id
+        run = client.get_run(run_id)
     parent_id = run.data.tags.get("mlflow.parentRunId", run_id)
     if run.data.tags.get("genbac.step", "").startswith("phase-"):
         phases = [run]

@@ -76,7 +76,7 @@ def bridged_run(tmp_path_factory):
     uri = f"sqlite:///{tmp}/mlflow.db"
     state = {}
     tracker = Tracker(uri, plan.name, state)
-    parent = tracker.parent(plan.name, {})
+    parent = tracker.parent(plan.name, {"genbac.spec_hash": plan.spec_hash})
     tracker.artifact(parent, tmp / "plan.json")
     runs = {p.index: tracker.child(f"phase-{p.index}") for p in plan.schedule.phases}
     writer = SummaryWriter(log_dir=str(tmp / MODEL_DIR / "events"))
@@ -118,14 +118,29 @@ def test_calibrating_with_a_phase_run_or_a_missing_run(bridged_run):
     steps2 = [s for s in rates if s > plan.schedule.phases[0].end_step]
     assert phase2.steps == len(steps2)
     assert phase2.tokens_per_sec == statistics.median(rates[s] for s in steps2) * 128
-    with pytest.raises(RunError, match="no run nope"):
+    with pytest.raises(RunError, match="'nope' is neither a run id nor a spec hash"):
         measure("nope", uri)
+    with pytest.raises(RunError, match="no genbac run or spec hash starts with 'abc123'"):
+        measure("abc123", uri)
     r = subprocess.run([sys.executable, "-m", "genbac", "explain", "examples/tiny-rehearsal.genba",
-                        "--calibrate", "nope", "--tracking-uri", uri], cwd=ROOT,
+                        "--calibrate", "abc123", "--tracking-uri", uri], cwd=ROOT,
                        capture_output=True, text=True)
-    assert r.returncode == 2 and "no run nope" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "starts with 'abc123'" in r.stderr and "Traceback" not in r.stderr
 
     missing = Path(uri[len("sqlite:///"):]).with_name("not-there.db")
     with pytest.raises(RunError, match="no MLflow store at"):
         measure(parent, f"sqlite:///{missing}")
     assert not missing.exists()  # a wrong --tracking-uri leaves nothing behind
+
+
+def test_calibrating_with_a_prefix_or_a_spec_hash(bridged_run):
+    """As `genbac compare` takes runs: the first characters of a run id, or of a spec hash."""
+    from genbac.runtime.calibrate import measure
+
+    plan, uri, parent, runs, rates = bridged_run
+    whole = measure(parent, uri)
+    assert whole.steps == len(rates)
+    for arg in (parent[:8], plan.spec_hash[:10]):
+        short = measure(arg, uri)
+        assert (short.run_id, short.steps, short.tokens_per_sec) == (
+            parent, whole.steps, whole.tokens_per_sec)
