@@ -457,7 +457,7 @@ def cmd_fmt(args) -> int:
         elif formatted != text:
             changed = True
             if not check:
-                _replace_file(Path(path), formatted)
+                _replace_file(Path(path), formatted, newline=_newline_of(Path(path)))
                 print(f"reformatted {shown}", file=sys.stderr)
             elif machine:
                 found.append(unformatted_diagnostic(shown, text, formatted))
@@ -469,9 +469,24 @@ def cmd_fmt(args) -> int:
     return EXIT_SPEC if failed or (check and changed) else EXIT_OK
 
 
-def _replace_file(path: Path, text: str) -> None:
+def _newline_of(path: Path) -> str:
+    """The file's line ending, as its first line has it: fmt keeps a CRLF file CRLF (specs are read
+    with universal newlines, so the layout itself never sees a carriage return)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return "\n"
+    end = head.find(b"\n")
+    return "\r\n" if end > 0 and head[end - 1:end] == b"\r" else "\n"
+
+
+def _replace_file(path: Path, text: str, newline: str = "\n") -> None:
     """Write beside the file and rename over it: a reader sees the old text or the new, never half."""
     import tempfile
+
+    if newline != "\n":
+        text = text.replace("\n", newline)
 
     target = path.resolve()  # a symbolic link keeps pointing at the rewritten file
     try:

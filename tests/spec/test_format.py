@@ -362,6 +362,17 @@ def test_fmt_rewrites_atomically_and_leaves_canonical_files_alone(files, capsys)
     assert main(["fmt", "ugly.genba"]) == 0 and mtime("pretty.genba") == 10 ** 18
 
 
+def test_a_crlf_file_keeps_its_line_endings(files, capsys):
+    crlf = lambda text: text.replace("\n", "\r\n").encode()  # noqa: E731
+    Path("ugly.genba").write_bytes(crlf(UGLY))
+    Path("pretty.genba").write_bytes(crlf(PRETTY))
+    os.utime("pretty.genba", ns=(10 ** 18, 10 ** 18))
+    assert main(["fmt", "--check", "pretty.genba"]) == 0  # canonical in its own line endings
+    assert main(["fmt", "ugly.genba", "pretty.genba"]) == 0
+    assert Path("ugly.genba").read_bytes() == crlf(PRETTY)
+    assert mtime("pretty.genba") == 10 ** 18  # not touched
+
+
 def test_a_syntax_error_is_reported_and_the_file_left_alone(files, capsys):
     assert main(["fmt", "broken.genba", "ugly.genba"]) == 1
     err = capsys.readouterr().err
