@@ -51,19 +51,19 @@ def _display_path(path: str) -> str:
     return path.replace(os.sep, "/")
 
 
-_SARIF: list = []  # the diagnostics of a `--format sarif` command, in the order reported
+# `--format json` and `--format sarif` print one document per command, however many files it
+# reads: `_report` collects the diagnostics here and `main` writes the document at the end
+_COLLECTED: dict[str, list] = {}
 
 
 def _report(diagnostics, sources: dict[str, str], fmt: str) -> None:
     from genbac.spec import diagnostics as d
 
     diagnostics = sorted(diagnostics, key=lambda x: x.sort_key())
-    if fmt == "json":
-        sys.stdout.write(d.render_json(diagnostics))
+    if fmt in ("json", "sarif"):
+        _COLLECTED.setdefault(fmt, []).extend(diagnostics)
     elif fmt == "github":
         sys.stdout.write(d.render_github(diagnostics))
-    elif fmt == "sarif":  # one log for the whole command: `main` writes it at the end
-        _SARIF.extend(diagnostics)
     elif fmt == "concise":
         sys.stderr.write(d.render_concise(diagnostics))
     elif diagnostics:
@@ -663,7 +663,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _SARIF.clear()
+    _COLLECTED.clear()
     try:
         return args.func(args)
     except UsageError as exc:
@@ -674,10 +674,17 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     finally:
-        if getattr(args, "format", None) == "sarif":
-            from genbac.spec.diagnostics import render_sarif
+        _write_collected(getattr(args, "format", None))
 
-            sys.stdout.write(render_sarif(_SARIF, tool_version=__version__))
+
+def _write_collected(fmt: str | None) -> None:
+    from genbac.spec import diagnostics as d
+
+    found = sorted(_COLLECTED.get(fmt, []), key=lambda x: x.sort_key())
+    if fmt == "sarif":  # a SARIF log even with nothing in it: a CI upload step expects one
+        sys.stdout.write(d.render_sarif(found, tool_version=__version__))
+    elif fmt == "json" and fmt in _COLLECTED:  # not for commands with JSON of their own
+        sys.stdout.write(d.render_json(found))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -119,6 +119,15 @@ def test_check_json_output_goes_to_stdout(specs):
         ("growth.genba", 3, 29)
 
 
+def test_check_json_of_many_files_is_one_document(specs):
+    r = run_cli("check", "growth.genba", "unknown-precision.genba", "--format", "json", cwd=specs)
+    assert r.returncode == 1
+    doc = json.loads(r.stdout)  # one document, not one per file
+    assert [(d["location"]["file"], d["code"]) for d in doc["diagnostics"]] == [
+        ("growth.genba", "GB163"), ("unknown-precision.genba", "GB120")]
+    assert doc["errors"] == 2
+
+
 def test_cli_sorts_diagnostics_by_position(specs):
     text = mutate(("cs-2 x 1", "cs2 x 1"), ("bf16", "bf61"),
                   ('language de "German"', 'language en "German"'))
