@@ -231,9 +231,9 @@ def summary_line(diagnostics: Sequence[Diagnostic]) -> str:
     return ", ".join(parts) if parts else "no problems"
 
 
-# SARIF viewers (GitHub code scanning, IDEs) link each rule to its documentation.
-PROJECT_URI = "https://github.com/genbac/genbac"
-CODES_URI = PROJECT_URI + "/blob/main/spec/diagnostics.md"
+# SARIF viewers (GitHub code scanning, IDEs) show a rule's help text beside each result. The text
+# comes with the log rather than as a link (helpUri): genbac has no published home to point at.
+CODES_DOC = "spec/diagnostics.md"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _SARIF_LEVELS = {"error": "error", "warning": "warning"}  # anything else is a "note"
 
@@ -256,7 +256,8 @@ def render_sarif(diagnostics: Sequence[Diagnostic], *, tool_version: str) -> str
     codes = sorted({d.code for d in diagnostics})
     rules = [{"id": code,
               "shortDescription": {"text": descriptions.get(code, code)},
-              "helpUri": f"{CODES_URI}#{code.lower()}"} for code in codes]
+              "help": {"text": f"{code}: {descriptions.get(code, 'an undocumented code')}. "
+                               f"All codes: {CODES_DOC} in genbac."}} for code in codes]
 
     def location(span: Span, message: str | None = None) -> dict:
         where = {"physicalLocation": {
@@ -278,8 +279,7 @@ def render_sarif(diagnostics: Sequence[Diagnostic], *, tool_version: str) -> str
                                           for i, (s, m) in enumerate(d.secondary)]
         results.append(result)
     log = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [{
-        "tool": {"driver": {"name": "genbac", "version": tool_version,
-                            "informationUri": PROJECT_URI, "rules": rules}},
+        "tool": {"driver": {"name": "genbac", "version": tool_version, "rules": rules}},
         # genbac counts columns in characters, SARIF by default in UTF-16 code units
         "columnKind": "unicodeCodePoints",
         "results": results}]}
