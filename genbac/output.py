@@ -35,6 +35,7 @@ def write_atomic(out: Path, files: dict[str, bytes]) -> None:
         if any(out.iterdir()) and not (out / "manifest.json").is_file():
             raise OutputError(f"refusing to replace {out}: it is not empty and holds no "
                               "manifest.json, so it is not a genbac output directory")
+        _refuse_if_running(out, _kept(files))
     parent = out.resolve().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -66,6 +67,19 @@ def write_atomic(out: Path, files: dict[str, bytes]) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _refuse_if_running(out: Path, kept: list[str]) -> None:
+    """Moving a directory away under a live `genbac run` would break its checkpoint writes (and
+    change the plan it is executing), so a compile waits for the run to end."""
+    for name in kept:
+        if (out / name / "run.lock").exists():
+            from genbac.runtime.runlock import is_alive
+
+            if is_alive(out / name):
+                raise OutputError(f"refusing to replace {out}: a `genbac run` is executing it "
+                                  f"({out / name / 'run.lock'} is held); compile elsewhere with "
+                                  "-o, or wait for the run to end")
 
 
 def _roll_back(out: Path, tmp: Path, old: Path | None, kept: list[str]) -> None:

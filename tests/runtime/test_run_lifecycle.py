@@ -83,6 +83,12 @@ def test_second_run_refused_sigterm_stops_cleanly_and_the_same_command_resumes(t
     assert parent in second.stderr  # the lock names the MLflow run too
     # ... and `genbac runs` sees it alive
     assert runs_json(project, uri)[parent]["status"] == "RUNNING"
+    # ... and a compile into its directory is refused, leaving the directory as it is
+    plan_before = (project / "out/tiny/plan.json").read_bytes()
+    r = genbac("compile", SPEC, "-o", "out/tiny", cwd=project)
+    assert r.returncode == 2 and "a `genbac run` is executing it" in r.stderr, r.stderr
+    assert (project / "out/tiny/plan.json").read_bytes() == plan_before
+    assert not [p for p in project.joinpath("out").iterdir() if p.name.startswith(".")]
 
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=120) == 143
