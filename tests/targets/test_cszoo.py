@@ -149,6 +149,25 @@ def test_cpu_rehearsal_uses_cpu_backend(examples):
     assert "pos_scaling_type" not in first["init"]["model"]  # no rope scaling declared
 
 
+@pytest.mark.parametrize("hardware", ["cpu", "h100 x 1", "cs-2 x 1"])
+def test_validation_interval_keeps_one_data_stream_per_phase_off_csx(examples, hardware):
+    """Model Zoo 2.10 restarts the training data after each validation on CPU and GPU (checked
+    against the real Model Zoo; see cszoo.eval_frequency), so there a phase validates once, at its
+    end; on CS-X the spec's interval stays."""
+    text = (examples["tiny-rehearsal"].read_text().replace("hardware = cpu", f"hardware = {hardware}")
+            .replace("precision = fp32", "precision = bf16"))  # CS-X trains in mixed precision
+    plan, files, _ = compile_spec(text, "t.genba", project_dir=".")
+    loops = [p["init"]["loop"] for p in trainer_phases(files)]
+    lengths = [ph.end_step - ph.start_step for ph in plan.schedule.phases]
+    header = files["cszoo/train.yaml"].decode().split("\ntrainer:")[0]
+    if hardware.startswith("cs-"):
+        assert [loop["eval_frequency"] for loop in loops] == [20, 20]
+        assert "restarts the training data" not in header
+    else:
+        assert [loop["eval_frequency"] for loop in loops] == lengths == [71, 23]
+        assert "# NOTE: validation at each phase's end, not every 20 steps" in header
+
+
 def test_bf16_on_cpu_is_bfloat16(examples):
     text = examples["tiny-rehearsal"].read_text().replace("precision = fp32", "precision = bf16")
     _, files, _ = compile_spec(text, "t.genba", project_dir=".")
