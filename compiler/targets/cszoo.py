@@ -183,8 +183,9 @@ def eval_frequency(plan: Plan, phase: Phase) -> int:
     160 samples (measured: the losses of steps 21-23 equal those of a resume from checkpoint 20
     whose position is set to 0), and a resume, which restores the position saved in the
     checkpoint, trains on other data than the uninterrupted run. So there the phase is one stretch,
-    validated at its end. On CS-X the spec's interval stays: the workers stream the data there, and
-    this could not be checked here."""
+    validated at its end. On CS-X the spec's interval stays: there each stretch starts from the
+    dataloader state the previous one ended with (cerebras.pytorch's appliance backend sends it as
+    the run request's initial_state; read in its code, not run here)."""
     if plan.spec.hardware.is_csx:
         return plan.eval_every
     return max(1, phase.end_step - phase.start_step)
