@@ -380,15 +380,18 @@ def execute(compiled: Path, *, tracking_uri: str, restart: bool = False,
     """Run the compiled experiment's steps; `backend` picks them: "local" (this module) or "cszoo"
     (runtime/cszoo_backend.py: Model Zoo's `cszoo` commands). One execution per directory at a
     time (runtime/runlock.py)."""
-    from .runlock import Busy, RunLock
+    from .runlock import LockError, RunLock
 
     compiled = compiled.resolve()
     plan, manifest = load_compiled(compiled)
-    try:
+    try:  # (only the lock raises LockError)
         with RunLock(compiled / "work") as lock:
+            if lock.unguarded:
+                log(f"genbac: warning: {lock.path.parent} is on a filesystem without file locks; "
+                    "nothing stops a second `genbac run` of this directory")
             return _execute(compiled, plan, manifest, lock, tracking_uri=tracking_uri,
                             restart=restart, log=log, backend=backend)
-    except Busy as exc:
+    except LockError as exc:
         raise RunError(str(exc)) from None
 
 

@@ -10,6 +10,7 @@ of life that MLflow lacks: a killed run stays RUNNING there forever.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -20,8 +21,16 @@ from pathlib import Path
 LOCK_NAME = "run.lock"
 
 
-class Busy(Exception):
+class LockError(Exception):
+    """The lock cannot be taken; the message says why (no traceback for the user)."""
+
+
+class Busy(LockError):
     """Another process holds the directory's lock; the message names it."""
+
+
+# flock(2) answers these on filesystems without locks (some network mounts): run unguarded there
+NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
 
 
 class RunLock:
@@ -32,16 +41,26 @@ class RunLock:
         self.path = work / LOCK_NAME
         self._fd: int | None = None
         self._info: dict = {}
+        self.unguarded = False  # True where the filesystem has no locks
 
     def __enter__(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LockError(f"cannot write {self.path}: {exc.strerror or exc}") from None
         try:
             _lock_or_wait_briefly(fd)
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
             raise Busy(_busy_message(self.path, holder)) from None
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in NO_LOCKS:
+                raise LockError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
+            self.unguarded = True
+            return self
         except BaseException:
             os.close(fd)
             raise
@@ -52,6 +71,8 @@ class RunLock:
 
     def note(self, **facts) -> None:
         self._info.update(facts)
+        if self._fd is None:
+            return
         data = json.dumps(self._info, sort_keys=True).encode()
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, data, 0)
