@@ -19,18 +19,13 @@ from pathlib import Path
 import pytest
 
 from genbac.cli import main
+from test_run import short_spec, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SPEC = "examples/tiny-rehearsal.genba"
 LANGUAGES = ["en", "de", "bar"]
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-def short_spec(text: str) -> str:
-    """The rehearsal at a quarter of its tokens: 24 steps, phases 0-17 and 17-23 (about 15 s)."""
-    return (text.replace("tokens    = 96K", "tokens    = 24K").replace("~44K", "~11K")
-            .replace("tokens = 8K", "tokens = 2K"))
 
 
 def variant_b(text: str) -> str:
@@ -136,9 +131,7 @@ def sqlite_store(tmp_path_factory):
                              uri], cwd=project, env=genbac_env(project),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     target = project / "out/k/work/checkpoints/step_00000004"
-    deadline = time.time() + 300
-    while not target.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
+    wait_for(target.exists, proc, "the checkpoint of step 4")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     state = json.loads((project / "out/k/work/state.json").read_text())

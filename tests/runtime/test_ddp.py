@@ -11,10 +11,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from test_run import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -152,9 +152,7 @@ def test_a_killed_rank_stops_the_job_and_a_rerun_resumes(runs, tmp_path):
                             text=True)
     compiled = (cwd / "out").resolve()
     first = compiled / "work/checkpoints/step_00000010"
-    deadline = time.time() + 300
-    while not first.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
+    wait_for(first.exists, proc, "the checkpoint of step 10")
     pid = worker_pid(compiled, 1)
     assert pid is not None, "no rank 1 worker found"
     os.kill(pid, signal.SIGKILL)

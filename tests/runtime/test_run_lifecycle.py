@@ -8,12 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from test_run import SPEC, client, genbac, history, project_copy, runs_by_name
+from test_run import (SPEC, client, genbac, history, project_copy, runs_by_name, short_spec,
+                      wait_for)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -23,14 +23,9 @@ def often_checkpointed(project: Path, short: bool) -> None:
     (23 steps instead of 94)."""
     spec = project / SPEC
     text = spec.read_text()
-    edits = [("checkpoint every 20 steps", "checkpoint every 4 steps")]
-    if short:
-        edits += [("tokens    = 96K", "tokens    = 24K"), ("~44K", "~11K"),
-                  ("tokens = 8K", "tokens = 2K")]
-    for old, new in edits:
-        assert old in text, old
-        text = text.replace(old, new)
-    spec.write_text(text)
+    assert "checkpoint every 20 steps" in text
+    text = text.replace("checkpoint every 20 steps", "checkpoint every 4 steps")
+    spec.write_text(short_spec(text) if short else text)
 
 
 def start_run(project: Path, uri: str, log: Path) -> subprocess.Popen:
@@ -39,17 +34,6 @@ def start_run(project: Path, uri: str, log: Path) -> subprocess.Popen:
                                  "--tracking-uri", uri], cwd=project, stdout=out,
                                 stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONWARNINGS": "ignore"})
-
-
-def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 300) -> None:
-    deadline = time.time() + timeout
-    while not condition():
-        if proc.poll() is not None:
-            pytest.fail(f"the run ended (status {proc.returncode}) before {what}")
-        if time.time() > deadline:
-            proc.kill()
-            pytest.fail(f"no {what} within {timeout} s")
-        time.sleep(0.05)
 
 
 def runs_json(project: Path, uri: str) -> dict:
