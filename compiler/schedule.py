@@ -34,6 +34,7 @@ from itertools import combinations
 
 from genbac.spec.diagnostics import Diagnostic, error, warning
 from genbac.spec.ir import Point, Spec
+from genbac.spec.limits import MAX_PHASES
 
 from .plan import LanguageShare, LanguageTotal, LrPiece, Phase, Schedule
 
@@ -163,6 +164,12 @@ def solve_schedule(spec: Spec) -> tuple[Schedule | None, list[Diagnostic]]:
 
     bounds = sorted({0, total_steps, *explicit_at, *(s for w in windows.values() for s in w)})
     ranges = list(zip(bounds[:-1], bounds[1:]))
+    if len(ranges) > MAX_PHASES:  # before the solver, whose work grows fast with the phases
+        diagnostics.append(error(
+            "GB119", f"the entry and exit points and explicit mixtures split the run into "
+            f"{len(ranges)} phases; at most {MAX_PHASES} are allowed", spec.span, "too many phases",
+            help=("let languages share entry and exit points",)))
+        return None, diagnostics
     codes = [lang.code for lang in languages]
     active = {(c, p): windows[c][0] <= a and b <= windows[c][1]
               for c in codes for p, (a, b) in enumerate(ranges)}

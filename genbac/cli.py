@@ -34,16 +34,14 @@ class UsageError(Exception):
 
 
 def _read_spec(path: str) -> str:
+    from genbac.spec.limits import SourceProblem, read_source
+
     try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path} is a directory, not a .genba file") from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path} is not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        return read_source(path)
+    except SourceProblem as exc:
+        if exc.missing:
+            raise UsageError(f"no such file: {path}") from None
+        raise UsageError(f"cannot read {path}: {exc}") from None
 
 
 def _display_path(path: str) -> str:

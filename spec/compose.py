@@ -29,7 +29,7 @@ import re
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from . import ast
+from . import ast, limits
 from .diagnostics import Diagnostic, SpecError, error
 from .parser import parse
 
@@ -56,6 +56,11 @@ class Files:
     def read(self, importer: str, target: str) -> tuple[str, str]:
         """(display path, text) of `target` as imported by the file shown as `importer`."""
         shown = posixpath.normpath(posixpath.join(posixpath.dirname(importer), target))
+        bad = limits.bad_path_char(target)
+        if bad is not None:  # a NUL would also make the operating system refuse it
+            raise ImportProblem("GB118", f"import {target!r} holds the character "
+                                f"{limits.describe_char(bad)}", "not allowed in a path",
+                                "paths may hold any character but control characters")
         if os.path.isabs(target):
             raise ImportProblem("GB107", f"import {target!r} is an absolute path",
                                 "imports are relative to this file",
@@ -68,13 +73,13 @@ class Files:
                                 "a spec may only import files inside its project (the directory "
                                 "with .git, or --root)")
         try:
-            return shown, real.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ImportProblem("GB105", f"import {target!r}: no such file ({shown})",
-                                "not found") from None
-        except (IsADirectoryError, UnicodeDecodeError, OSError) as exc:
-            raise ImportProblem("GB105", f"import {target!r} cannot be read ({shown}): "
-                                f"{getattr(exc, 'strerror', None) or exc}", "unreadable") from None
+            return shown, limits.read_source(real)
+        except limits.SourceProblem as exc:
+            if exc.missing:
+                raise ImportProblem("GB105", f"import {target!r}: no such file ({shown})",
+                                    "not found") from None
+            raise ImportProblem("GB105", f"import {target!r} cannot be read ({shown}): {exc}",
+                                "unreadable") from None
 
 
 def project_root(spec_path: Path) -> Path:
@@ -101,7 +106,8 @@ def compose(text: str, path: str, read: Reader, sources: dict[str, str]) -> ast.
     sources[path] = text
     diagnostics: list[Diagnostic] = []
     doc = parse(text, path)
-    base = _imported_entries(doc, read, sources, diagnostics, stack=(path,))
+    base = _imported_entries(doc, read, sources, diagnostics, stack=(path,),
+                             budget=_Budget(len(text)))
     if diagnostics:
         raise SpecError(diagnostics)
     items = []
@@ -120,13 +126,33 @@ def is_fragment(doc: ast.Document) -> bool:
                                        for i in doc.items)
 
 
+class _Budget:
+    """What one spec's imports may read together (spec.limits): files and bytes."""
+
+    def __init__(self, spec_chars: int):
+        self.files, self.chars = 1, spec_chars
+
+
 def _imported_entries(doc: ast.Document, read, sources: dict[str, str],
-                      diagnostics: list[Diagnostic], stack: tuple[str, ...]) -> list:
+                      diagnostics: list[Diagnostic], stack: tuple[str, ...],
+                      budget: _Budget) -> list:
     """The merged entries of every file `doc` imports, in order (later imports win)."""
     merged: list = []
     for item in doc.items:
         if not isinstance(item, ast.Import):
             continue
+        if len(stack) > limits.MAX_IMPORT_DEPTH:
+            diagnostics.append(error(
+                "GB117", f"imports are nested more than {limits.MAX_IMPORT_DEPTH} files deep",
+                item.path.span, "one import too deep",
+                help=(" -> ".join(stack[:3] + ("…",) + stack[-2:]),)))
+            return merged
+        if budget.files >= limits.MAX_IMPORTED_FILES:
+            diagnostics.append(error(
+                "GB117", f"the spec imports more than {limits.MAX_IMPORTED_FILES} files",
+                item.path.span, "one import too many",
+                help=("gather shared settings into fewer fragments",)))
+            return merged
         if item.alias is not None:
             diagnostics.append(error(
                 "GB105", "`import … as` is reserved and not supported", item.alias.span,
@@ -144,13 +170,21 @@ def _imported_entries(doc: ast.Document, read, sources: dict[str, str],
                                      "imported again here",
                                      help=("a file may not import itself, directly or not",)))
             continue
+        budget.files += 1
+        budget.chars += len(text)
+        if budget.chars > limits.MAX_SOURCE_BYTES:
+            diagnostics.append(error(
+                "GB117", f"the spec and its imports are larger than "
+                f"{limits.MAX_SOURCE_BYTES // 1024} KiB together", item.path.span,
+                "the limit is reached here"))
+            return merged
         sources[shown] = text
         try:
             imported = parse(text, shown)
         except SpecError as exc:
             diagnostics.extend(exc.diagnostics)
             continue
-        own = _imported_entries(imported, read, sources, diagnostics, (*stack, shown))
+        own = _imported_entries(imported, read, sources, diagnostics, (*stack, shown), budget)
         merged = merge(merged, merge(own, _entries_of(imported)))
     return merged
 

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from .limits import visible
 from .span import Span
 
 
@@ -133,7 +134,7 @@ def use_color(stream) -> bool:
 
 def _snippet(span: Span, source: str, marker: str, label: str | None, gutter: int,
              style: _Style, paint) -> list[str]:
-    lines = source.splitlines()
+    lines = source.split("\n")  # line numbers count "\n" only, as the parser does (not U+2028)
     out = []
     bar = style.blue(" " * gutter + " |")
     out.append(bar)
@@ -142,7 +143,7 @@ def _snippet(span: Span, source: str, marker: str, label: str | None, gutter: in
         if number - 1 >= len(lines):
             text = ""
         else:
-            text = lines[number - 1].expandtabs(1)
+            text = visible(lines[number - 1]).expandtabs(1)
         out.append(style.blue(f"{number:>{gutter}} |") + (" " + text if text else ""))
         start_col = span.col if number == span.line else 1
         end_col = span.end_col if number == span.end_line else len(text) + 1
@@ -155,27 +156,30 @@ def _snippet(span: Span, source: str, marker: str, label: str | None, gutter: in
 
 def render_text(diagnostics: Sequence[Diagnostic], sources: dict[str, str], *,
                 color: bool = False) -> str:
-    """The full, human format (ruff/rustc style)."""
+    """The full, human format (ruff/rustc style). What comes from the user (file names, source
+    lines, values in messages) is printed through `visible`: no control character reaches the
+    terminal."""
     style = _Style(color)
     blocks = []
     for d in diagnostics:
         paint = style.red if d.is_error else style.yellow
-        head = paint(f"{d.severity}[{d.code}]") + style.bold(f": {d.message}")
+        head = paint(f"{d.severity}[{d.code}]") + style.bold(f": {visible(d.message)}")
         lines = [head]
         spans = [s for s in [d.span, *(s for s, _ in d.secondary)] if s is not None]
         gutter = max((len(str(s.end_line)) for s in spans), default=1)
         if d.span is not None:
-            lines.append(" " * gutter + style.blue("--> ") + str(d.span))
+            lines.append(" " * gutter + style.blue("--> ") + visible(str(d.span)))
             src = sources.get(d.span.path)
             if src is not None:
-                lines += _snippet(d.span, src, "^", d.label, gutter, style, paint)
+                lines += _snippet(d.span, src, "^", d.label and visible(d.label), gutter, style,
+                                  paint)
         for span, message in d.secondary:
-            lines.append(" " * gutter + style.blue("::: ") + str(span))
+            lines.append(" " * gutter + style.blue("::: ") + visible(str(span)))
             src = sources.get(span.path)
             if src is not None:
-                lines += _snippet(span, src, "-", message, gutter, style, style.cyan)
+                lines += _snippet(span, src, "-", visible(message), gutter, style, style.cyan)
         for h in d.help:
-            lines.append(style.bold("help") + f": {h}")
+            lines.append(style.bold("help") + f": {visible(h)}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + ("\n" if blocks else "")
 
@@ -185,7 +189,7 @@ def render_concise(diagnostics: Sequence[Diagnostic]) -> str:
     for d in diagnostics:
         where = f"{d.span}: " if d.span else ""
         hint = f" ({d.help[0]})" if d.help else ""
-        out.append(f"{where}{d.severity}[{d.code}] {d.message}{hint}")
+        out.append(visible(f"{where}{d.severity}[{d.code}] {d.message}{hint}"))
     return "\n".join(out) + ("\n" if out else "")
 
 
@@ -204,11 +208,11 @@ def render_github(diagnostics: Sequence[Diagnostic]) -> str:
         props = [f"title={_escape_github(d.code, prop=True)}"]
         if d.span:
             props = [
-                f"file={_escape_github(d.span.path, prop=True)}",
+                f"file={_escape_github(visible(d.span.path), prop=True)}",
                 f"line={d.span.line}", f"col={d.span.col}",
                 f"endLine={d.span.end_line}", f"endColumn={d.span.end_col}",
             ] + props
-        message = d.message + "".join(f"\n{h}" for h in d.help)
+        message = visible(d.message) + "".join(f"\n{visible(h)}" for h in d.help)
         out.append(f"::{command} {','.join(props)}::{_escape_github(message)}")
     return "\n".join(out) + ("\n" if out else "")
 

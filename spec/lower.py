@@ -10,10 +10,9 @@ against the base) are compiler passes and run on the IR.
 from __future__ import annotations
 
 import posixpath
-import re
 from typing import Iterable, NamedTuple
 
-from . import ast
+from . import ast, limits
 from .architectures import BUILTIN, DEFAULT_WEIGHTS
 from .diagnostics import Diagnostic, SpecError, error, suggestion, warning
 from .ir import (Architecture, Base, Growth, Hardware, Language, Optimizer, PhaseMixture, Point,
@@ -21,9 +20,17 @@ from .ir import (Architecture, Base, Growth, Hardware, Language, Optimizer, Phas
 from .span import Span
 
 MAX_TOKENS = 10**15  # a quadrillion tokens: far beyond any run, but keeps arithmetic sane
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
-_CODE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+# The largest value of each count a spec gives: beyond any real model or run (Llama 3.1-405B has
+# 126 layers, hidden 16,384, ffn 53,248, vocabulary 128,256), and small enough that no pass
+# that scales with a value (a layer list, a step loop) can take long.
+MAX_LAYERS = 1024
+MAX_WIDTH = 2**20  # hidden, ffn, heads, head_dim
+MAX_VOCAB = 2**24
+MAX_SEQUENCE = 2**24  # context, sequence, batch, micro_batch
+MAX_STEPS = 10**9  # intervals and schedule lengths in steps
+MAX_SYSTEMS = 2**16
+MAX_SEED = 2**32 - 1  # what numpy's and most samplers' seeds take
+MAX_ANY = MAX_TOKENS  # every other whole number
 
 EXPERIMENT_KEYS = {"base", "tokenizer", "hardware"}
 EXPERIMENT_BLOCKS = {"architecture", "grow", "vocab", "language", "phase", "train"}
@@ -125,7 +132,7 @@ class _Lowering:
             return None
         return value
 
-    def integer(self, value, what, example, *, minimum=1, maximum=None,
+    def integer(self, value, what, example, *, minimum=1, maximum=MAX_ANY,
                 units=(None,)) -> int | None:
         q = self.quantity(value, what, example, units)
         if q is None:
@@ -142,9 +149,10 @@ class _Lowering:
             self.error("GB113", f"{what} must be at least {minimum}, found {q.text}", q.span,
                        "out of range")
             return None
-        if maximum is not None and n > maximum:
+        if n > maximum:
+            limit = f"{maximum:,}" if maximum < 10**7 else f"{maximum:.3g}"
             self.error("GB113", f"{what} of {q.text} is beyond any training run (at most "
-                       f"{maximum:.0e})", q.span, "out of range")
+                       f"{limit})", q.span, "out of range")
             return None
         return n
 
@@ -180,7 +188,23 @@ class _Lowering:
         if not value.value.strip():
             self.error("GB114", f"{what} must not be empty", value.span, "empty string")
             return None
+        if not self.characters(value, what, path=path):
+            return None
         return self.rebase(value.value, value.span.path) if path else value.value
+
+    def characters(self, value: ast.Str, what: str, *, path: bool) -> bool:
+        """Spec strings become paths, YAML values, shell words and text in people's terminals:
+        a path may hold no control character, a name shown to people only printable text
+        (spec.limits). Refused, never changed."""
+        bad = limits.bad_path_char(value.value) if path else limits.bad_text_char(value.value)
+        if bad is None:
+            return True
+        kind = "a path" if path else "text shown to people"
+        rule = ("any character but control characters" if path else
+                "printable characters (letters, marks, digits, punctuation, symbols, spaces)")
+        self.error("GB118", f"{what} holds the character {limits.describe_char(bad)}", value.span,
+                   f"not allowed in {kind}", help=(f"{kind[0].upper()}{kind[1:]} may hold {rule}",))
+        return False
 
     def rebase(self, text: str, written_in: str) -> str:
         """A relative path from an imported file, made relative to the experiment's own file
@@ -195,6 +219,11 @@ class _Lowering:
         items = value.items if isinstance(value, ast.ListValue) else (value,)
         if isinstance(value, ast.ListValue) and not items:
             self.error("GB114", f"{what} must not be an empty list", value.span, "empty list")
+            return None
+        if len(items) > limits.MAX_LIST_ITEMS:
+            self.error("GB119", f"{what} lists {len(items)} items; at most "
+                       f"{limits.MAX_LIST_ITEMS} are allowed", value.span, "too many",
+                       help=("a glob such as `\"data/en/*.jsonl\"` names many files at once",))
             return None
         out = []
         for item in items:
@@ -229,7 +258,16 @@ class _Lowering:
                            "outside the run")
                 return None
             return Point.make(percent=pct, span=value.span)
-        n = self.integer(value, what, example, minimum=0, units=(None, "tokens"))
+        if (isinstance(value, ast.Quantity) and value.unit is None
+                and value.text[-1:] not in ("K", "M", "B", "T")):
+            # `enter = 90`: the `%` forgotten, or 90 tokens? A bare number is never guessed at
+            self.error("GB111", f"{what} {value.text} has no unit", value.span,
+                       "a share of training or a number of tokens?",
+                       help=(f"write `{value.text}%` for a share of training, or "
+                             f"`{value.text} tokens` for a point after that many tokens",))
+            return None
+        n = self.integer(value, what, example, minimum=0, units=(None, "tokens"),
+                         maximum=MAX_TOKENS)
         if n is None:
             return None
         return Point.make(tokens=n, span=value.span)
@@ -293,6 +331,11 @@ class _Lowering:
             tokenizer, tokenizer_training = self.tokenizer(found["tokenizer"].value)
         languages = self.languages(language_blocks, block)
         codes = {lang.code for lang in languages}
+        if len(phase_blocks) > limits.MAX_PHASES:
+            self.error("GB119", f"the experiment gives {len(phase_blocks)} phase mixtures; at most "
+                       f"{limits.MAX_PHASES} are allowed", phase_blocks[limits.MAX_PHASES].kind.span,
+                       "one too many")
+            phase_blocks = []
         phases = tuple(p for p in (self.phase(b, codes) for b in phase_blocks) if p is not None)
         train = None
         if train_blocks:
@@ -322,7 +365,7 @@ class _Lowering:
                        "e.g. `experiment \"llama-genba-10b\" { … }`")
             return None
         label = labels[0]
-        if not _NAME_RE.match(label.value):
+        if not limits.is_identifier(label.value):
             self.error("GB106", f"invalid experiment name {label.value!r}", label.span,
                        "letters, digits, `.`, `_`, `-`; 1–63 characters",
                        help=("the name becomes directory names and cluster job labels, so it must "
@@ -338,30 +381,42 @@ class _Lowering:
                        "e.g. `architecture tiny { … }`")
             return None
         name = block.labels[0].value
+        if not limits.is_identifier(name):
+            self.error("GB106", f"invalid architecture name {name!r}", block.labels[0].span,
+                       "letters, digits, `.`, `_`, `-`; 1–63 characters")
+            return None
         if name in BUILTIN or name in declared:
             self.error("GB102", f"architecture `{name}` is already defined", block.labels[0].span,
                        "choose another name")
             return None
         found, _ = self.settings(block, ARCHITECTURE_KEYS, where=f"architecture `{name}`")
         values, spans = {}, {}
+        maxima = {"hidden": MAX_WIDTH, "layers": MAX_LAYERS, "heads": MAX_WIDTH,
+                  "kv_heads": MAX_WIDTH, "ffn": MAX_WIDTH, "vocab": MAX_VOCAB,
+                  "context": MAX_SEQUENCE, "head_dim": MAX_WIDTH}
         for key in ("hidden", "layers", "heads", "kv_heads", "ffn", "vocab"):
             setting = self.require(found, key, block, f"architecture `{name}`", f"{key} = …")
+            values[key] = None  # missing: reported, and the architecture is not built
             if setting:
-                values[key] = self.integer(setting.value, f"`{key}`", f"{key} = 64")
+                values[key] = self.integer(setting.value, f"`{key}`", f"{key} = 64",
+                                           maximum=maxima[key])
                 spans[key] = setting.value.span
         for key, default in (("context", 2048), ("head_dim", None)):
             if key in found:
-                values[key] = self.integer(found[key].value, f"`{key}`", f"{key} = 512")
+                values[key] = self.integer(found[key].value, f"`{key}`", f"{key} = 512",
+                                           maximum=maxima[key])
                 spans[key] = found[key].value.span
+                if values[key] is None:
+                    return None
             else:
                 values[key] = default
         if "tie_embeddings" in found:
             values["tie_embeddings"] = self.boolean(found["tie_embeddings"].value,
                                                     "`tie_embeddings`")
-        for key, low in (("rope_theta", 0.0), ("norm_eps", 0.0)):
+        for key, high in (("rope_theta", 1e12), ("norm_eps", 1.0)):
             if key in found:
                 values[key] = self.number(found[key].value, f"`{key}`", f"{key} = 10000",
-                                          low=low, low_open=True)
+                                          low=0.0, low_open=True, high=high)
         if any(v is None for k, v in values.items() if k != "head_dim"):
             return None
         hidden, heads, kv = values["hidden"], values["heads"], values["kv_heads"]
@@ -425,7 +480,8 @@ class _Lowering:
         spans = {k: s.value.span for k, s in found.items()}
         if method == "depth":
             drop_setting = self.require(found, "drop", block, "`grow depth`", "drop = 8")
-            drop = self.integer(drop_setting.value, "`drop`", "drop = 8") if drop_setting else None
+            drop = (self.integer(drop_setting.value, "`drop`", "drop = 8", maximum=MAX_LAYERS)
+                    if drop_setting else None)
             if "train" in found and self.choice(found["train"].value, ("all",),
                                                 "training policy") is None:
                 return None
@@ -444,8 +500,12 @@ class _Lowering:
             if not isinstance(value, ast.ListValue):
                 self.expect(value, "a list of layer indices", "`after`", "after = [3, 7, 11]")
                 return None
-            indices = [self.integer(v, "a layer index", "after = [3, 7]", minimum=0)
-                       for v in value.items]
+            if len(value.items) > MAX_LAYERS:
+                self.error("GB119", f"`after` lists {len(value.items)} positions; a model has at "
+                           f"most {MAX_LAYERS} layers", value.span, "too many")
+                return None
+            indices = [self.integer(v, "a layer index", "after = [3, 7]", minimum=0,
+                                    maximum=MAX_LAYERS) for v in value.items]
             if None in indices:
                 return None
             seen = {}
@@ -464,7 +524,7 @@ class _Lowering:
                            secondary=[(found["after"].key.span, "`after` here")])
                 return None
         if "add" in found:
-            add = self.integer(found["add"].value, "`add`", "add = 8")
+            add = self.integer(found["add"].value, "`add`", "add = 8", maximum=MAX_LAYERS)
             if add is None:
                 return None
             if after is not None and add != len(after):
@@ -498,7 +558,8 @@ class _Lowering:
         setting = self.require(found, "add", block, "`vocab`", "add = 27447")
         if setting is None:
             return None
-        add = self.integer(setting.value, "`add`", "add = 27447", units=(None, "tokens"))
+        add = self.integer(setting.value, "`add`", "add = 27447", units=(None, "tokens"),
+                           maximum=MAX_VOCAB)
         if "init" in found and self.choice(found["init"].value, ("mean",), "initialisation") is None:
             return None
         if add is None:
@@ -516,7 +577,8 @@ class _Lowering:
                 self.error("GB104", "`bpe` needs a vocabulary size", value.name.span,
                            "missing `vocab`", help=("write `bpe(vocab = 1024)`",))
                 return None, None
-            vocab = self.integer(args["vocab"], "`vocab`", "vocab = 1024", minimum=260)
+            vocab = self.integer(args["vocab"], "`vocab`", "vocab = 1024", minimum=260,
+                                 maximum=MAX_VOCAB)
             if vocab is None:
                 return None, None
             return None, TokenizerTraining.make(vocab=vocab, span=value.span, spans=spans)
@@ -532,6 +594,12 @@ class _Lowering:
                        "at least one language is required",
                        help=('add `language en "English" { data = "data/en/*.jsonl"  '
                              'tokens = 82B }`',))
+            return ()
+        if len(blocks) > limits.MAX_LANGUAGES:
+            self.error("GB119", f"the experiment declares {len(blocks)} languages; at most "
+                       f"{limits.MAX_LANGUAGES} are allowed", blocks[limits.MAX_LANGUAGES].kind.span,
+                       "one too many", help=("the schedule solver's work grows fast with the "
+                                             "number of languages and phases",))
             return ()
         out, seen = [], {}
         for block in blocks:
@@ -555,9 +623,11 @@ class _Lowering:
                        'e.g. `language bar "Bavarian" { … }`')
             return None
         code = labels[0].value
-        if not _CODE_RE.match(code):
+        if not limits.is_language_code(code):
             self.error("GB106", f"invalid language code `{code}`", labels[0].span,
-                       "letters, digits and `_`, starting with a letter")
+                       "letters, digits and `_`, starting with a letter; at most 32")
+            return None
+        if len(labels) == 2 and not self.characters(labels[1], "the language's name", path=False):
             return None
         name = labels[1].value if len(labels) == 2 else code
         where = f"language `{code}`"
@@ -577,7 +647,7 @@ class _Lowering:
         corpus = None
         if "corpus" in found:
             corpus = self.integer(found["corpus"].value, "`corpus`", "corpus = 20B",
-                                  units=(None, "tokens"))
+                                  units=(None, "tokens"), maximum=MAX_TOKENS)
             ok &= corpus is not None
         enter = Point.make(percent=0.0)
         exit_ = Point.make(percent=100.0)
@@ -652,10 +722,10 @@ class _Lowering:
                                        units=(None, "tokens"), maximum=MAX_TOKENS)
         s = self.require(found, "sequence", block, "`train`", "sequence = 8192")
         v["sequence"] = self.integer(s.value, "`sequence`", "sequence = 8192",
-                                     units=(None, "tokens")) if s else None
+                                     units=(None, "tokens"), maximum=MAX_SEQUENCE) if s else None
         s = self.require(found, "batch", block, "`train`", "batch = 480")
         v["batch"] = self.integer(s.value, "`batch`", "batch = 480",
-                                  units=(None, "sequences")) if s else None
+                                  units=(None, "sequences"), maximum=MAX_SEQUENCE) if s else None
         s = self.require(found, "optimizer", block, "`train`", "optimizer = adamw(lr = 1.5e-4)")
         v["optimizer"] = self.optimizer(s.value) if s else None
         if "schedule" in found:
@@ -666,17 +736,19 @@ class _Lowering:
             v["precision"] = self.choice(found["precision"].value, PRECISIONS, "precision")
         s = self.require(found, "checkpoint", block, "`train`", "checkpoint every 1000 steps")
         v["checkpoint_every"] = self.integer(s.value, "the checkpoint interval", "1000 steps",
-                                             units=("steps", None)) if s else None
+                                             units=("steps", None), maximum=MAX_STEPS) if s else None
         if "eval" in found:
             v["eval_every"] = self.integer(found["eval"].value, "the evaluation interval",
-                                           "1000 steps", units=("steps", None))
-        for key, example in (("keep_checkpoints", "keep_checkpoints = 5"),
-                             ("eval_steps", "eval_steps = 50"), ("micro_batch", "micro_batch = 20")):
+                                           "1000 steps", units=("steps", None), maximum=MAX_STEPS)
+        for key, example, maximum in (("keep_checkpoints", "keep_checkpoints = 5", MAX_STEPS),
+                                      ("eval_steps", "eval_steps = 50", MAX_STEPS),
+                                      ("micro_batch", "micro_batch = 20", MAX_SEQUENCE)):
             if key in found:
                 v[key] = self.integer(found[key].value, f"`{key}`", example,
-                                      units=(None, "steps", "sequences"))
+                                      units=(None, "steps", "sequences"), maximum=maximum)
         if "seed" in found:
-            v["seed"] = self.integer(found["seed"].value, "`seed`", "seed = 1", minimum=0)
+            v["seed"] = self.integer(found["seed"].value, "`seed`", "seed = 1", minimum=0,
+                                     maximum=MAX_SEED)
         if any(x is None for x in v.values()):
             return None
         return Train.make(span=block.span, spans=spans, **v)
@@ -790,7 +862,7 @@ class _Lowering:
                     seg["length_percent"] = pct
                 else:
                     seg["length_steps"] = self.integer(length, "a schedule length", "2000 steps",
-                                                       units=("steps",))
+                                                       units=("steps",), maximum=MAX_STEPS)
             elif kind == "warmup" or not last:
                 self.error("GB116", f"`{kind}` needs a length here", call.span,
                            "only the last piece may run to the end",
@@ -820,7 +892,8 @@ class _Lowering:
                 self.expect(value, "a hardware kind, optionally `x N`", "`hardware`", "cs-2 x 1")
                 return None
             value, count_value = value.terms
-            count = self.integer(count_value, "the number of systems", "cs-2 x 1")
+            count = self.integer(count_value, "the number of systems", "cs-2 x 1",
+                                 maximum=MAX_SYSTEMS)
             count_span = count_value.span
             if count is None:
                 return None

@@ -13,7 +13,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
-from . import ast, lalr
+from . import ast, lalr, limits
 from .diagnostics import Diagnostic, SpecError, error
 from .lalr import runtime
 from .span import Span
@@ -31,13 +31,63 @@ _QUANTITY = re.compile(r"(?P<approx>~)?(?P<number>[+-]?[\d_.]+(?:[eE][+-]?\d+)?)
 
 
 def parse(text: str, path: str = "<spec>") -> ast.Document:
-    """Parse a spec; raise SpecError with one syntax diagnostic if the text is not valid .genba."""
+    """Parse a spec; raise SpecError with one syntax diagnostic if the text is not valid .genba.
+
+    Before the parser runs, the text is checked in one linear pass for what no spec may hold (see
+    spec.limits): its size, characters that are not allowed, brackets nested too deep. Number
+    literals are range-checked as the tree is shaped, so no later stage does arithmetic on a
+    quantity no experiment could need."""
+    problems = source_problems(text, path)
+    if problems:
+        raise SpecError(problems)
     rt = runtime()
     try:
         tree = rt.parser.parse(text)
     except rt.UnexpectedInput as exc:
         raise SpecError([syntax_diagnostic(exc, text, path)]) from None
-    return ast.Document(path=path, text=text, items=tuple(_ToAst(path, rt.Tree).items(tree)))
+    shaper = _ToAst(path, rt.Tree)
+    items = tuple(shaper.items(tree))
+    if shaper.problems:
+        raise SpecError(shaper.problems)
+    return ast.Document(path=path, text=text, items=items)
+
+
+# Strings and comments are skipped when brackets are counted (a `{` in a string opens nothing).
+_NESTING_TOKENS = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*|[\[({]|[\])}]')
+_MAX_CHAR_PROBLEMS = 10
+
+
+def source_problems(text: str, path: str) -> list[Diagnostic]:
+    """What makes a text unreadable as a spec before any parsing: too large, characters that are
+    not allowed anywhere (GB004), brackets nested deeper than the limit (GB005)."""
+    if len(text) > limits.MAX_FILE_BYTES:
+        return [error("GB007", f"the spec is larger than {limits.MAX_FILE_BYTES // 1024} KiB, the "
+                      "limit for one spec file", Span.at_offset(path, text, 0, 0), "too large",
+                      help=("split it: shared languages or settings can live in files it "
+                            "imports",))]
+    found = []
+    for m in limits.FORBIDDEN_IN_SOURCE.finditer(text):
+        found.append(error(
+            "GB004", f"the character {limits.describe_char(m.group())} is not allowed in a spec",
+            Span.at_offset(path, text, m.start(), 1), "not allowed here",
+            help=("control characters, line separators and bidirectional controls are refused "
+                  "anywhere in a spec, comments included; in a string write `\\n` or `\\t`",)))
+        if len(found) == _MAX_CHAR_PROBLEMS:
+            break
+    if found:
+        return found
+    depth = 0
+    for m in _NESTING_TOKENS.finditer(text):
+        c = m.group()
+        if c in "[({":
+            depth += 1
+            if depth > limits.MAX_NESTING:
+                return [error("GB005", f"brackets and blocks are nested more than "
+                              f"{limits.MAX_NESTING} deep", Span.at_offset(path, text, m.start()),
+                              "too deep", help=("no setting needs values nested this deep",))]
+        elif c in "])}":
+            depth = max(0, depth - 1)
+    return []
 
 
 # --------------------------------------------------------------------------------------------------
@@ -53,6 +103,10 @@ def _token_span(path: str, tok: Token) -> Span:
     return Span(path, tok.line, tok.column, tok.end_line, tok.end_column, tok.start_pos, tok.end_pos)
 
 
+class LiteralOutOfRange(ValueError):
+    """A number literal no setting could take (`1e400`, 5,000 digits): refused before arithmetic."""
+
+
 def parse_quantity(text: str) -> tuple[Decimal, str | None, bool]:
     m = _QUANTITY.fullmatch(text)
     if m is None:  # pragma: no cover - the lexer only produces matching tokens
@@ -61,6 +115,7 @@ def parse_quantity(text: str) -> tuple[Decimal, str | None, bool]:
     if number.endswith("%"):
         number, unit = number[:-1], "%"
     value = Decimal(number.replace("_", ""))
+    _check_literal(value, unit in _SCALE)
     if unit in _SCALE:
         value, unit = value * _SCALE[unit], None
     elif unit == "%":
@@ -72,12 +127,33 @@ def parse_quantity(text: str) -> tuple[Decimal, str | None, bool]:
     return value, unit, bool(m["approx"])
 
 
+def _check_literal(value: Decimal, scaled: bool) -> None:
+    """Bounds on the literal itself, each O(1) on Decimal's representation: how many digits it
+    has, and its power of ten (including the scale, at most 10^12 for `T`)."""
+    digits = len(value.as_tuple().digits)
+    if digits > limits.MAX_LITERAL_DIGITS:
+        raise LiteralOutOfRange(f"a number with {digits} digits is longer than any setting needs "
+                                f"(at most {limits.MAX_LITERAL_DIGITS})")
+    if not value.is_finite():  # pragma: no cover - the grammar has no NaN or Infinity
+        raise LiteralOutOfRange("not a finite number")
+    if value.is_zero():
+        return
+    power = value.adjusted() + (12 if scaled else 0)
+    if power > limits.MAX_LITERAL_EXPONENT:
+        raise LiteralOutOfRange(f"{value:.3g} is larger than any setting takes (below "
+                                f"1e{limits.MAX_LITERAL_EXPONENT + 1})")
+    if value.adjusted() < limits.MIN_LITERAL_EXPONENT:
+        raise LiteralOutOfRange(f"{value:.3g} is smaller than any setting takes (at least "
+                                f"1e{limits.MIN_LITERAL_EXPONENT}, or 0)")
+
+
 class _ToAst:
     """Bottom-up: each rule's method gets the rule's span info (`meta`) and its shaped children."""
 
     def __init__(self, path: str, tree_class: type):
         self.path = path
         self.tree_class = tree_class
+        self.problems: list[Diagnostic] = []  # number literals out of range, all of them
 
     def items(self, start: Tree) -> list:
         return [self.shape(item) for item in start.children]
@@ -97,7 +173,12 @@ class _ToAst:
         return ast.Name(str(tok), self._tspan(tok))
 
     def _quantity(self, tok: Token) -> ast.Quantity:
-        value, unit, approx = parse_quantity(str(tok))
+        try:
+            value, unit, approx = parse_quantity(str(tok))
+        except LiteralOutOfRange as exc:
+            if len(self.problems) < limits.MAX_DIAGNOSTICS:
+                self.problems.append(error("GB006", str(exc), self._tspan(tok), "out of range"))
+            value, unit, approx = Decimal(0), None, False
         return ast.Quantity(value, unit, approx, str(tok).strip(), self._tspan(tok))
 
     def import_stmt(self, meta, children):
@@ -264,5 +345,5 @@ def quantity_of(text: str) -> Decimal:
     """Parse a quantity literal outside a spec (CLI flags such as `--set train.batch=480`)."""
     try:
         return parse_quantity(text)[0]
-    except (ValueError, InvalidOperation, KeyError):
+    except (ValueError, InvalidOperation, KeyError):  # LiteralOutOfRange is a ValueError
         raise ValueError(f"not a number: {text!r}") from None

@@ -1,5 +1,11 @@
-"""Rendering helpers shared by targets: a jinja2 environment whose only way to print a value is a
-YAML serialiser (`| yaml`) or shell quoting (`| q`). Spec strings are untrusted input."""
+"""Rendering helpers shared by targets: a jinja2 environment whose only ways to print a value are a
+YAML serialiser (`| yaml`), shell quoting (`| q`) and comment text (`| comment`). Spec strings (and
+the spec's file name) are untrusted input.
+
+The rule is enforced, not only followed: each filter returns `Rendered` text, and the environment's
+`finalize` refuses anything else, so a template that prints a raw value fails to render (in every
+test that compiles a spec) instead of pasting it into a YAML file or a shell script.
+"""
 
 from __future__ import annotations
 
@@ -30,13 +36,36 @@ def _represent_str(dumper, data: str):
 _Dumper.add_representer(str, _represent_str)
 
 
+class Rendered(str):
+    """Text that went through one of the filters below and may be printed as it is."""
+
+
 def to_yaml(data, dumper=None) -> str:
-    return yaml.dump(data, Dumper=dumper or _Dumper, sort_keys=False, default_flow_style=False,
-                     allow_unicode=True, width=100, indent=2).rstrip("\n")
+    return Rendered(yaml.dump(data, Dumper=dumper or _Dumper, sort_keys=False,
+                              default_flow_style=False, allow_unicode=True, width=100,
+                              indent=2).rstrip("\n"))
 
 
 def shell_quote(value) -> str:
-    return shlex.quote(str(value))
+    if "\0" in str(value):  # bash drops NUL bytes from a script: the value would change silently
+        raise ValueError("a NUL byte cannot be passed through a shell script")
+    return Rendered(shlex.quote(str(value)))
+
+
+def comment_text(value) -> str:
+    """A value inside a `#` comment (YAML or shell), written so that it cannot end the comment:
+    every character that is not printable (line ends of any kind, NUL, ESC, U+2028 …) is shown as
+    a Python-style escape. Printable text, non-ASCII letters included, stays as it is."""
+    text = str(value)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return Rendered(text)
+
+
+def _finalize(value):
+    if isinstance(value, (Rendered, int, float)) and not isinstance(value, bool):
+        return value
+    raise TypeError(f"template printed {value!r} without `| yaml`, `| q` or `| comment`")
 
 
 def _bytecode_cache(jinja2):
@@ -63,9 +92,11 @@ def environment():
         autoescape=False,
         keep_trailing_newline=True,
         trim_blocks=False,
+        finalize=_finalize,
     )
     env.filters["yaml"] = to_yaml
     env.filters["q"] = shell_quote
+    env.filters["comment"] = comment_text
     return env
 
 

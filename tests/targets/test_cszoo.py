@@ -206,7 +206,7 @@ def test_spec_strings_cannot_inject_shell_or_yaml(tmp_path):
     text = f"""
     experiment "evil" {{
       base = smollm2-135m from "{evil}"
-      tokenizer = "tok: [x]\\n# not a comment"
+      tokenizer = "tok: [x] # not a comment"
       language en {{ data = "{evil}/*.jsonl" tokens = 10K }}
       train {{ sequence = 128 batch = 8 optimizer = adamw(lr = 1e-4) checkpoint every 5 steps }}
       hardware = cpu
