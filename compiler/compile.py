@@ -16,7 +16,7 @@ import json
 import posixpath
 from typing import NamedTuple
 
-from genbac.spec.diagnostics import Diagnostic, SpecError
+from genbac.spec.diagnostics import Diagnostic, SpecError, unique
 from genbac.spec.lower import load, load_all
 
 from .plan import Plan
@@ -48,12 +48,11 @@ def plan_all(text: str, path: str, read=None, sources: dict[str, str] | None = N
         try:
             plan, warnings = make_plan(loaded.spec)
         except SpecError as exc:
-            problems += [d for d in exc.diagnostics if d not in problems]
+            problems = unique([*problems, *exc.diagnostics])
             continue
         planned.append(Planned(loaded.name, loaded.values, plan, loaded.diagnostics + warnings))
     if problems:
-        raise SpecError(problems + [d for p in planned for d in p.diagnostics
-                                    if d not in problems])
+        raise SpecError(unique([*problems, *(d for p in planned for d in p.diagnostics)]))
     return planned
 
 
@@ -95,7 +94,7 @@ def compile_all(text: str, path: str, *, project_dir: str, target: str = "cszoo"
                                     project_dir=posixpath.join("..", project_dir), target=target,
                                     imports=imports)
         files |= {f"{variant.name}/{rel}": data for rel, data in own.items()}
-        diagnostics += [d for d in found if d not in diagnostics]
+        diagnostics = unique([*diagnostics, *found])
     index = (json.dumps({
         "format": "genbac.sweep/1",
         "spec": posixpath.basename(path.replace("\\", "/")),

@@ -1,7 +1,8 @@
 """The `genbac` command line.
 
 Exit status: 0 ok (warnings allowed), 1 the spec has errors, 2 usage errors (bad flags, unreadable
-files, an output directory that cannot be written). The compile-side commands import only the spec
+files, an output directory that cannot be written), 3 a genbac bug (an unexpected exception: one
+line naming the file, and the traceback only with --debug or GENBAC_DEBUG=1). The compile-side commands import only the spec
 and compiler packages; torch, transformers, datasets and mlflow are never loaded for them.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from genbac import __version__
 
-EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
 EXIT_DIFFERENT = 1  # `diff`, as diff(1): 0 same, 1 different, 2 trouble
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # the shell's 128 + SIGINT, 128 + SIGTERM
 
@@ -33,9 +34,14 @@ class UsageError(Exception):
     pass
 
 
+# The spec file a command is working on, for the one line a genbac bug is reported with.
+_CURRENT: list[str] = []
+
+
 def _read_spec(path: str) -> str:
     from genbac.spec.limits import SourceProblem, read_source
 
+    _CURRENT[:] = [path]
     try:
         return read_source(path)
     except SourceProblem as exc:
@@ -56,8 +62,13 @@ _COLLECTED: dict[str, list] = {}
 
 def _report(diagnostics, sources: dict[str, str], fmt: str) -> None:
     from genbac.spec import diagnostics as d
+    from genbac.spec.limits import MAX_DIAGNOSTICS
 
     diagnostics = sorted(diagnostics, key=lambda x: x.sort_key())
+    if len(diagnostics) > MAX_DIAGNOSTICS:  # the first ones are the ones to fix
+        print(f"genbac: {len(diagnostics):,} problems found; the first {MAX_DIAGNOSTICS} are "
+              "shown", file=sys.stderr)
+        diagnostics = diagnostics[:MAX_DIAGNOSTICS]
     if fmt in ("json", "sarif"):
         _COLLECTED.setdefault(fmt, []).extend(diagnostics)
     elif fmt == "github":
@@ -80,7 +91,7 @@ def _plan_all(path: str, fmt: str, root: str | None = None, *, report_ok: bool =
     """Every experiment of a spec (one per sweep variant), with its diagnostics reported (errors
     always, warnings unless `report_ok` is false). None if it has errors."""
     from genbac.compiler.compile import plan_all
-    from genbac.spec.diagnostics import SpecError
+    from genbac.spec.diagnostics import SpecError, unique
 
     text = _read_spec(path)
     shown = _display_path(path)
@@ -91,7 +102,7 @@ def _plan_all(path: str, fmt: str, root: str | None = None, *, report_ok: bool =
         _report(exc.diagnostics, sources or {shown: text}, fmt)
         return None, exc.diagnostics
     diagnostics = [d for p in planned for d in p.diagnostics]
-    diagnostics = [d for i, d in enumerate(diagnostics) if d not in diagnostics[:i]]
+    diagnostics = unique(diagnostics)
     if report_ok:
         _report(diagnostics, sources, fmt)
     return planned, diagnostics
@@ -322,6 +333,10 @@ def cmd_run(args) -> int:
             return EXIT_SPEC
     else:
         compiled = target
+        from .output import recover
+
+        for line in recover(compiled):  # what an interrupted compile left, before anything runs
+            print(line, file=sys.stderr)
     index = compiled / "index.json"
     if index.is_file():  # a sweep: run its variants one after the other
         for variant in json.loads(index.read_text(encoding="utf-8"))["variants"]:
@@ -534,6 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compile continual-pretraining experiment specs (.genba) into runnable "
                     "Cerebras Model Zoo experiments.")
     parser.add_argument("--version", action="version", version=f"genbac {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an internal error (also GENBAC_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     formats = ["text", "concise", "json", "github", "sarif"]
@@ -662,17 +679,39 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _COLLECTED.clear()
+    _CURRENT.clear()
     try:
         return args.func(args)
     except UsageError as exc:
-        print(f"genbac: error: {exc}", file=sys.stderr)
+        from genbac.spec.limits import visible
+
+        print(f"genbac: error: {visible(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:  # the edge: whatever a spec or a run may still cause, no traceback
+        if args.debug or os.environ.get("GENBAC_DEBUG"):
+            raise
+        return _internal_error(args.command, exc)
     finally:
         _write_collected(getattr(args, "format", None))
+
+
+def _internal_error(command: str, exc: Exception) -> int:
+    """One line for an exception nobody meant to raise: a bug in genbac, never the user's fault
+    (a user's mistake is a diagnostic or a usage error). It names the file and says how to see
+    more, so that a missed case is reported instead of shown as a traceback."""
+    from genbac.spec.limits import visible
+
+    where = f" on {_CURRENT[0]}" if _CURRENT else ""
+    detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+    print(visible(f"genbac: internal error [GB999] in `genbac {command}`{where}: "
+                  f"{type(exc).__name__}{': ' + detail if detail else ''}. This is a genbac bug, "
+                  "please report it with the spec; --debug (or GENBAC_DEBUG=1) shows the "
+                  "traceback"), file=sys.stderr)
+    return EXIT_BUG
 
 
 def _write_collected(fmt: str | None) -> None:

@@ -63,6 +63,12 @@ def warning(code: str, message: str, span: Span | None, label: str | None = None
     return Diagnostic(code, "warning", message, span, label, tuple(secondary), tuple(help))
 
 
+def unique(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    """Each diagnostic once, in order (a problem shared by sweep variants is reported once);
+    linear, since a large spec can carry thousands."""
+    return list(dict.fromkeys(diagnostics))
+
+
 class SpecError(Exception):
     """Raised by a stage that cannot go on; carries every diagnostic collected so far."""
 

@@ -14,7 +14,7 @@ from typing import Iterable, NamedTuple
 
 from . import ast, limits
 from .architectures import BUILTIN, DEFAULT_WEIGHTS
-from .diagnostics import Diagnostic, SpecError, error, suggestion, warning
+from .diagnostics import Diagnostic, SpecError, error, suggestion, unique, warning
 from .ir import (Architecture, Base, Growth, Hardware, Language, Optimizer, PhaseMixture, Point,
                  ScheduleSegment, Spec, TokenizerTraining, Train, VocabExtension)
 from .span import Span
@@ -937,7 +937,7 @@ def load_all(text: str, path: str, read=None, sources: dict[str, str] | None = N
     loaded, diagnostics = [], []
     for variant in expand_sweeps(doc, sources):
         spec, found = lower(variant.document)
-        diagnostics += [d for d in found if d not in diagnostics]
+        diagnostics = unique([*diagnostics, *found])
         if spec is not None:
             loaded.append(Loaded(variant.name, variant.values, spec, found))
     if any(d.is_error for d in diagnostics) or not loaded:
