@@ -31,7 +31,7 @@ from typing import Callable, NamedTuple
 
 from . import ast, limits
 from .diagnostics import Diagnostic, SpecError, error
-from .parser import parse
+from .parser import parse, token_count
 
 MAX_VARIANTS = 64  # a sweep is for "a few values"; beyond that a spec generator is the right tool
 _KEYED_BLOCKS = {"language", "phase", "architecture"}  # identified by kind and first label
@@ -107,7 +107,7 @@ def compose(text: str, path: str, read: Reader, sources: dict[str, str]) -> ast.
     diagnostics: list[Diagnostic] = []
     doc = parse(text, path)
     base = _imported_entries(doc, read, sources, diagnostics, stack=(path,),
-                             budget=_Budget(len(text)))
+                             budget=_Budget(text))
     if diagnostics:
         raise SpecError(diagnostics)
     items = []
@@ -129,8 +129,8 @@ def is_fragment(doc: ast.Document) -> bool:
 class _Budget:
     """What one spec's imports may read together (spec.limits): files and bytes."""
 
-    def __init__(self, spec_chars: int):
-        self.files, self.chars = 1, spec_chars
+    def __init__(self, spec_text: str):
+        self.files, self.chars, self.tokens = 1, len(spec_text), token_count(spec_text)
 
 
 def _imported_entries(doc: ast.Document, read, sources: dict[str, str],
@@ -172,6 +172,13 @@ def _imported_entries(doc: ast.Document, read, sources: dict[str, str],
             continue
         budget.files += 1
         budget.chars += len(text)
+        budget.tokens += token_count(text)
+        if budget.tokens > limits.MAX_SOURCE_TOKENS:
+            diagnostics.append(error(
+                "GB117", f"the spec and its imports have more than "
+                f"{limits.MAX_SOURCE_TOKENS:,} words, numbers and symbols together",
+                item.path.span, "the limit is reached here"))
+            return merged
         if budget.chars > limits.MAX_SOURCE_BYTES:
             diagnostics.append(error(
                 "GB117", f"the spec and its imports are larger than "

@@ -26,8 +26,12 @@ import unicodedata
 
 # -- sizes and depths ------------------------------------------------------------------------------
 
-MAX_FILE_BYTES = 128 * 1024  # one spec or imported file (GENBA's spec is 1.4 KB)
-MAX_SOURCE_BYTES = 512 * 1024  # a spec and everything it imports, together
+MAX_FILE_BYTES = 64 * 1024  # one spec or imported file (GENBA's spec is 1.4 KB)
+MAX_SOURCE_BYTES = 128 * 1024  # a spec and everything it imports, together
+# Words, numbers, strings and punctuation (comments not counted): what the parser's time follows
+# (GENBA's spec has about 200; a 64-language catalogue about 1,500).
+MAX_FILE_TOKENS = 16_384
+MAX_SOURCE_TOKENS = 32_768
 MAX_IMPORT_DEPTH = 16  # a spec imports a file that imports a file … at most this deep
 MAX_IMPORTED_FILES = 64  # files read for one spec, however they are imported
 MAX_NESTING = 32  # brackets and blocks inside each other: `[[…]]`, `f(g(…))`, `a { b { … } }`

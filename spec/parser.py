@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from . import ast, lalr, limits
@@ -31,6 +32,13 @@ _QUANTITY = re.compile(r"(?P<approx>~)?(?P<number>[+-]?[\d_.]+(?:[eE][+-]?\d+)?)
 
 
 def parse(text: str, path: str = "<spec>") -> ast.Document:
+    """Parse a spec (see _parse); the same text and path parse once per process, since `check`
+    and the compose step may both ask, and the tree is immutable."""
+    return _parse(text, path)
+
+
+@lru_cache(maxsize=8)
+def _parse(text: str, path: str) -> ast.Document:
     """Parse a spec; raise SpecError with one syntax diagnostic if the text is not valid .genba.
 
     Before the parser runs, the text is checked in one linear pass for what no spec may hold (see
@@ -54,6 +62,13 @@ def parse(text: str, path: str = "<spec>") -> ast.Document:
 
 # Strings and comments are skipped when brackets are counted (a `{` in a string opens nothing).
 _NESTING_TOKENS = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*|[\[({]|[\])}]')
+# An upper bound on the parser's tokens: strings, words and numbers (runs of their characters),
+# single punctuation; comments match but are not counted.
+_TOKENS = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*|[\w.~%+\-]+|\S')
+
+
+def token_count(text: str) -> int:
+    return sum(1 for m in _TOKENS.finditer(text) if m.group()[0] != "#")
 _MAX_CHAR_PROBLEMS = 10
 
 
@@ -63,6 +78,13 @@ def source_problems(text: str, path: str) -> list[Diagnostic]:
     if len(text) > limits.MAX_FILE_BYTES:
         return [error("GB007", f"the spec is larger than {limits.MAX_FILE_BYTES // 1024} KiB, the "
                       "limit for one spec file", Span.at_offset(path, text, 0, 0), "too large",
+                      help=("split it: shared languages or settings can live in files it "
+                            "imports",))]
+    tokens = token_count(text)
+    if tokens > limits.MAX_FILE_TOKENS:
+        return [error("GB007", f"the spec has {tokens:,} words, numbers and symbols; one spec "
+                      f"file may have at most {limits.MAX_FILE_TOKENS:,}",
+                      Span.at_offset(path, text, 0, 0), "too long",
                       help=("split it: shared languages or settings can live in files it "
                             "imports",))]
     found = []
