@@ -445,6 +445,7 @@ def cmd_runs(args) -> int:
 def cmd_fmt(args) -> int:
     from genbac.spec.diagnostics import SpecError
     from genbac.spec.format import FormatError, format_source, unformatted_diagnostic
+    from genbac.spec.limits import MAX_FILE_BYTES
 
     check = args.check or args.diff
     machine = args.format in ("json", "github", "sarif")
@@ -452,7 +453,8 @@ def cmd_fmt(args) -> int:
         raise UsageError(f"--diff prints a diff, which --format {args.format} output cannot hold")
     found, sources, failed, changed = [], {}, False, False
     for path in args.specs:
-        text = sys.stdin.read() if path == "-" else _read_spec(path)
+        # stdin read with the file limit (+1, so that too much is seen and refused by the parser)
+        text = sys.stdin.read(MAX_FILE_BYTES + 1) if path == "-" else _read_spec(path)
         shown = "<stdin>" if path == "-" else _display_path(path)
         sources[shown] = text
         try:

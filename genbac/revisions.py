@@ -29,17 +29,26 @@ def _git(*args: str) -> bytes:
 
 
 def _blob(rev: str, path: str) -> str:
-    """The text of PATH (from the repository root) at REV."""
+    """The text of PATH (from the repository root) at REV, read with the limits of a file on
+    disk (spec.limits): its size asked first, so that a huge blob is never read."""
+    from genbac.spec.limits import MAX_FILE_BYTES, SourceProblem, bad_path_char, decode_source
+
+    if bad_path_char(rev + path) is not None:
+        raise RevisionError(f"{rev}:{path} holds a control character")
     try:
+        size = int(_git("cat-file", "-s", f"{rev}:{path}"))
+        if size > MAX_FILE_BYTES:
+            raise RevisionError(f"{rev}:{path} is larger than {MAX_FILE_BYTES // 1024} KiB, the "
+                                "limit for one spec file")
         data = _git("cat-file", "blob", f"{rev}:{path}")
     except RevisionError as exc:
         if str(exc).endswith("bad file"):  # git's words for a directory
             raise RevisionError(f"{path} is not a file in {rev}") from None
         raise
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RevisionError(f"{rev}:{path} is not UTF-8 text (byte {exc.start})") from None
+        return decode_source(data)
+    except SourceProblem as exc:
+        raise RevisionError(f"{rev}:{path}: {exc}") from None
 
 
 def read_revision(arg: str):
