@@ -55,6 +55,14 @@ def _display_path(path: str) -> str:
     return path.replace(os.sep, "/")
 
 
+def _printable(path: str) -> str:
+    """A path in a line genbac prints: control characters shown as symbols (spec.limits.visible),
+    so that a file name cannot drive the terminal."""
+    from genbac.spec.limits import visible
+
+    return visible(_display_path(path))
+
+
 # `--format json` and `--format sarif` print one document per command, however many files it
 # reads: `_report` collects the diagnostics here and `main` writes the document at the end
 _COLLECTED: dict[str, list] = {}
@@ -126,14 +134,14 @@ def cmd_check(args) -> int:
             failed = True
         if args.format == "text":
             if planned is None:
-                print(f"{_display_path(path)}: {summary_line(diagnostics)}", file=sys.stderr)
+                print(f"{_printable(path)}: {summary_line(diagnostics)}", file=sys.stderr)
                 continue
             extra = f", {summary_line(diagnostics)}" if diagnostics else ""
             for variant in planned:
                 plan, s = variant.plan, variant.plan.schedule
                 n = len(s.phases)
                 name = f" [{variant.name}]" if variant.name else ""
-                print(f"{_display_path(path)}{name}: ok ({n} phase{'s' if n != 1 else ''}, "
+                print(f"{_printable(path)}{name}: ok ({n} phase{'s' if n != 1 else ''}, "
                       f"{s.total_steps:,} steps, "
                       f"{plan.growth.parameters:,} parameters{extra})")
     return EXIT_SPEC if failed else EXIT_OK
@@ -154,7 +162,7 @@ def _check_fragment(path: str, fmt: str, root: str | None) -> bool | None:
     except SpecError:
         return None  # reported with the experiment's checks
     if fmt == "text":
-        print(f"{shown}: ok (a fragment: its settings are checked where it is imported)")
+        print(f"{_printable(path)}: ok (a fragment: its settings are checked where it is imported)")
     return True
 
 
@@ -286,7 +294,8 @@ def cmd_compile(args) -> int:
         if args.format == "text":
             from genbac.spec.diagnostics import summary_line
 
-            print(f"{shown}: {summary_line(exc.diagnostics)}; nothing written", file=sys.stderr)
+            print(f"{_printable(args.spec)}: {summary_line(exc.diagnostics)}; nothing written",
+                  file=sys.stderr)
         return EXIT_SPEC
     _report(diagnostics, sources, args.format)
     try:
@@ -294,8 +303,8 @@ def cmd_compile(args) -> int:
     except OutputError as exc:
         raise UsageError(str(exc)) from None
     if args.format == "text":
-        shown_out = _display_path(str(out))
-        print(f"compiled {shown} -> {shown_out}/ ({len(files)} files)")
+        shown_out = _printable(str(out))
+        print(f"compiled {_printable(args.spec)} -> {shown_out}/ ({len(files)} files)")
         for variant in planned:
             plan, s = variant.plan, variant.plan.schedule
             n = len(s.phases)
@@ -304,7 +313,7 @@ def cmd_compile(args) -> int:
             print(f"{where}{n} phase{'s' if n != 1 else ''}, {s.total_steps:,} steps; "
                   f"spec {plan.spec_hash[:12]}" + (f"  ({swept})" if swept else ""))
         first = f"{shown_out}/{planned[0].name}" if planned[0].name else shown_out
-        print(f"next: bash {first}/run.sh   (or review: genbac explain {shown})")
+        print(f"next: bash {first}/run.sh   (or review: genbac explain {_printable(args.spec)})")
     return EXIT_OK
 
 
@@ -473,11 +482,11 @@ def cmd_fmt(args) -> int:
             changed = True
             if not check:
                 _replace_file(Path(path), formatted, newline=_newline_of(Path(path)))
-                print(f"reformatted {shown}", file=sys.stderr)
+                print(f"reformatted {_printable(shown)}", file=sys.stderr)
             elif machine:
                 found.append(unformatted_diagnostic(shown, text, formatted))
             else:
-                print(shown)
+                print(_printable(shown))
                 if args.diff:
                     sys.stdout.write(_unified_diff(text, formatted, shown))
     _report(found, sources, args.format)
