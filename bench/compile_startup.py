@@ -9,28 +9,11 @@ for). Reports min and median over N runs and the ratio of medians. Usage:
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-# Steady state, as on a user's machine: modules load from their cached bytecode. With
-# PYTHONDONTWRITEBYTECODE set (as in some shells and CI images), every edited module would be
-# compiled from source on every run, which is not what a user waits for.
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-
-
-def timed(cmd: list[str]) -> float:
-    t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
-                   env=ENV)
-    return time.perf_counter() - t
+from processes import interleaved
 
 
 def main() -> None:
@@ -49,12 +32,7 @@ def main() -> None:
             "genbac compile": [py, "-m", "genbac", "compile", "examples/llama-genba-10b.genba",
                                "-o", f"{tmp}/out"],
         }
-        for cmd in cases.values():  # warm the OS cache and genbac's parser-table cache
-            timed(cmd)
-        samples: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(args.runs):
-            for name, cmd in cases.items():
-                samples[name].append(timed(cmd))
+        samples = interleaved(cases, args.runs)
     floor = statistics.median(samples["python -c pass"])
     print(f"{'command':<16} {'min ms':>8} {'median ms':>10} {'x floor':>8}   ({args.runs} runs, "
           f"interleaved)")

@@ -13,17 +13,13 @@ nesting at the depth limit. The README promises under a second for each on a 2-c
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+from processes import ROOT, interleaved
+
 BASE = (ROOT / "examples" / "tiny-rehearsal.genba").read_text()
 LIMIT = 64 * 1024 - 1500  # room for the rest of the example
 
@@ -47,12 +43,6 @@ def cases() -> dict[str, str]:
     }
 
 
-def timed(cmd: list[str]) -> float:
-    t = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, env=ENV)
-    return time.perf_counter() - t
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
@@ -68,12 +58,7 @@ def main() -> None:
             sizes[name] = len(text.encode())
             assert sizes[name] <= 64 * 1024, (name, sizes[name])
             commands[name] = [py, "-m", "genbac", "check", str(path)]
-        for cmd in commands.values():  # warm caches
-            timed(cmd)
-        samples = {name: [] for name in commands}
-        for _ in range(args.runs):
-            for name, cmd in commands.items():
-                samples[name].append(timed(cmd))
+        samples = interleaved(commands, args.runs, check=False)  # checks fail
     floor = statistics.median(samples["python -c pass"])
     print(f"{'case':<24} {'bytes':>7} {'median s':>9} {'max s':>7} {'x floor':>8}   "
           f"({args.runs} runs, interleaved)")

@@ -369,9 +369,11 @@ class Fit:
             resumed = resume_trainers(trainers, self.layout.phases, path, step)
             how = "resuming phase" if step > phase.start_step else "starting phase"
             ctx.log(f"genbac: {how} {index} from {path} (step {step}); config {RESUME_YAML}")
-            (ctx.compiled / RESUME_YAML).write_text(
+            from genbac.compiler.targets.render import comment_text
+
+            (ctx.compiled / RESUME_YAML).write_text(  # the path may hold any character
                 "# written by genbac run --backend cszoo: cszoo/train.yaml continued from "
-                f"{path}\n" + yaml.safe_dump({"trainer": resumed}, sort_keys=False))
+                f"{comment_text(path)}\n" + yaml.safe_dump({"trainer": resumed}, sort_keys=False))
             config = RESUME_YAML
         self.process = Process(ctx, [find_cszoo(), "fit", config], "fit")
         self.follower = logs.LineFollower(self.layout)

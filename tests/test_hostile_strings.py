@@ -53,7 +53,7 @@ PAYLOADS = [
     "- item", "&anchor", "*alias", "!!python/object/apply:os.system ['touch PWNED']", "? x",
     "| block", "> fold", "# comment", "'single'", "\\", "\\n", "a\\\"b", "\u00e9t\u00e9",
     "\u4e2d\u6587", "\u05e2\u05d1\u05e8\u05d9\u05ea", "\U0001f600", "x" * 300, "null", "true",
-    "~", "0x10", "1e3", ".inf", "NO", "on", "*.jsonl", "[a-z]*", "../../../etc/passwd",
+    "~", "0x10", "1e3", ".inf", "NO", "on", "*.jsonl", "[a-z]*", "../../../etc/passwd", "\t\t",
     "/abs/path", "hf:org/$(touch PWNED)",
 ]
 
@@ -158,7 +158,7 @@ def _refused_at_value(exc: SpecError, text: str, value: str) -> None:
     """A refusal is a diagnostic pointing into the line that holds the value."""
     line = next(i for i, l in enumerate(text.split("\n"), 1) if spec_literal(value) in l)
     codes = {d.code for d in exc.diagnostics}
-    assert codes & {"GB004", "GB106", "GB118"}, [d.message for d in exc.diagnostics]
+    assert codes & {"GB004", "GB106", "GB114", "GB118"}, [d.message for d in exc.diagnostics]
     assert any(d.span is not None and d.span.line == line for d in exc.diagnostics)
 
 
