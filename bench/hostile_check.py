@@ -40,6 +40,8 @@ def cases() -> dict[str, str]:
         "64 KiB of comments": BASE + ("# " + "x" * 78 + "\n") * (LIMIT // 81),
         "60 languages": BASE.replace("  train {", langs + "\n  train {"),
         "nesting at the limit": fill(deep + "  ", 200),
+        "60 languages x 64 variants": BASE.replace("  train {", langs + "\n  train {").replace(
+            "seed = 1234", "seed = sweep(" + ", ".join(str(i) for i in range(64)) + ")"),
     }
 
 

@@ -16,7 +16,8 @@ import json
 import posixpath
 from typing import NamedTuple
 
-from genbac.spec.diagnostics import Diagnostic, SpecError, unique
+from genbac.spec.diagnostics import Diagnostic, SpecError, error, unique
+from genbac.spec.limits import MAX_SCHEDULE_CELLS
 from genbac.spec.lower import load, load_all
 
 from .plan import Plan
@@ -43,14 +44,23 @@ def plan_all(text: str, path: str, read=None, sources: dict[str, str] | None = N
              ) -> list[Planned]:
     """Every experiment of a spec (one, or one per sweep variant), planned; raises SpecError with
     the diagnostics of all variants (each reported once) if any has an error."""
-    planned, problems = [], []
+    planned, problems, cells, last = [], [], 0, 0
     for loaded in load_all(text, path, read, sources):
+        # bounded work per spec: the next variant is taken to cost what the last one did
+        if loaded.name is not None and cells + last > MAX_SCHEDULE_CELLS:
+            raise SpecError([error(
+                "GB119", f"the sweep's variants need more than {MAX_SCHEDULE_CELLS:,} language-"
+                f"phase cells solved together ({len(planned)} variants planned so far, the "
+                f"last {last:,})", loaded.spec.span, "too much to plan at once",
+                help=("sweep fewer values, or fewer languages and entry points",))])
         try:
             plan, warnings = make_plan(loaded.spec)
         except SpecError as exc:
             problems = unique([*problems, *exc.diagnostics])
             continue
         planned.append(Planned(loaded.name, loaded.values, plan, loaded.diagnostics + warnings))
+        last = len(plan.schedule.phases) * len(plan.spec.languages)
+        cells += last
     if problems:
         raise SpecError(unique([*problems, *(d for p in planned for d in p.diagnostics)]))
     return planned

@@ -41,6 +41,10 @@ MAX_DIAGNOSTICS = 200  # reported per command; the rest are counted, not listed
 
 MAX_LANGUAGES = 64
 MAX_PHASES = 64  # after entry/exit points and explicit mixtures split the run
+# The schedule solver's work follows languages x phases; a sweep solves once per variant. At most
+# this many language-phase cells are solved for one spec, all variants together (64 x 64 for one
+# experiment; GENBA has 3 x 2, so 64 GENBA variants take 384).
+MAX_SCHEDULE_CELLS = 4096
 MAX_LIST_ITEMS = 1024  # data sources of one language, `after = […]` positions
 MAX_LITERAL_DIGITS = 40  # digits of one number literal, before its scale
 MAX_LITERAL_EXPONENT = 18  # |a literal| < 10^19 (a quintillion; the token limit is 10^15) …

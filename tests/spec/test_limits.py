@@ -111,6 +111,17 @@ def test_too_many_languages_and_phases():
     assert "phases; at most 64" in only(errors(text), "GB119").message
 
 
+def test_a_sweep_of_large_variants_is_refused_before_it_is_solved_64_times():
+    langs = "\n".join(f'  language l{i} {{ data = "x" tokens = 1K enter = {i}% }}'
+                      for i in range(60))
+    seeds = "sweep(" + ", ".join(str(i) for i in range(64)) + ")"
+    text = TINY.replace("  train {", langs + "\n  train {").replace("seed = 1234", f"seed = {seeds}")
+    d = only(errors(text), "GB119")
+    assert "language-phase cells" in d.message and "1 variants planned so far" in d.message
+    small = TINY.replace("seed = 1234", f"seed = {seeds}")  # 64 small variants are fine
+    assert len(plan_all(small, "t.genba")) == 64
+
+
 def test_a_long_spec_is_refused_in_time():
     text = TINY.replace("seed = 1234", "seed = 1  " * 6_000)
     d = only(errors(text), "GB007")
