@@ -17,7 +17,7 @@ import posixpath
 from typing import NamedTuple
 
 from genbac.spec.diagnostics import Diagnostic, SpecError, error, unique
-from genbac.spec.limits import MAX_SCHEDULE_CELLS
+from genbac.spec.limits import MAX_PHASES, MAX_SCHEDULE_CELLS
 from genbac.spec.lower import load, load_all
 
 from .plan import Plan
@@ -44,26 +44,41 @@ def plan_all(text: str, path: str, read=None, sources: dict[str, str] | None = N
              ) -> list[Planned]:
     """Every experiment of a spec (one, or one per sweep variant), planned; raises SpecError with
     the diagnostics of all variants (each reported once) if any has an error."""
-    planned, problems, cells, last = [], [], 0, 0
-    for loaded in load_all(text, path, read, sources):
-        # bounded work per spec: the next variant is taken to cost what the last one did
-        if loaded.name is not None and cells + last > MAX_SCHEDULE_CELLS:
-            raise SpecError([error(
-                "GB119", f"the sweep's variants need more than {MAX_SCHEDULE_CELLS:,} language-"
-                f"phase cells solved together ({len(planned)} variants planned so far, the "
-                f"last {last:,})", loaded.spec.span, "too much to plan at once",
-                help=("sweep fewer values, or fewer languages and entry points",))])
+    loaded_all = load_all(text, path, read, sources)
+    _check_planning_budget(loaded_all)
+    planned, problems = [], []
+    for loaded in loaded_all:
         try:
             plan, warnings = make_plan(loaded.spec)
         except SpecError as exc:
             problems = unique([*problems, *exc.diagnostics])
             continue
         planned.append(Planned(loaded.name, loaded.values, plan, loaded.diagnostics + warnings))
-        last = len(plan.schedule.phases) * len(plan.spec.languages)
-        cells += last
     if problems:
         raise SpecError(unique([*problems, *(d for p in planned for d in p.diagnostics)]))
     return planned
+
+
+def schedule_cells(spec) -> int:
+    """An upper bound, from the spec alone, on the language-phase cells its schedule solve works
+    on: languages x (distinct entry, exit and phase points + 1), at most MAX_PHASES phases."""
+    points = {(p.percent, p.tokens) for lang in spec.languages for p in (lang.enter, lang.exit)}
+    points |= {(m.start.percent, m.start.tokens) for m in spec.phases}
+    return len(spec.languages) * min(len(points | {(0.0, None), (100.0, None)}) - 1, MAX_PHASES)
+
+
+def _check_planning_budget(loaded: list) -> None:
+    """Bounded work per spec: a sweep's variants are solved within one budget of cells, checked
+    before the first solve (one experiment is bounded by the language and phase limits)."""
+    if len(loaded) < 2:
+        return
+    cells = [schedule_cells(x.spec) for x in loaded]
+    if sum(cells) > MAX_SCHEDULE_CELLS:
+        raise SpecError([error(
+            "GB119", f"the sweep's {len(loaded)} variants need up to {sum(cells):,} language-phase "
+            f"cells solved together; at most {MAX_SCHEDULE_CELLS:,} are planned for one spec",
+            loaded[0].spec.span, "too much to plan at once",
+            help=("sweep fewer values, or fewer languages and entry points",))])
 
 
 def plan_json(plan: Plan) -> bytes:

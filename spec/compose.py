@@ -283,6 +283,15 @@ def expand_sweeps(doc: ast.Document, sources: dict[str, str]) -> list[Variant]:
                                                  for _, c in sweeps[1:]],
             help=("sweep fewer values, or write the variants as separate specs that import a "
                   "common one",))])
+    languages = sum(isinstance(e, ast.Block) and e.kind.value == "language"
+                    for e in experiment.entries)
+    if count * languages > limits.MAX_SWEPT_LANGUAGES:  # each variant is lowered and planned
+        raise SpecError([error(
+            "GB119", f"the sweeps make {count} variants of {languages} languages each; at most "
+            f"{limits.MAX_SWEPT_LANGUAGES:,} languages are planned for one spec, all variants "
+            "together", sweeps[0][1].span, "sweeps multiply",
+            help=("sweep fewer values, or write the variants as separate specs that import a "
+                  "common one",))])
     base_name = _label_value(experiment.labels[0]) if experiment.labels else "experiment"
     variants = []
     for choice in itertools.product(*(range(len(c.args)) for _, c in sweeps)):

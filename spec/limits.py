@@ -45,6 +45,7 @@ MAX_PHASES = 64  # after entry/exit points and explicit mixtures split the run
 # this many language-phase cells are solved for one spec, all variants together (64 x 64 for one
 # experiment; GENBA has 3 x 2, so 64 GENBA variants take 384).
 MAX_SCHEDULE_CELLS = 4096
+MAX_SWEPT_LANGUAGES = 1024  # variants x languages lowered for one spec (64 GENBA variants: 192)
 MAX_LIST_ITEMS = 1024  # data sources of one language, `after = […]` positions
 MAX_LITERAL_DIGITS = 40  # digits of one number literal, before its scale
 MAX_LITERAL_EXPONENT = 18  # |a literal| < 10^19 (a quintillion; the token limit is 10^15) …

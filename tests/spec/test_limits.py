@@ -117,7 +117,9 @@ def test_a_sweep_of_large_variants_is_refused_before_it_is_solved_64_times():
     seeds = "sweep(" + ", ".join(str(i) for i in range(64)) + ")"
     text = TINY.replace("  train {", langs + "\n  train {").replace("seed = 1234", f"seed = {seeds}")
     d = only(errors(text), "GB119")
-    assert "language-phase cells" in d.message and "1 variants planned so far" in d.message
+    assert "64 variants of 63 languages each" in d.message
+    d = only(errors(text.replace(seeds, "sweep(1, 2, 3, 4)")), "GB119")  # 240 languages
+    assert "4 variants need up to" in d.message and "language-phase cells" in d.message
     small = TINY.replace("seed = 1234", f"seed = {seeds}")  # 64 small variants are fine
     assert len(plan_all(small, "t.genba")) == 64
 
