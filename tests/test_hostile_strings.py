@@ -222,3 +222,18 @@ def test_hostile_spec_file_name(tmp_path, name):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert not list(tmp_path.rglob("PWNED*"))
+
+
+def test_a_missing_source_file_stops_run_sh_before_it_is_stamped(tmp_path):
+    """A data path without wildcards that names no file: bash's glob hands it back unexpanded,
+    and run.sh must not link it, stamp the stage done and preprocess nothing."""
+    _, files, _ = compile_text(spec_with("EVAL", "missing/val.jsonl"))
+    files = dict(files)
+    project = tmp_path / "project"
+    result, _ = run_compiled(tmp_path, files, TWINS)  # creates the twin's files, not missing/…
+    assert result.returncode != 0
+    assert "no file matches missing/val.jsonl" in result.stderr
+    stamps = project / "out" / "work" / "stamps"
+    assert (stamps / "stage-en.done").exists()  # the train split came first and exists
+    assert not (stamps / "stage-en-val.done").exists()
+    assert not list((project / "out" / "work" / "raw" / "en-val").iterdir())

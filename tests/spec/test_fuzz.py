@@ -19,7 +19,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from genbac.compiler.compile import compile_all
+from genbac.compiler import diff
+from genbac.compiler.compile import compile_all, plan_all
+from genbac.compiler.explain import explain, explain_sweep
 from genbac.spec import lower
 from genbac.spec.compose import Files
 from genbac.spec.diagnostics import SpecError
@@ -101,14 +103,41 @@ def mutants(draw):
     return path.relative_to(EXAMPLES).as_posix(), text
 
 
+_ORIGINALS: dict[str, object] = {}
+
+
+def _original_plan(path: str):
+    """The plan of the example a mutant came from (for `genbac diff` of the two)."""
+    if path not in _ORIGINALS:
+        try:
+            _ORIGINALS[path] = plan_all((EXAMPLES / path).read_text(encoding="utf-8"), path,
+                                        Files(EXAMPLES).read)[0].plan
+        except (SpecError, OSError):
+            _ORIGINALS[path] = None
+    return _ORIGINALS[path]
+
+
 def check_case(text: str, path: str) -> None:
-    """The pipeline as `genbac check`, `fmt` and `compile` run it, in process."""
+    """The pipeline as `genbac check`, `fmt`, `compile`, `explain` and `diff` run it, in
+    process."""
     start = time.perf_counter()
     try:
         planned, files, _ = compile_all(text, path, project_dir="../examples",
                                         read=Files(EXAMPLES).read, sources={})
     except SpecError:
-        files = {}
+        planned, files = [], {}
+    if len(planned) == 1:  # what reviewers read of a valid spec
+        plan = planned[0].plan
+        explain(plan, planned[0].diagnostics)
+        explain(plan, planned[0].diagnostics, markdown=True)
+        original = _original_plan(path)
+        if original is not None:
+            report = diff.compare(original, plan, old_source="a", new_source="b",
+                                  identical_text=False)
+            for render in (diff.render_text, diff.render_markdown, diff.render_json):
+                render(report)
+    elif planned:
+        explain_sweep(planned)
     for rel, data in files.items():  # what a valid spec compiles to must parse back
         if rel.endswith(".yaml"):
             assert len(list(yaml.safe_load_all(data.decode("utf-8")))) == 1, rel
