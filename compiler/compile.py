@@ -122,7 +122,7 @@ def compile_all(text: str, path: str, *, project_dir: str, target: str = "cszoo"
         diagnostics = unique([*diagnostics, *found])
     index = (json.dumps({
         "format": "genbac.sweep/1",
-        "spec": posixpath.basename(path.replace("\\", "/")),
+        "spec": posixpath.basename(path),
         "variants": [{"name": v.name, "dir": v.name, "spec_hash": v.plan.spec_hash,
                       "values": v.values} for v in planned],
     }, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
@@ -151,7 +151,9 @@ def generate_files(plan: Plan, diagnostics: list[Diagnostic], text: str, path: s
         if any(d.is_error for d in problems):
             raise SpecError(diagnostics + problems)
         diagnostics = diagnostics + problems
-    spec_file = posixpath.basename(path.replace("\\", "/"))
+    # `path` is the spec as the CLI shows it, with forward slashes already: a backslash is part of
+    # a (POSIX) file name, not a separator
+    spec_file = posixpath.basename(path)
     files = {"spec.genba": text.encode("utf-8"), "plan.json": plan_json(plan)}
     files |= generate(plan, spec_file=spec_file, project_dir=project_dir)
     files["manifest.json"] = manifest(plan, files, spec_file, target, project_dir, imports or {})

@@ -201,9 +201,10 @@ def test_hostile_value_is_refused_or_arrives_unaltered(tmp_path, twin, field, va
 
 
 @pytest.mark.parametrize("name", ["x\ntouch PWNED\n#", "x\rtouch PWNED", "a\u2028b", "a\x1bb",
-                                  "$(touch PWNED)", "'; touch PWNED '", "\u00e9"])
+                                  'a\\"b', "$(touch PWNED)", "'; touch PWNED '", "\u00e9"])
 def test_hostile_spec_file_name(tmp_path, name):
-    """The spec's own file name reaches comments and manifests: it never ends a comment."""
+    """The spec's own file name reaches comments and manifests: it never ends a comment, and
+    arrives whole (a backslash is part of a POSIX file name, not a separator)."""
     from genbac.cli import main
 
     spec = tmp_path / f"{name}.genba"
