@@ -89,7 +89,8 @@ def describe_char(c: str) -> str:
     """`U+001B (ESCAPE)`: a character as a person can read it in an error message."""
     name = unicodedata.name(c, "") or {"\x00": "NULL", "\x1b": "ESCAPE", "\x7f": "DELETE",
                                         "\n": "LINE FEED", "\t": "TAB", "\r": "CARRIAGE RETURN",
-                                        "\x85": "NEXT LINE"}.get(c, "")
+                                        "\x85": "NEXT LINE", "\x07": "BELL", "\x08": "BACKSPACE",
+                                        "\x0b": "LINE TABULATION", "\x0c": "FORM FEED"}.get(c, "")
     return f"U+{ord(c):04X}" + (f" ({name})" if name else "")
 
 
