@@ -27,7 +27,9 @@ def mixture_plot(plan: Plan, out: Path) -> Path:
 
     schedule = plan.schedule
     codes = [lang.code for lang in schedule.languages]
-    names = {lang.code: f"{lang.code} ({lang.name})" for lang in schedule.languages}
+    # a `$` pair would be read as mathtext (and malformed mathtext raises): names are text
+    names = {lang.code: f"{lang.code} ({lang.name})".replace("$", r"\$")
+             for lang in schedule.languages}
     steps, per_step = [], {c: [] for c in codes}
     for phase in schedule.phases:
         for step in (phase.start_step, phase.end_step):

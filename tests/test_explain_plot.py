@@ -60,3 +60,15 @@ def test_explain_without_plot_does_not_import_matplotlib():
                  ["diff", str(SPEC), str(SPEC)]):
         r = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True)
         assert r.stderr.strip().splitlines()[-1] == "0 False", (args, r.stderr)
+
+
+def test_a_language_name_is_text_not_mathtext(tmp_path):
+    """`$…$` in a name would be typeset as mathtext by matplotlib, and malformed mathtext raises:
+    the name is drawn as it is written."""
+    spec = tmp_path / "exp.genba"
+    spec.write_text((ROOT / "examples" / "tiny-rehearsal.genba").read_text().replace(
+        '"English"', '"E $\\\\frac{ x$ _^"'))
+    r = subprocess.run([sys.executable, "-m", "genbac", "explain", "--plot",
+                        str(tmp_path / "m.png"), str(spec)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert png_size((tmp_path / "m.png").read_bytes()) == (880, 550)
