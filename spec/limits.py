@@ -51,6 +51,19 @@ MAX_LITERAL_DIGITS = 40  # digits of one number literal, before its scale
 MAX_LITERAL_EXPONENT = 18  # |a literal| < 10^19 (a quintillion; the token limit is 10^15) …
 MIN_LITERAL_EXPONENT = -30  # … and either 0 or at least 10^-30
 
+# The largest value of each count a spec gives (GB113): beyond any real model or run (Llama
+# 3.1-405B has 126 layers, hidden 16,384, ffn 53,248, vocabulary 128,256), and small enough that no
+# pass that scales with a value (a layer list, a step loop) can take long.
+MAX_TOKENS = 10**15  # a quadrillion tokens: keeps arithmetic sane
+MAX_LAYERS = 1024
+MAX_WIDTH = 2**20  # hidden, ffn, heads, head_dim
+MAX_VOCAB = 2**24
+MAX_SEQUENCE = 2**24  # context, sequence, batch, micro_batch
+MAX_STEPS = 10**9  # intervals and schedule lengths in steps
+MAX_SYSTEMS = 2**16
+MAX_SEED = 2**32 - 1  # what numpy's and most samplers' seeds take
+MAX_ANY = MAX_TOKENS  # every other whole number
+
 # -- the character sets ----------------------------------------------------------------------------
 
 # Characters a .genba file may not contain anywhere, comments included: C0 and C1 control

@@ -17,20 +17,9 @@ from .architectures import BUILTIN, DEFAULT_WEIGHTS
 from .diagnostics import Diagnostic, SpecError, error, suggestion, unique, warning
 from .ir import (Architecture, Base, Growth, Hardware, Language, Optimizer, PhaseMixture, Point,
                  ScheduleSegment, Spec, TokenizerTraining, Train, VocabExtension)
+from .limits import (MAX_ANY, MAX_LAYERS, MAX_SEED, MAX_SEQUENCE, MAX_STEPS, MAX_SYSTEMS,
+                     MAX_TOKENS, MAX_VOCAB, MAX_WIDTH)
 from .span import Span
-
-MAX_TOKENS = 10**15  # a quadrillion tokens: far beyond any run, but keeps arithmetic sane
-# The largest value of each count a spec gives: beyond any real model or run (Llama 3.1-405B has
-# 126 layers, hidden 16,384, ffn 53,248, vocabulary 128,256), and small enough that no pass
-# that scales with a value (a layer list, a step loop) can take long.
-MAX_LAYERS = 1024
-MAX_WIDTH = 2**20  # hidden, ffn, heads, head_dim
-MAX_VOCAB = 2**24
-MAX_SEQUENCE = 2**24  # context, sequence, batch, micro_batch
-MAX_STEPS = 10**9  # intervals and schedule lengths in steps
-MAX_SYSTEMS = 2**16
-MAX_SEED = 2**32 - 1  # what numpy's and most samplers' seeds take
-MAX_ANY = MAX_TOKENS  # every other whole number
 
 EXPERIMENT_KEYS = {"base", "tokenizer", "hardware"}
 EXPERIMENT_BLOCKS = {"architecture", "grow", "vocab", "language", "phase", "train"}
