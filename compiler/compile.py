@@ -11,7 +11,6 @@ Writing the files is the CLI's job (`genbac.output`), and reading imported files
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import posixpath
 from typing import NamedTuple
@@ -141,37 +140,26 @@ def compile_all(text: str, path: str, *, project_dir: str, target: str = "cszoo"
 def generate_files(plan: Plan, diagnostics: list[Diagnostic], text: str, path: str, *,
                    project_dir: str, target: str, imports: dict[str, str] | None = None
                    ) -> tuple[dict[str, bytes], list[Diagnostic]]:
-    """One experiment's files: the target's, spec.genba, plan.json and the manifest."""
-    from . import targets
+    """One experiment's files: the target's, spec.genba, plan.json, steps.json and the
+    manifest (compiler/artifact.py)."""
+    from . import artifact, targets
 
-    generate = targets.get(target)
-    check = getattr(importlib.import_module(generate.__module__), "check", None)
-    if check is not None:
-        problems = check(plan)
-        if any(d.is_error for d in problems):
-            raise SpecError(diagnostics + problems)
-        diagnostics = diagnostics + problems
+    generator = targets.get(target)
+    problems = generator.check(plan)
+    if any(d.is_error for d in problems):
+        raise SpecError(diagnostics + problems)
+    diagnostics = diagnostics + problems
     # `path` is the spec as the CLI shows it, with forward slashes already: a backslash is part of
     # a (POSIX) file name, not a separator
     spec_file = posixpath.basename(path)
-    files = {"spec.genba": text.encode("utf-8"), "plan.json": plan_json(plan)}
-    files |= generate(plan, spec_file=spec_file, project_dir=project_dir)
-    files["manifest.json"] = manifest(plan, files, spec_file, target, project_dir, imports or {})
+    steps = generator.steps(plan)
+    files = {artifact.SPEC: text.encode("utf-8"), artifact.PLAN: plan_json(plan),
+             artifact.STEPS: artifact.steps_json(
+                 artifact.StepPlan.make(target=target, steps=tuple(steps)))}
+    files |= generator.files(plan, steps, spec_file=spec_file, project_dir=project_dir)
+    files[artifact.MANIFEST] = artifact.Manifest.make(
+        genbac_version=plan.genbac_version, name=plan.name, spec=spec_file,
+        spec_hash=plan.spec_hash, target=target, project_dir=project_dir,
+        files={p: hashlib.sha256(b).hexdigest() for p, b in sorted(files.items())},
+        imports=imports or {}).to_bytes()
     return dict(sorted(files.items())), diagnostics
-
-
-def manifest(plan: Plan, files: dict[str, bytes], spec_file: str, target: str,
-             project_dir: str, imports: dict[str, str]) -> bytes:
-    return (json.dumps({
-        "format": "genbac.manifest/1",
-        "genbac_version": plan.genbac_version,
-        "name": plan.name,
-        "spec": spec_file,
-        "spec_hash": plan.spec_hash,
-        "target": target,
-        "project_dir": project_dir,  # where the spec's relative paths start, from the output
-        "files": {p: hashlib.sha256(b).hexdigest() for p, b in sorted(files.items())},
-        # imported files (as the compiling user named them) and their hashes, for provenance:
-        # their content is in plan.json's resolved spec
-        **({"imports": imports} if imports else {}),
-    }, indent=2) + "\n").encode("utf-8")

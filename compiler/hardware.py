@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from genbac.spec.ir import HARDWARE_KINDS
+
 
 class Profile(NamedTuple):  # a named tuple, not a dataclass: cheaper to define at start-up
     kind: str
@@ -38,6 +40,8 @@ PROFILES = {
                 "CPU: rough 1 TF peak, 30%, 200 W; for tiny rehearsals only"),
     )
 }
+
+assert tuple(PROFILES) == HARDWARE_KINDS, "a profile for every hardware kind, in their order"
 
 # bytes per parameter for mixed-precision training with Adam-style optimizers:
 # fp32 master weights (4) + gradients (4) + two moments (8); frozen parameters keep only weights (4).

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from genbac import __version__
+from genbac.errors import EXIT_BUG, EXIT_OK, EXIT_SPEC, EXIT_USAGE, UserError
 
-EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_BUG = 0, 1, 2, 3
 EXIT_DIFFERENT = 1  # `diff`, as diff(1): 0 same, 1 different, 2 trouble
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # the shell's 128 + SIGINT, 128 + SIGTERM
 
@@ -30,8 +30,8 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
-class UsageError(Exception):
-    pass
+class UsageError(UserError):
+    """A bad command line or an unreadable file named on it."""
 
 
 # The spec file a command is working on, for the one line a genbac bug is reported with.
@@ -171,13 +171,9 @@ def _calibration(plan, run_id: str, tracking_uri: str | None, markdown: bool) ->
     option imports MLflow."""
     from genbac.compiler.calibrate import calibrate, render
     from genbac.runtime.calibrate import measure
-    from genbac.runtime.executor import RunError
     from genbac.runtime.tracking import default_tracking_uri
 
-    try:
-        measured = measure(run_id, tracking_uri or default_tracking_uri())
-    except RunError as exc:
-        raise UsageError(str(exc)) from None
+    measured = measure(run_id, tracking_uri or default_tracking_uri())
     return "\n" + render(plan.estimate, measured, calibrate(plan.estimate, measured),
                          markdown=markdown)
 
@@ -236,12 +232,9 @@ def _read_side(arg: str, root: str | None):
     read from git (see genbac.revisions)."""
     if Path(arg).exists() or ":" not in arg:
         return _read_spec(arg), _display_path(arg), _imports(arg, root)
-    from .revisions import RevisionError, read_revision
+    from .revisions import read_revision
 
-    try:
-        return read_revision(arg)
-    except RevisionError as exc:
-        raise UsageError(str(exc)) from None
+    return read_revision(arg)
 
 
 def cmd_diff(args) -> int:
@@ -274,10 +267,23 @@ def cmd_diff(args) -> int:
 
 
 def cmd_compile(args) -> int:
+    from .output import write_atomic
+
+    compiled = _compile(args)
+    if compiled is None:
+        return EXIT_SPEC
+    out, planned, files = compiled
+    write_atomic(out, files)
+    if args.format == "text":
+        _say_compiled(args.spec, out, planned, files)
+    return EXIT_OK
+
+
+def _compile(args):
+    """Compile in memory: (output directory, planned variants, files), or None after reporting the
+    spec's errors."""
     from genbac.compiler.compile import compile_all
     from genbac.spec.diagnostics import SpecError
-
-    from .output import OutputError, write_atomic
 
     text = _read_spec(args.spec)
     shown = _display_path(args.spec)
@@ -296,79 +302,134 @@ def cmd_compile(args) -> int:
 
             print(f"{_printable(args.spec)}: {summary_line(exc.diagnostics)}; nothing written",
                   file=sys.stderr)
-        return EXIT_SPEC
+        return None
     _report(diagnostics, sources, args.format)
+    return out, planned, files
+
+
+def _say_compiled(spec: str, out: Path, planned, files) -> None:
+    shown_out = _printable(str(out))
+    print(f"compiled {_printable(spec)} -> {shown_out}/ ({len(files)} files)")
+    for variant in planned:
+        plan, s = variant.plan, variant.plan.schedule
+        n = len(s.phases)
+        where = f"  {shown_out}/{variant.name}/: " if variant.name else "  "
+        swept = ", ".join(f"{k} = {v}" for k, v in variant.values.items())
+        print(f"{where}{n} phase{'s' if n != 1 else ''}, {s.total_steps:,} steps; "
+              f"spec {plan.spec_hash[:12]}" + (f"  ({swept})" if swept else ""))
+    first = f"{shown_out}/{planned[0].name}" if planned[0].name else shown_out
+    print(f"next: bash {first}/run.sh   (or review: genbac explain {_printable(spec)})")
+
+
+def _variants(directory: Path, read) -> list[Path]:
+    """The experiment directories of a compiled directory: itself, or a sweep's variants."""
+    from genbac.compiler.artifact import SWEEP_INDEX
+
     try:
-        write_atomic(out, files)
-    except OutputError as exc:
-        raise UsageError(str(exc)) from None
-    if args.format == "text":
-        shown_out = _printable(str(out))
-        print(f"compiled {_printable(args.spec)} -> {shown_out}/ ({len(files)} files)")
-        for variant in planned:
-            plan, s = variant.plan, variant.plan.schedule
-            n = len(s.phases)
-            where = f"  {shown_out}/{variant.name}/: " if variant.name else "  "
-            swept = ", ".join(f"{k} = {v}" for k, v in variant.values.items())
-            print(f"{where}{n} phase{'s' if n != 1 else ''}, {s.total_steps:,} steps; "
-                  f"spec {plan.spec_hash[:12]}" + (f"  ({swept})" if swept else ""))
-        first = f"{shown_out}/{planned[0].name}" if planned[0].name else shown_out
-        print(f"next: bash {first}/run.sh   (or review: genbac explain {_printable(args.spec)})")
+        index = json.loads(read(SWEEP_INDEX))
+    except FileNotFoundError:
+        return [directory]
+    return [directory / v["dir"] for v in index["variants"]]
+
+
+def _show_plan(artifact, verdict, state: dict) -> None:
+    """`--dry-run`: the steps and their commands, then the preflight verdict."""
+    import shlex
+
+    done = set(state.get("done", []))
+    backend = verdict.device.backend if verdict.device else "?"
+    print(f"{_printable(str(artifact.directory))}: {len(artifact.steps.steps)} steps "
+          f"({backend} backend)")
+    for step in artifact.steps.steps:
+        how = ("genbac" if step.engine == "genbac" else
+               shlex.join(step.argv) if backend == "cszoo" else f"genbac's local {step.kind}")
+        mark = "done" if step.name in done else "todo"
+        print(f"  {mark}  {step.name:<16} {_printable(how)}")
+    for line in verdict.lines():
+        print(f"  {_printable(line)}")
+
+
+def cmd_preflight(args) -> int:
+    """What `genbac run` checks before its first step (run.sh calls this)."""
+    from genbac.runtime.executor import plan_run
+
+    for directory in _variants(Path(args.compiled), lambda n: (Path(args.compiled) / n).read_text()):
+        _, verdict, _ = plan_run(directory, args.backend)
+        for line in verdict.lines():
+            print(f"genbac: {_printable(line)}", file=sys.stderr if verdict.problems else sys.stdout)
+        verdict.raise_if_refused()
     return EXIT_OK
 
 
-def _compile_to(spec: str, output: str | None, fmt: str = "text", root: str | None = None
-                ) -> Path | None:
-    """Compile a spec for `run`; None (after reporting) if it has errors."""
-    args = argparse.Namespace(spec=spec, output=output, target="cszoo", format=fmt, root=root)
-    if cmd_compile(args) != EXIT_OK:
-        return None
-    return Path(output) if output else Path("out") / Path(spec).stem
+def cmd_step(args) -> int:
+    """One of genbac's own steps of a compiled experiment, without tracking (run.sh's)."""
+    from genbac.compiler.artifact import Artifact
+    from genbac.runtime.context import Context
+    from genbac.runtime.steps import run_genbac_step
+
+    artifact = Artifact.load(Path(args.compiled))
+    names = [s.name for s in artifact.steps.steps]
+    if args.name not in names:
+        raise UsageError(f"{args.compiled} has no step {args.name!r} (its steps: "
+                         f"{', '.join(names)})")
+    run_genbac_step(Context(artifact, log=lambda line: print(line, flush=True)),
+                    artifact.steps.get(args.name))
+    return EXIT_OK
 
 
 def cmd_run(args) -> int:
-    if args.backend == "cszoo":  # before anything is compiled or written
-        from genbac.runtime.cszoo_backend import find_cszoo
-        from genbac.runtime.executor import RunError
+    import signal
 
-        try:
-            find_cszoo()
-        except RunError as exc:
-            raise UsageError(str(exc)) from None
+    from genbac.compiler.artifact import Artifact
+    from genbac.runtime.executor import execute, plan_run, preflight
+
+    from .output import recover, write_atomic
+
     target = Path(args.target)
     if target.suffix == ".genba" or target.is_file():
-        compiled = _compile_to(args.target, args.output, root=args.root)
+        compiled = _compile(argparse.Namespace(spec=args.target, output=args.output,
+                                               target="cszoo", format="text", root=args.root))
         if compiled is None:
             return EXIT_SPEC
+        out, planned, files = compiled
+        # preflight on what was compiled, before it is written: a refused run writes nothing
+        for directory in _variants(out, lambda name: files[name]):
+            prefix = "" if directory == out else directory.name + "/"
+            artifact = Artifact.from_files(out.resolve() / prefix,
+                                           lambda name, p=prefix: files[p + name])
+            verdict = preflight(artifact, args.backend)
+            if args.dry_run:
+                _show_plan(artifact, verdict, {})
+            elif verdict.problems:
+                verdict.raise_if_refused()
+        if args.dry_run:
+            return EXIT_OK if verdict.ok else EXIT_SPEC
+        write_atomic(out, files)
+        _say_compiled(args.target, out, planned, files)
     else:
-        compiled = target
-        from .output import recover
-
-        for line in recover(compiled):  # what an interrupted compile left, before anything runs
+        out = target
+        for line in recover(out):  # what an interrupted compile left, before anything runs
             print(line, file=sys.stderr)
-    index = compiled / "index.json"
-    if index.is_file():  # a sweep: run its variants one after the other
-        for variant in json.loads(index.read_text(encoding="utf-8"))["variants"]:
-            print(f"genbac: variant {variant['name']}", flush=True)
-            code = cmd_run(argparse.Namespace(**{**vars(args),
-                                                 "target": str(compiled / variant["dir"])}))
-            if code != EXIT_OK:
-                return code
-        return EXIT_OK
-    from genbac.runtime.executor import RunError, execute
+    directories = _variants(out, lambda name: (out / name).read_text(encoding="utf-8"))
+    if args.dry_run:
+        ok = True
+        for directory in directories:
+            artifact, verdict, state = plan_run(directory, args.backend, restart=args.restart)
+            _show_plan(artifact, verdict, state)
+            ok = ok and verdict.ok
+        return EXIT_OK if ok else EXIT_SPEC
     from genbac.runtime.tracking import default_tracking_uri
-
-    import signal
 
     uri = args.tracking_uri or default_tracking_uri()
     if args.compile:  # read by the trainer in this process and in torchrun's workers
         os.environ["GENBAC_COMPILE"] = "1"
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        execute(compiled, tracking_uri=uri, restart=args.restart, backend=args.backend,
-                log=lambda line: print(line, flush=True))
-    except RunError as exc:
-        raise UsageError(str(exc)) from None
+        for directory in directories:  # a sweep: its variants one after the other
+            if directory != out:
+                print(f"genbac: variant {directory.name}", flush=True)
+            execute(directory, tracking_uri=uri, restart=args.restart, backend=args.backend,
+                    log=lambda line: print(line, flush=True))
     except KeyboardInterrupt as exc:
         by = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
         print(f"genbac: stopped by {by}; its MLflow runs are marked KILLED. Run the same command "
@@ -383,12 +444,10 @@ def cmd_run(args) -> int:
 
 
 def cmd_grow(args) -> int:
-    from genbac.runtime.grow import GrowError, run_grow
+    from genbac.runtime.grow import run_grow
 
     try:
         run_grow(Path(args.plan), Path(args.base), Path(args.out), verify=not args.no_verify)
-    except GrowError as exc:
-        raise UsageError(str(exc)) from None
     except FileNotFoundError as exc:
         raise UsageError(f"no such file: {exc.filename}") from None
     return EXIT_OK
@@ -396,7 +455,7 @@ def cmd_grow(args) -> int:
 
 def cmd_tokenizer(args) -> int:
     from genbac.compiler.plan import Plan
-    from genbac.runtime.data import DataError, resolve_sources
+    from genbac.runtime.data import resolve_sources
     from genbac.runtime.tokenizer import train_bpe_tokenizer
 
     try:
@@ -405,12 +464,9 @@ def cmd_tokenizer(args) -> int:
         raise UsageError(f"cannot read the plan {args.plan}: {exc}") from None
     if plan.tokenizer_training is None:
         raise UsageError(f"{args.plan}: the spec does not ask for a trained tokenizer")
-    try:
-        files = [f for lang in plan.spec.languages
-                 for f in resolve_sources(list(lang.sources), Path(args.project))]
-        train_bpe_tokenizer(files, plan.tokenizer_training, Path(args.out))
-    except DataError as exc:
-        raise UsageError(str(exc)) from None
+    files = [f for lang in plan.spec.languages
+             for f in resolve_sources(list(lang.sources), Path(args.project))]
+    train_bpe_tokenizer(files, plan.tokenizer_training, Path(args.out))
     print(f"genbac: trained a {plan.tokenizer_training}-token BPE tokenizer on {len(files)} "
           f"files -> {args.out}")
     return EXIT_OK
@@ -418,7 +474,6 @@ def cmd_tokenizer(args) -> int:
 
 def cmd_compare(args) -> int:
     from genbac.runtime.compare import compare_command
-    from genbac.runtime.runs import StoreError
     from genbac.runtime.tracking import default_tracking_uri
 
     if len(args.runs) < 2:
@@ -428,8 +483,6 @@ def cmd_compare(args) -> int:
     try:
         text = compare_command(args.tracking_uri or default_tracking_uri(), args.runs,
                                show_all=args.all, fmt=args.format, plot_to=plot_to)
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
     except OSError as exc:  # the plot could not be written
         raise UsageError(f"cannot write {args.plot}: {exc.strerror or exc}") from None
     sys.stdout.write(text)
@@ -439,14 +492,11 @@ def cmd_compare(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from genbac.runtime.runs import StoreError, list_runs
+    from genbac.runtime.runs import list_runs
     from genbac.runtime.tracking import default_tracking_uri
 
-    try:
-        text = list_runs(args.tracking_uri or default_tracking_uri(), args.experiment,
-                         args.format, args.limit)
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
+    text = list_runs(args.tracking_uri or default_tracking_uri(), args.experiment,
+                     args.format, args.limit)
     sys.stdout.write(text)
     return EXIT_OK
 
@@ -624,9 +674,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="where to compile a spec (default: out/<spec name>)")
     p.add_argument("--root", help="the project root that imports may not leave (default: the "
                                   "directory above the spec that holds .git)")
-    p.add_argument("--backend", default="local", choices=["local", "cszoo"],
-                   help="local: PyTorch + transformers here (default); cszoo: Cerebras Model "
-                        "Zoo's `cszoo` (on PATH or $GENBAC_CSZOO), the steps of run.sh")
+    p.add_argument("--backend", default="auto", choices=["auto", "local", "cszoo"],
+                   help="auto (default): from the spec's hardware (CS-X: cszoo; GPUs and cpu: "
+                        "local); local: PyTorch + transformers here, a labelled rehearsal when "
+                        "the spec's hardware is not here; cszoo: Cerebras Model Zoo's `cszoo` "
+                        "(on PATH or $GENBAC_CSZOO)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the steps and their commands and the preflight verdict; run "
+                        "nothing, write nothing")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
                                           "else sqlite:///mlflow.db in the working directory)")
     p.add_argument("--restart", action="store_true",
@@ -635,6 +690,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local: torch.compile the model for training (worth it on a GPU; the "
                         "first steps wait for the compilation)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("preflight", help="check a compiled experiment's preconditions, as "
+                                         "`genbac run` does before its first step")
+    p.add_argument("compiled", help="the compiled directory")
+    p.add_argument("--backend", default="auto", choices=["auto", "local", "cszoo"])
+    p.set_defaults(func=cmd_preflight)
+
+    p = sub.add_parser("step", help="run one of genbac's own steps of a compiled experiment "
+                                    "(what run.sh calls; no tracking)")
+    p.add_argument("compiled", help="the compiled directory")
+    p.add_argument("name", help="the step's name in steps.json (e.g. stage-en, grow)")
+    p.set_defaults(func=cmd_step)
 
     p = sub.add_parser("grow", help="grow a Hugging Face checkpoint as a plan says (LLaMA Pro / "
                                     "depth up-scaling), streaming, and check function preservation")
@@ -693,11 +760,11 @@ def main(argv: list[str] | None = None) -> int:
     _CURRENT.clear()
     try:
         return args.func(args)
-    except UsageError as exc:
+    except UserError as exc:  # the one place a user's mistake becomes a message and a status
         from genbac.spec.limits import visible
 
         print(f"genbac: error: {visible(str(exc))}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:

@@ -26,11 +26,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from genbac.errors import UserError
+
 KEEP = "work"  # runtime state that belongs to an experiment, not to its compiled files
 _LEFTOVER_KINDS = (".tmp-", ".old-")
 
 
-class OutputError(Exception):
+class OutputError(UserError):
     pass
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import posixpath
 import subprocess
 
+from genbac.errors import UserError
 
-class RevisionError(Exception):
+
+class RevisionError(UserError):
     """A revision, path or repository that git cannot read: a usage error."""
 
 

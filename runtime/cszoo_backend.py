@@ -1,13 +1,14 @@
-"""The cszoo backend: a compiled experiment run through Cerebras Model Zoo's `cszoo` command, as
-steps of the same resumable executor as the local backend.
+"""The cszoo backend: the step plan's tool steps run through Cerebras Model Zoo's `cszoo` command,
+in the same resumable executor as the local backend (runtime/executor.py).
 
-    [tokenizer] -> [grow -> convert] -> prepare-<lang>[-val] ... -> phase-1 ... phase-N
-
-The commands are exactly those of the compiled run.sh: `cszoo data_preprocess run --config …` per
-language, genbac's own growth step, `cszoo checkpoint convert … --tgt-fmt cs-2.9` and one
-`cszoo fit` over the multi-phase cszoo/train.yaml. That fit is a single process; its phases become
+The commands are the step plan's (steps.json), as run.sh runs them: `cszoo data_preprocess run
+--config …` per job, `cszoo checkpoint convert … --tgt-fmt cs-2.9` and one `cszoo fit` over the
+multi-phase cszoo/train.yaml; genbac's own steps (tokenizer, stage, base, grow) are
+runtime/steps.py's, under every backend. That fit is a single process; its phases become
 one executor step (and one MLflow child run) each: phase k's step reads the process's output until
-Model Zoo reports phase k's trainer done (`Processed N training sample(s) …`), and the next step
+Model Zoo reports phase k's trainer done (`Processed N training sample(s) …`) and its checkpoint
+at the phase's last step is listed (Model Zoo prints that line also when a fit fails), and the next
+step
 goes on reading the same process. Output is streamed to the user and to work/logs/, parsed live
 (runtime/cszoo_logs.py) and completed from the TensorBoard event files at every checkpoint.
 
@@ -39,19 +40,24 @@ from pathlib import Path
 
 import yaml
 
-from genbac.compiler.targets.cszoo import CONVERTED, MODEL_DIR, data_dir
+from genbac.compiler.artifact import CONVERTED, MODEL_DIR, RESUME_YAML, TRAIN_YAML, Step
 
 from . import cszoo_logs as logs
-from .executor import Context, RunError, Step, step_grow, step_tokenizer
+from .context import Context, RunError
 
 CSZOO_ENV = "GENBAC_CSZOO"
-TRAIN_YAML = "cszoo/train.yaml"
-RESUME_YAML = "work/resume.yaml"
 MISSING = (
     "the cszoo backend runs `cszoo`, the command of the Cerebras Model Zoo (2.10), which is "
     "installed on Cerebras user nodes (or by hand from a Model Zoo checkout); {where}. "
     "Set " + CSZOO_ENV + "=/path/to/cszoo if it is installed elsewhere, or rehearse the "
     "experiment here with --backend local")
+
+
+def find_cszoo_or_none() -> str | None:
+    try:
+        return find_cszoo()
+    except RunError:
+        return None
 
 
 def find_cszoo() -> str:
@@ -149,71 +155,36 @@ def run_command(ctx: Context, argv: list[str], name: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# preprocessing and conversion (what run.sh does, step for step)
+# the tool's steps: the step plan's command, as run.sh runs it
 # --------------------------------------------------------------------------------------------------
 
-def _link_tokenizer(ctx: Context) -> None:
-    """Preprocessing reads a local tokenizer from work/tokenizer (as run.sh links it)."""
-    plan = ctx.plan
-    if plan.tokenizer_training is not None or plan.tokenizer is None or \
-            plan.tokenizer.startswith("hf:"):
-        return
-    target = (ctx.project / plan.tokenizer).resolve()
-    if not ((target / "tokenizer.json").exists() or (target / "tokenizer_config.json").exists()):
-        raise RunError(f"no tokenizer at {target} (tokenizer.json or tokenizer_config.json)")
-    link = ctx.work / "tokenizer"
-    if link.is_symlink() or link.exists():
-        if link.is_symlink() and link.resolve() == target:
-            return
-        link.unlink() if link.is_symlink() else shutil.rmtree(link)
-    link.symlink_to(target, target_is_directory=True)
+def command(step: Step) -> list[str]:
+    """The step's argv with its tool found here."""
+    return [find_cszoo(), *step.argv[1:]]
 
 
-def stage(sources: list[Path], directory: Path) -> None:
-    """Link the files a language names into the input directory of its preprocessing run, numbered
-    so that two sources with one file name stay apart."""
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
-    for n, path in enumerate(sources, 1):
-        (directory / f"{n:04d}-{path.name}").symlink_to(path)
-
-
-def step_preprocess(code: str, split: str):
-    def run(ctx: Context, run_id: str):
-        from .data import resolve_sources
-
-        lang = ctx.plan.spec.language(code)
-        job = code if split == "train" else f"{code}-{split}"
-        patterns = list(lang.sources if split == "train" else lang.eval)
-        stage(resolve_sources(patterns, ctx.project), ctx.work / "raw" / job)
-        _link_tokenizer(ctx)
-        out = ctx.compiled / data_dir(code, split)
+def prepare(ctx: Context, step: Step):
+    out = ctx.path(step.outputs[0])
+    if step.fresh:
         shutil.rmtree(out, ignore_errors=True)
-        run_command(ctx, [find_cszoo(), "data_preprocess", "run", "--config",
-                          f"cszoo/preprocess/{job}.yaml"], f"prepare-{job}")
-        try:
-            stats = json.loads((out / "data_params.json").read_text())["post-process"]
-        except (OSError, ValueError, KeyError):
-            raise RunError(f"cszoo data_preprocess wrote no {data_dir(code, split)}/"
-                           "data_params.json; see the output above") from None
-        if not stats.get("n_examples"):
-            raise RunError(f"preprocessing {job} produced no sequences: the sources are shorter "
-                           f"than one sequence of {ctx.plan.schedule.sequence} tokens")
-        return {"metrics": {"sequences": stats["n_examples"],
-                            "tokens": stats.get("num_tokens", 0)}}
-
-    return run
+    run_command(ctx, command(step), step.name)
+    try:
+        stats = json.loads((out / "data_params.json").read_text())["post-process"]
+    except (OSError, ValueError, KeyError):
+        raise RunError(f"cszoo data_preprocess wrote no {step.outputs[0]}/data_params.json; see "
+                       "the output above") from None
+    if not stats.get("n_examples"):
+        raise RunError(f"preprocessing {step.job} produced no sequences: the sources are shorter "
+                       f"than one sequence of {ctx.plan.schedule.sequence} tokens")
+    return {"metrics": {"sequences": stats["n_examples"], "tokens": stats.get("num_tokens", 0)}}
 
 
-def step_convert(ctx: Context, run_id: str):
+def convert(ctx: Context, step: Step):
     """Hugging Face -> cs-2.9 (the public 2.10 converter stops there; 2.10 loads it). Its
     config_to_cs-2.9.yaml is not used: train.yaml's model section comes from the plan, without the
     keys 2.10 rejects (norm_first, use_ff_layer1_dropout)."""
-    run_command(ctx, [find_cszoo(), "checkpoint", "convert", "--model", "llama",
-                      "--src-fmt", "hf", "--tgt-fmt", "cs-2.9",
-                      "--config", "work/grown/config.json", "--output-dir", "work/ckpt",
-                      "work/grown/model.safetensors.index.json"], "convert")
-    if not (ctx.compiled / CONVERTED).exists():
+    run_command(ctx, command(step), step.name)
+    if not ctx.path(CONVERTED).exists():
         raise RunError(f"cszoo checkpoint convert finished but wrote no {CONVERTED}")
     return None
 
@@ -325,12 +296,6 @@ class Fit:
         self.follower = logs.LineFollower(self.layout)
         self.sink: MetricSink | None = None
 
-    def step(self, index: int):
-        def run(ctx: Context, run_id: str):
-            return self.run_phase(ctx, run_id, index)
-
-        return run
-
     def _runs(self, ctx: Context, index: int, run_id: str) -> dict[int, str]:
         children = ctx.state["mlflow"].get("children", {})
         runs = {p.index: children[f"phase-{p.index}"] for p in self.layout.phases
@@ -352,8 +317,9 @@ class Fit:
             scalars += logs.read_events(path)
         self._log(ctx, runs, logs.scalar_metrics(self.layout, scalars))
 
-    def _start(self, ctx: Context, index: int) -> bool:
-        """Start the fit for phase `index` onwards; False if that phase is already trained."""
+    def _start(self, ctx: Context, step: Step) -> bool:
+        """Start the fit for the step's phase onwards; False if that phase is already trained."""
+        index = step.phase
         phase = self.layout.phases[index - 1]
         latest = latest_checkpoint(ctx.compiled)
         if latest is None and index > 1:
@@ -362,28 +328,30 @@ class Fit:
         if latest is not None and latest[1] >= phase.end_step:
             ctx.log(f"genbac: {latest[0]} is at step {latest[1]}: phase {index} is trained")
             return False
-        config = TRAIN_YAML
+        config = step.argv[-1]  # the compiled train.yaml
         if latest is not None:
-            path, step = latest
+            path, at = latest
             trainers = yaml.safe_load((ctx.compiled / TRAIN_YAML).read_text())["trainer"]
-            resumed = resume_trainers(trainers, self.layout.phases, path, step)
-            how = "resuming phase" if step > phase.start_step else "starting phase"
-            ctx.log(f"genbac: {how} {index} from {path} (step {step}); config {RESUME_YAML}")
+            resumed = resume_trainers(trainers, self.layout.phases, path, at)
+            how = "resuming phase" if at > phase.start_step else "starting phase"
+            ctx.log(f"genbac: {how} {index} from {path} (step {at}); config {RESUME_YAML}")
             from genbac.compiler.targets.render import comment_text
 
             (ctx.compiled / RESUME_YAML).write_text(  # the path may hold any character
                 "# written by genbac run --backend cszoo: cszoo/train.yaml continued from "
                 f"{comment_text(path)}\n" + yaml.safe_dump({"trainer": resumed}, sort_keys=False))
             config = RESUME_YAML
-        self.process = Process(ctx, [find_cszoo(), "fit", config], "fit")
+        self.process = Process(ctx, [*command(step)[:-1], config], step.process or step.name)
         self.follower = logs.LineFollower(self.layout)
         return True
 
-    def run_phase(self, ctx: Context, run_id: str, index: int):
+    def run_phase(self, ctx: Context, step: Step):
         ctx.save_state()  # the phase's run id: a rerun after a crash reopens this run
+        index, run_id = step.phase, ctx.run_id
+        phase = self.layout.phases[index - 1]
         runs = self._runs(ctx, index, run_id)
         last = index == len(self.layout.phases)
-        if self.process is None and not self._start(ctx, index):
+        if self.process is None and not self._start(ctx, step):
             self.ingest_events(ctx, runs)
             return None
         process = self.process
@@ -395,7 +363,9 @@ class Fit:
                     self._log(ctx, runs, points)
                 if isinstance(record, logs.CheckpointSaved):
                     self.ingest_events(ctx, runs)
-                elif isinstance(record, logs.PhaseDone):
+                elif isinstance(record, logs.PhaseDone) and self._trained(ctx, phase):
+                    # Model Zoo prints this line also when a fit fails (`Processed 0 training
+                    # sample(s)`): only a checkpoint at the phase's last step says it is done
                     ctx.tracker.params(run_id, {"processed_samples": str(record.samples),
                                                 "processed_seconds": f"{record.seconds:.1f}"})
                     if not last:
@@ -417,18 +387,26 @@ class Fit:
                            f"{process.log_path.relative_to(ctx.compiled)}")
         return None
 
+    @staticmethod
+    def _trained(ctx: Context, phase: logs.PhaseSpan) -> bool:
+        latest = latest_checkpoint(ctx.compiled)
+        return latest is not None and latest[1] >= phase.end_step
 
-def steps_for(plan) -> list[Step]:
-    """The cszoo backend's steps, in run.sh's order of work."""
-    steps = []
-    if plan.tokenizer_training is not None:
-        steps.append(Step("tokenizer", step_tokenizer))
-    if plan.base_weights is not None:
-        steps += [Step("grow", step_grow), Step("convert", step_convert)]
-    for lang in plan.spec.languages:
-        steps.append(Step(f"prepare-{lang.code}", step_preprocess(lang.code, "train")))
-        if lang.eval:
-            steps.append(Step(f"prepare-{lang.code}-val", step_preprocess(lang.code, "val")))
-    fit = Fit(logs.layout_from_plan(plan))
-    steps += [Step(f"phase-{p.index}", fit.step(p.index)) for p in plan.schedule.phases]
-    return steps
+
+class CszooBackend:
+    """The step plan's tool steps through Model Zoo's `cszoo`; genbac's own steps are
+    runtime/steps.py's, as under every backend."""
+
+    name = "cszoo"
+
+    def __init__(self, plan):
+        self.fit = Fit(logs.layout_from_plan(plan))
+
+    def run(self, ctx: Context, step: Step):
+        if step.kind == "prepare":
+            return prepare(ctx, step)
+        if step.kind == "convert":
+            return convert(ctx, step)
+        if step.kind == "phase":
+            return self.fit.run_phase(ctx, step)
+        raise RunError(f"the cszoo backend has no step of kind {step.kind} ({step.name})")

@@ -43,6 +43,8 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
+from genbac.errors import UserError
+
 FORMAT_VERSION = 1  # bump when the packed layout or the tokenization rule changes
 SEQUENCES_FILE = "sequences.npy"
 META_FILE = "meta.json"
@@ -55,7 +57,7 @@ COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
 SAVED = "saved"  # a directory written by save_to_disk
 
 
-class DataError(Exception):
+class DataError(UserError):
     """A problem with the data or the tokenizer that the user can fix; the message says how."""
 
 

@@ -29,19 +29,18 @@ import time
 from pathlib import Path
 from typing import Callable
 
-GPU_KINDS = ("h100", "a100")
 
 
 def world_size(plan) -> int:
     """Processes a phase trains with: the GPU or CPU count of `hardware` (CS-X: one, locally)."""
     hw = plan.spec.hardware
-    return hw.count if hw.kind in GPU_KINDS + ("cpu",) else 1
+    return hw.count if hw.is_gpu or hw.kind == "cpu" else 1
 
 
 def world_problem(plan, world: int, gpus: int) -> str | None:
     """Why `world` processes cannot train this plan on a machine with `gpus` CUDA GPUs, if so."""
     hw = plan.spec.hardware  # (a batch that does not split over the world is a spec error, GB172)
-    if hw.kind in GPU_KINDS and gpus < world:
+    if hw.is_gpu and gpus < world:
         return (f"`hardware = {hw.kind} x {hw.count}` trains with {world} CUDA GPUs, this machine "
                 f"has {gpus}; rehearse it on the CPU with `hardware = cpu x {world}`")
     return None
@@ -159,7 +158,7 @@ def init_rank(plan):
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    if plan.spec.hardware.kind in GPU_KINDS:
+    if plan.spec.hardware.is_gpu:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
         dist.init_process_group("nccl", device_id=device)

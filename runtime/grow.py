@@ -35,6 +35,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from genbac.errors import UserError
+
 from .safetensors_stream import (
     INDEX_NAME,
     ByteStreamer,
@@ -82,7 +84,7 @@ SHAPE_KEYS = (
 )
 
 
-class GrowError(Exception):
+class GrowError(UserError):
     """A problem with the plan, the base checkpoint or the output directory, worded for the user."""
 
 

@@ -18,10 +18,12 @@ import socket
 import time
 from pathlib import Path
 
+from genbac.errors import UserError
+
 LOCK_NAME = "run.lock"
 
 
-class LockError(Exception):
+class LockError(UserError):
     """The lock cannot be taken; the message says why (no traceback for the user)."""
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from genbac.errors import UserError
+
 # the tags a run is found by: written by executor.execute (parent) and Tracker.child (steps)
 SPEC_HASH_TAG = "genbac.spec_hash"
 STEP_TAG = "genbac.step"
@@ -29,7 +31,7 @@ SHORT = 8  # characters of a run id or spec hash shown in tables
 MISSING = "—"  # a value a run does not have
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """A problem the user can fix (no store there, an unknown or ambiguous run); no traceback."""
 
 

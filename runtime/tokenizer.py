@@ -85,13 +85,52 @@ def _save_hf_directory(tokenizer: "tokenizers.Tokenizer", directory: Path) -> No
     wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=BOS, eos_token=EOS,
                                       pad_token=PAD, clean_up_tokenization_spaces=False)
     wrapped.save_pretrained(str(directory))
-    # transformers 5 records the class as "TokenizersBackend", which the transformers 4.x that
-    # Model Zoo 2.10 pins cannot load; both read "PreTrainedTokenizerFast" (an alias in 5.x)
-    config = directory / "tokenizer_config.json"
-    data = json.loads(config.read_text(encoding="utf-8"))
-    if data.get("tokenizer_class") == "TokenizersBackend":
+    make_portable(directory)
+
+
+# The files of a tokenizer directory that tokenizers and transformers read (weights and model
+# configs are not copied by import_tokenizer).
+TOKENIZER_FILES = (TOKENIZER_FILE, CONFIG_FILE, "special_tokens_map.json", "added_tokens.json",
+                   "vocab.json", "merges.txt", "tokenizer.model", "chat_template.jinja")
+
+
+def portable_config(data: dict) -> dict:
+    """tokenizer_config.json as every engine genbac hands it to can load it. transformers 5
+    records the class as "TokenizersBackend", which the transformers 4.57.1 that Model Zoo 2.10
+    pins cannot load (`Tokenizer class TokenizersBackend does not exist or is not currently
+    imported`); both read "PreTrainedTokenizerFast" (an alias in 5.x)."""
+    data = dict(data)
+    if data.get("tokenizer_class") in (None, "TokenizersBackend"):
         data["tokenizer_class"] = "PreTrainedTokenizerFast"
-        config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return data
+
+
+def make_portable(directory: Path) -> None:
+    config = Path(directory) / CONFIG_FILE
+    if not config.is_file():
+        return
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DataError(f"{config} is not valid JSON: {error}") from None
+    portable = portable_config(data)
+    if portable != data:
+        config.write_text(json.dumps(portable, indent=2, sort_keys=True, ensure_ascii=False) +
+                          "\n", encoding="utf-8")
+
+
+def import_tokenizer(source: Path, out_dir: Path) -> Path:
+    """Copy the tokenizer files of directory `source` (a tokenizer or a model directory) to
+    `out_dir`, made portable; `out_dir` is replaced atomically."""
+    import shutil
+
+    tokenizer_file(source)
+    with atomic_directory(Path(out_dir), replace=True) as work:
+        for name in TOKENIZER_FILES:
+            if (Path(source) / name).is_file():
+                shutil.copyfile(Path(source) / name, work / name)
+        make_portable(work)
+    return Path(out_dir)
 
 
 def tokenizer_file(path: Path) -> Path:
@@ -164,5 +203,5 @@ def vocabulary_size(tokenizer: "tokenizers.Tokenizer") -> int:
     return max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1
 
 
-__all__ = ["BOS", "EOS", "PAD", "train_bpe_tokenizer", "load_tokenizer", "load_fast_tokenizer",
+__all__ = ["BOS", "EOS", "PAD", "train_bpe_tokenizer", "import_tokenizer", "portable_config", "load_tokenizer", "load_fast_tokenizer",
            "tokenizer_file", "special_token_id", "vocabulary_size"]

@@ -40,11 +40,12 @@ import torch
 
 from genbac.compiler.plan import Phase, Plan
 from genbac.compiler.schedule import lr_at
+from genbac.errors import UserError
 
 CHECKPOINT_FORMAT = "genbac.checkpoint/1"
 
 
-class TrainError(Exception):
+class TrainError(UserError):
     pass
 
 

@@ -12,6 +12,7 @@ directory) ends the rank with status 2 and the message in the events file, never
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -32,16 +33,21 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch.distributed as dist
 
+    from genbac.compiler.artifact import Artifact
+    from genbac.errors import UserError
+
+    from .context import Context
     from .distributed import init_rank
-    from .executor import Context, _user_errors, load_compiled, setup_phase
+    from .local_backend import setup_phase
     from .train import train_phase
 
+    os.environ["GENBAC_PROJECT_DIR"] = str(args.project)  # as the executor resolved it
     rank = 0
     try:
-        plan, _ = load_compiled(args.compiled)
-        rank, world, device = init_rank(plan)
+        artifact = Artifact.load(args.compiled)
+        rank, world, device = init_rank(artifact.plan)
         log = (lambda line: events.write(log=line)) if rank == 0 else (lambda line: None)
-        ctx = Context(args.compiled, args.project, plan, state={}, tracker=None, log=log)
+        ctx = Context(artifact, log=log)
         run, state = setup_phase(ctx, args.phase, device, rank=rank, world=world)
         if run is not None:
             run.log_metrics = lambda step, metrics: events.write(step=step, metrics=metrics)
@@ -49,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
         return _fail(events, rank, f"cannot write or read{where}: {exc.strerror or exc}")
-    except _user_errors() as exc:
+    except UserError as exc:
         return _fail(events, rank, str(exc))
     finally:
         if dist.is_initialized():

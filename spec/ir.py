@@ -183,13 +183,24 @@ class Train(Node):
     micro_batch: Optional[int] = None
 
 
+# The hardware kinds, the one definition (the grammar's choices, the profiles, the targets and the
+# runtime all read these).
+CSX_KINDS = ("cs-2", "cs-3")  # Cerebras systems: Model Zoo's CSX backend, weight streaming
+GPU_KINDS = ("h100", "a100")  # CUDA devices
+HARDWARE_KINDS = (*CSX_KINDS, *GPU_KINDS, "cpu")
+
+
 class Hardware(Node):
-    kind: Literal["cs-2", "cs-3", "h100", "a100", "cpu"]
+    kind: Literal[HARDWARE_KINDS]  # type: ignore[valid-type]  (Literal of the tuple's values)
     count: int = Field(default=1, gt=0)
 
     @property
     def is_csx(self) -> bool:
-        return self.kind in ("cs-2", "cs-3")
+        return self.kind in CSX_KINDS
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.kind in GPU_KINDS
 
     def describe(self) -> str:
         return "cpu" if (self.kind, self.count) == ("cpu", 1) else f"{self.kind} x {self.count}"

@@ -15,8 +15,8 @@ from typing import Iterable, NamedTuple
 from . import ast, limits
 from .architectures import BUILTIN, DEFAULT_WEIGHTS
 from .diagnostics import Diagnostic, SpecError, error, suggestion, unique, warning
-from .ir import (Architecture, Base, Growth, Hardware, Language, Optimizer, PhaseMixture, Point,
-                 ScheduleSegment, Spec, TokenizerTraining, Train, VocabExtension)
+from .ir import (HARDWARE_KINDS, Architecture, Base, Growth, Hardware, Language, Optimizer,
+                 PhaseMixture, Point, ScheduleSegment, Spec, TokenizerTraining, Train, VocabExtension)
 from .limits import (MAX_ANY, MAX_LAYERS, MAX_SEED, MAX_SEQUENCE, MAX_STEPS, MAX_SYSTEMS,
                      MAX_TOKENS, MAX_VOCAB, MAX_WIDTH)
 from .span import Span
@@ -37,7 +37,6 @@ OPTIMIZERS = {"adamw": {"lr", "betas", "eps", "weight_decay", "clip"},
               "sgd": {"lr", "momentum", "weight_decay", "clip"}}
 SCHEDULE_PIECES = ("warmup", "constant", "linear", "cosine")
 PRECISIONS = ("bf16", "fp16", "fp32")
-HARDWARE = ("cs-2", "cs-3", "h100", "a100", "cpu")
 
 
 class _Lowering:
@@ -886,7 +885,7 @@ class _Lowering:
             count_span = count_value.span
             if count is None:
                 return None
-        kind = self.choice(value, HARDWARE, "hardware", code="GB122")
+        kind = self.choice(value, HARDWARE_KINDS, "hardware", code="GB122")
         if kind is None:
             return None
         return Hardware.make(kind=kind, count=count, span=value.span,

@@ -7,20 +7,26 @@ converted base checkpoint and `model,optimizer,global_step` (never `dataloader`)
 changes, every Llama default that differs from Model Zoo's written out (§8), `cbfloat16` on CS-X and
 `bfloat16` on CPU/GPU, and the HF -> cs-2.9 checkpoint conversion (§5).
 
-All paths in the generated files are relative to the compiled directory (run.sh changes into it).
+All paths in the generated files are relative to the compiled directory (run.sh changes into it);
+they come from compiler/artifact.py, as the step plan does.
+
+Steps. Every run starts from a Hugging Face checkpoint in work/grown, converted for Model Zoo:
+the spec's base weights grown as planned (or copied, when nothing grows), or a seeded random base
+grown the same way when the base has no weights. So both backends train the same initial weights,
+and phase 1 always loads the converted checkpoint (model state only).
 """
 
 from __future__ import annotations
 
+from genbac.compiler.artifact import (BASE, CKPT_DIR, CONVERTED, GROWN, MODEL_DIR, PLAN, TOKENIZER,
+                                      TRAIN_YAML, Input, Step, data_dir, job_name,
+                                      preprocess_config, raw_dir)
 from genbac.compiler.plan import Phase, Plan
 from genbac.spec.diagnostics import Diagnostic, error, warning
 
-from . import register
+from . import Target, register
 from .render import render
 
-WORK = "work"
-MODEL_DIR = f"{WORK}/model_dir"
-CONVERTED = f"{WORK}/ckpt/model_to_cs-2.9.mdl"
 READ_HOOK = "cerebras.modelzoo.data_preparation.data_preprocessing.hooks:text_read_hook"
 
 
@@ -52,7 +58,7 @@ def backend(plan: Plan) -> dict:
     if hw.is_csx:
         return {"backend_type": "CSX",
                 "cluster_config": {"num_csx": hw.count, "job_labels": [f"name={plan.name}"]}}
-    if hw.kind in ("h100", "a100"):
+    if hw.is_gpu:
         gpu = {"backend_type": "GPU"}
         if hw.count > 1:
             gpu["enable_distributed"] = True  # data parallel over the node's GPUs (torchrun)
@@ -162,10 +168,6 @@ def num_workers(plan: Plan) -> int:
     return 8 if hw.is_csx else (0 if hw.kind == "cpu" else 4)
 
 
-def data_dir(code: str, split: str = "train") -> str:
-    return f"{WORK}/data/{code}" + ("" if split == "train" else f"-{split}")
-
-
 def val_dataloaders(plan: Plan) -> list[dict]:
     return [{
         "data_processor": "GptHDF5MapDataProcessor",
@@ -194,14 +196,13 @@ def eval_frequency(plan: Plan, phase: Phase) -> int:
 def phase_trainer(plan: Plan, phase: Phase) -> dict:
     train = plan.spec.train
     first = phase.index == 1
-    has_weights = plan.base_weights is not None
     callbacks = []
     if plan.spec.hardware.is_csx and train.micro_batch:
         flag = {"csx.performance.micro_batch_size": train.micro_batch}
         callbacks += [{"ScopedTrainFlags": dict(flag)}, {"ScopedValidateFlags": dict(flag)}]
-    if first and has_weights:
+    if first:
         callbacks.append({"LoadCheckpointStates": {"load_checkpoint_states": "model"}})
-    elif not first:
+    else:
         callbacks.append({"LoadCheckpointStates":
                           {"load_checkpoint_states": "model,optimizer,global_step"}})
     if train.keep_checkpoints:
@@ -235,7 +236,7 @@ def phase_trainer(plan: Plan, phase: Phase) -> dict:
     train_loader |= {"batch_size": plan.schedule.batch, "shuffle": True,
                      "shuffle_seed": train.seed, "num_workers": num_workers(plan)}
     fit = {}
-    if first and has_weights:
+    if first:
         fit["ckpt_path"] = CONVERTED
     fit["train_dataloader"] = train_loader
     if vals:
@@ -243,12 +244,12 @@ def phase_trainer(plan: Plan, phase: Phase) -> dict:
     return {"trainer": {"init": init, "fit": fit}}
 
 
-def preprocess_config(plan: Plan, source_dir: str, output_dir: str) -> dict:
+def preprocess_config_section(plan: Plan, source_dir: str, output_dir: str) -> dict:
     tokenizer = plan.tokenizer
     if tokenizer is not None and tokenizer.startswith("hf:"):
         tokenizer = tokenizer[3:]
     else:
-        tokenizer = "work/tokenizer"  # run.sh trains it there, or links the spec's local one
+        tokenizer = TOKENIZER  # the tokenizer step trains or imports it there
     return {
         "setup": {"data": {"type": "local", "source": source_dir}, "mode": "pretraining",
                   "output_dir": output_dir},
@@ -280,39 +281,134 @@ def notes(plan: Plan) -> list[str]:
     return out
 
 
-@register("cszoo")
-def generate(plan: Plan, *, spec_file: str, project_dir: str) -> dict[str, bytes]:
+def weights_input(plan: Plan) -> Input:
+    """The checkpoint the grow step starts from."""
+    weights = plan.base_weights
+    if weights is None:
+        return Input.make(path=BASE, holds="weights")
+    if weights.startswith("hf:"):
+        return Input.make(path=weights[3:], root="hub", holds="weights")
+    return Input.make(path=weights, root="project", holds="weights")
+
+
+def tokenizer_input(plan: Plan) -> Input | None:
+    tokenizer = plan.tokenizer
+    if tokenizer is None:
+        return None
+    if tokenizer.startswith("hf:"):
+        return Input.make(path=tokenizer[3:], root="hub", holds="tokenizer")
+    return Input.make(path=tokenizer, root="project", holds="tokenizer")
+
+
+def make_steps(plan: Plan) -> list[Step]:
+    """tokenizer -> stage + prepare per job -> [base] -> grow -> convert -> phase 1 … N."""
+    steps: list[Step] = []
+
+    def genbac_step(name: str, kind: str, **fields) -> Step:
+        return Step.make(name=name, kind=kind, engine="genbac", argv=("genbac", "step", ".", name),
+                         **fields)
+
+    tokenizer_ready: tuple[Input, ...] = ()
+    if plan.tokenizer_training is not None:
+        steps.append(genbac_step("tokenizer", "tokenizer", inputs=tuple(
+            Input.make(path=p, root="project", holds="files")
+            for lang in plan.spec.languages for p in lang.sources), outputs=(TOKENIZER,)))
+        tokenizer_ready = (Input.make(path=TOKENIZER, holds="tokenizer"),)
+    elif (source := tokenizer_input(plan)) is not None and source.root == "project":
+        steps.append(genbac_step("tokenizer", "import-tokenizer", inputs=(source,),
+                                 outputs=(TOKENIZER,)))
+        tokenizer_ready = (Input.make(path=TOKENIZER, holds="tokenizer"),)
+    elif source is not None:  # a hub id: Model Zoo's preprocessing downloads it
+        tokenizer_ready = (source,)
+
+    for lang in plan.spec.languages:
+        for split, patterns in (("train", lang.sources), ("val", lang.eval)):
+            if not patterns:
+                continue
+            job = job_name(lang.code, split)
+            steps.append(genbac_step(
+                f"stage-{job}", "stage", language=lang.code, split=split,
+                inputs=tuple(Input.make(path=p, root="project", holds="files") for p in patterns),
+                outputs=(raw_dir(job),)))
+            steps.append(Step.make(
+                name=f"prepare-{job}", kind="prepare", engine="cszoo", language=lang.code,
+                split=split, argv=("cszoo", "data_preprocess", "run", "--config",
+                                   preprocess_config(job)),
+                inputs=(Input.make(path=raw_dir(job), holds="files"), *tokenizer_ready),
+                outputs=(data_dir(lang.code, split),), fresh=True))
+
+    weights = weights_input(plan)
+    if plan.base_weights is None:
+        steps.append(genbac_step("base", "base", outputs=(BASE,)))
+    # grown as planned, or copied when nothing grows: the converter reads the sharded index
+    steps.append(genbac_step("grow", "grow", inputs=(weights, Input.make(path=PLAN)),
+                             outputs=(GROWN,)))
+    steps.append(Step.make(
+        name="convert", kind="convert", engine="cszoo",
+        argv=("cszoo", "checkpoint", "convert", "--model", "llama", "--src-fmt", "hf",
+              "--tgt-fmt", "cs-2.9", "--config", f"{GROWN}/config.json", "--output-dir",
+              CKPT_DIR, f"{GROWN}/model.safetensors.index.json"),
+        inputs=(Input.make(path=GROWN, holds="weights"),), outputs=(CONVERTED,)))
+    data = tuple(Input.make(path=data_dir(lang.code, split)) for lang in plan.spec.languages
+                 for split in ("train", "val") if (lang.sources if split == "train" else lang.eval))
+    for phase in plan.schedule.phases:
+        steps.append(Step.make(
+            name=f"phase-{phase.index}", kind="phase", engine="cszoo", phase=phase.index,
+            process="fit", argv=("cszoo", "fit", TRAIN_YAML),
+            inputs=(Input.make(path=CONVERTED), Input.make(path=TRAIN_YAML), *data),
+            outputs=(MODEL_DIR,)))
+    return steps
+
+
+@register
+class CszooTarget(Target):
+    name = "cszoo"
+
+    def check(self, plan: Plan) -> list[Diagnostic]:
+        return check(plan)
+
+    def steps(self, plan: Plan) -> list[Step]:
+        return make_steps(plan)
+
+    def files(self, plan: Plan, steps: list[Step], *, spec_file: str, project_dir: str
+              ) -> dict[str, bytes]:
+        return generate(plan, steps, spec_file=spec_file, project_dir=project_dir)
+
+
+def generate(plan: Plan, steps: list[Step], *, spec_file: str, project_dir: str
+             ) -> dict[str, bytes]:
     common = {"version": plan.genbac_version, "spec_file": spec_file, "spec_hash": plan.spec_hash,
               "name": plan.name}
     files: dict[str, bytes] = {}
     trainer = {"trainer": [phase_trainer(plan, phase) for phase in plan.schedule.phases]}
-    files["cszoo/train.yaml"] = render(
+    files[TRAIN_YAML] = render(
         "cszoo/train.yaml.j2", trainer=trainer, phases=plan.schedule.phases,
-        from_checkpoint=plan.base_weights is not None, notes=notes(plan),
-        total_steps=plan.schedule.total_steps, batch=plan.schedule.batch,
+        notes=notes(plan), total_steps=plan.schedule.total_steps, batch=plan.schedule.batch,
         sequence=plan.schedule.sequence, **common)
-
-    jobs = []
-    for lang in plan.spec.languages:
-        splits = [("train", lang.sources)] + ([("val", lang.eval)] if lang.eval else [])
-        for split, patterns in splits:
-            job = lang.code if split == "train" else f"{lang.code}-{split}"
-            source_dir = f"{WORK}/raw/{job}"
-            output_dir = data_dir(lang.code, split)
-            config_path = f"cszoo/preprocess/{job}.yaml"
-            files[config_path] = render(
-                "cszoo/preprocess.yaml.j2",
-                config=preprocess_config(plan, source_dir, output_dir),
-                what=f"{lang.name} ({lang.code}, {split})", source_dir=source_dir,
-                output_dir=output_dir, config_path=config_path, **common)
-            jobs.append({"name": job, "patterns": patterns, "source_dir": source_dir,
-                         "output_dir": output_dir, "config_path": config_path})
-
-    tokenizer_path = (plan.tokenizer if plan.tokenizer and not plan.tokenizer.startswith("hf:")
-                      else None)
-    files["run.sh"] = render(
-        "cszoo/run.sh.j2", preprocess=jobs, languages=plan.spec.languages,
-        phases=len(plan.schedule.phases), base_weights=plan.base_weights,
-        tokenizer_path=tokenizer_path, train_tokenizer=plan.tokenizer_training is not None,
-        project_dir=project_dir, **common)
+    for step in steps:
+        if step.kind != "prepare":
+            continue
+        lang = plan.spec.language(step.language)
+        source_dir, output_dir = raw_dir(step.job), data_dir(step.language, step.split)
+        config_path = preprocess_config(step.job)
+        files[config_path] = render(
+            "cszoo/preprocess.yaml.j2", config=preprocess_config_section(plan, source_dir,
+                                                                         output_dir),
+            what=f"{lang.name} ({lang.code}, {step.split})", source_dir=source_dir,
+            output_dir=output_dir, config_path=config_path, **common)
+    files["run.sh"] = render("cszoo/run.sh.j2", groups=run_sh_groups(steps),
+                             project_dir=project_dir, **common)
     return files
+
+
+def run_sh_groups(steps: list[Step]) -> list[dict]:
+    """run.sh's lines: one per step, and one per process that does several steps (the phases of
+    one `cszoo fit`), which stamps them all done when it succeeds."""
+    groups: list[dict] = []
+    for step in steps:
+        if step.process and groups and groups[-1]["process"] == step.process:
+            groups[-1]["names"].append(step.name)
+            continue
+        groups.append({"names": [step.name], "process": step.process, "argv": step.argv,
+                       "fresh": step.outputs[0] if step.fresh else None})
+    return groups

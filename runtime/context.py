@@ -1,0 +1,53 @@
+"""What every step of a run sees: the compiled experiment, its state file, the tracker, the log."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from genbac.compiler import artifact as layout
+from genbac.compiler.artifact import Artifact
+from genbac.compiler.plan import Plan
+from genbac.errors import UserError
+
+
+class RunError(UserError):
+    """A problem the user can fix (bad input, mismatched state); reported without a traceback."""
+
+
+@dataclass
+class Context:
+    artifact: Artifact
+    state: dict = field(default_factory=dict)
+    tracker: object = None  # runtime.tracking.Tracker; None for `genbac step` and the workers
+    log: Callable[[str], None] = print
+    device: object = None  # runtime.preflight.Device: where training runs
+    run_id: str | None = None  # the MLflow run of the step being executed
+
+    @property
+    def compiled(self) -> Path:
+        return self.artifact.directory
+
+    @property
+    def project(self) -> Path:
+        return self.artifact.project
+
+    @property
+    def plan(self) -> Plan:
+        return self.artifact.plan
+
+    @property
+    def work(self) -> Path:
+        return self.artifact.path(layout.WORK)
+
+    def path(self, relative: str) -> Path:
+        return self.artifact.path(relative)
+
+    def save_state(self) -> None:
+        path = self.path(layout.STATE)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True))
+        os.replace(tmp, path)

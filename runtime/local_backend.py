@@ -1,0 +1,252 @@
+"""The local backend: the step plan's tool steps done by genbac itself, with PyTorch and
+transformers on this machine (CPU, or CUDA devices; several processes through torchrun).
+
+    prepare   genbac's tokenization and packing (runtime/data.py) instead of Model Zoo's HDF5
+    convert   nothing: the local trainer reads the Hugging Face checkpoint in work/grown itself
+    phase     one phase of the local trainer (runtime/train.py), resumed from its checkpoints
+
+genbac's own steps (tokenizer, stage, base, grow) are runtime/steps.py's, as under every backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from genbac.compiler import artifact as layout
+from genbac.compiler.artifact import Step
+
+from .context import Context, RunError
+from .steps import input_path
+
+
+def tokenizer_dir(ctx: Context, step: Step | None = None):
+    """The tokenizer a prepare step reads (the tokenizer step's output)."""
+    steps = [step] if step is not None else [s for s in ctx.artifact.steps.steps
+                                             if s.kind == "prepare"]
+    for s in steps:
+        for item in s.inputs:
+            if item.holds == "tokenizer":
+                return input_path(ctx, item)
+    raise RunError("the spec names no tokenizer and its base has no weights to take one from")
+
+
+def _patterns(ctx: Context, step: Step) -> list[str]:
+    lang = ctx.plan.spec.language(step.language)
+    return list(lang.sources if step.split == "train" else lang.eval)
+
+
+def prepare(ctx: Context, step: Step):
+    from .data import prepare_language
+
+    packed = prepare_language(step.language, _patterns(ctx, step), ctx.project,
+                              tokenizer_dir(ctx, step), ctx.plan.schedule.sequence,
+                              ctx.path(layout.WORK) / "data", split=step.split,
+                              model_vocab=ctx.plan.growth.vocab, log=ctx.log)
+    return {"metrics": {"sequences": packed.n_sequences, "tokens": packed.n_tokens}}
+
+
+def convert(ctx: Context, step: Step):
+    ctx.log(f"genbac: {step.name}: nothing to do under the local backend, which trains "
+            f"{layout.GROWN} (Hugging Face format) itself")
+    return {"params": {"skipped": "local backend: no Model Zoo checkpoint"}}
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, plan):
+        pass
+
+    def run(self, ctx: Context, step: Step):
+        if step.kind == "prepare":
+            return prepare(ctx, step)
+        if step.kind == "convert":
+            return convert(ctx, step)
+        if step.kind == "phase":
+            return train_phase_step(ctx, step)
+        raise RunError(f"the local backend has no step of kind {step.kind} ({step.name})")
+
+
+def train_phase_step(ctx: Context, step: Step):
+    return _train_phase(ctx, ctx.run_id, step.phase)
+
+
+def _load_data(ctx: Context):
+    from .data import eval_batches, prepare_language
+
+    plan = ctx.plan
+    tok = tokenizer_dir(ctx)
+    train, evals = {}, {}
+    for lang in plan.spec.languages:
+        # prepared in the prepare steps: these calls read the cache
+        train[lang.code] = prepare_language(lang.code, list(lang.sources), ctx.project, tok,
+                                            plan.schedule.sequence, ctx.path(layout.WORK) / "data",
+                                            model_vocab=plan.growth.vocab, log=lambda *_: None)
+        if lang.eval:
+            packed = prepare_language(lang.code, list(lang.eval), ctx.project, tok,
+                                      plan.schedule.sequence, ctx.path(layout.WORK) / "data", split="val",
+                                      model_vocab=plan.growth.vocab, log=lambda *_: None)
+            evals[lang.code] = eval_batches(packed, plan.schedule.batch, plan.spec.train.eval_steps)
+    return train, evals
+
+
+def _train_phase(ctx: Context, run_id: str, index: int):
+    """Phase `index` in this process, or in N processes through torchrun (`hardware = … x N`)."""
+    # keep this step's MLflow run id now: a rerun after a crash or kill reopens the same run
+    ctx.save_state()
+    device = ctx.device  # chosen by preflight
+    world = device.count if device is not None else 1
+    if world > 1:
+        return _train_phase_torchrun(ctx, run_id, index, world)
+
+    import torch
+
+    from .train import train_phase
+
+    device = torch.device("cuda" if device is not None and device.kind == "cuda" else "cpu")
+    run, state = setup_phase(ctx, index, device)
+    if run is None:
+        return None
+    bar = _Bar(run.phase, state.step)
+    run.log_metrics, run.progress = _metric_logger(ctx, run_id), bar.update_to
+    try:
+        train_phase(run, state)
+    finally:
+        bar.close()
+    return None
+
+
+def _metric_logger(ctx: Context, run_id: str):
+    """Each step's metrics to the phase's run and to the parent run (one curve over all phases)."""
+    parent = ctx.state["mlflow"]["parent"]
+
+    def log_metrics(step: int, metrics: dict[str, float]) -> None:
+        ctx.tracker.metrics(run_id, step, metrics)
+        ctx.tracker.metrics(parent, step, metrics)
+
+    return log_metrics
+
+
+def setup_phase(ctx: Context, index: int, device, *, rank: int = 0, world: int = 1):
+    """The model (resumed from the latest checkpoint), optimizer and data of phase `index` in this
+    process, as a PhaseRun without callbacks, and the TrainState; (None, state) if the phase is
+    already done. One process, or one rank of `world` (DDP; runtime/worker.py)."""
+    import torch
+
+    from .data import Mixer
+    from .train import (PhaseRun, TrainState, apply_freezing, configure_device, latest_checkpoint,
+                        load_checkpoint, load_model, make_optimizer)
+
+    plan = ctx.plan
+    phase = plan.schedule.phases[index - 1]
+    configure_device(device)
+    torch.manual_seed(plan.spec.train.seed)
+    model = load_model(plan, ctx.path(layout.GROWN))
+    apply_freezing(plan, model)
+    model.to(device)
+    model.train()
+    optimizer = make_optimizer(plan, model)
+    checkpoints = ctx.path(layout.CHECKPOINTS)
+    state = TrainState()
+    latest = latest_checkpoint(checkpoints)
+    if latest is not None:
+        state = load_checkpoint(latest, plan, model, optimizer)
+        how = "resuming from" if state.step > phase.start_step else "starting from"
+        ctx.log(f"{how} {latest.relative_to(ctx.compiled)} (step {state.step})")
+    if state.step >= phase.end_step:
+        return None, state
+    train_data, eval_data = _load_data(ctx)
+    mixer = Mixer(json.loads(plan.model_dump_json()), train_data, plan.spec.train.seed)
+    ddp = None
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    forward = ddp
+    if os.environ.get("GENBAC_COMPILE") == "1":  # `genbac run --compile`
+        forward = torch.compile(ddp if ddp is not None else model)
+    run = PhaseRun(plan=plan, phase=phase, model=model, optimizer=optimizer, mixer=mixer,
+                   eval_data=eval_data, checkpoint_dir=checkpoints, device=device,
+                   keep_checkpoints=plan.spec.train.keep_checkpoints or 3, rank=rank,
+                   world=world, ddp=ddp, forward=forward)
+    return run, state
+
+
+def _train_phase_torchrun(ctx: Context, run_id: str, index: int, world: int):
+    """Launch the phase's ranks through torchrun and turn their events into MLflow records; the
+    state file is only touched by execute(), after this returns."""
+    import torch
+
+    from .distributed import (EventLog, failure_summary, run_torchrun,
+                              torchrun_command, world_problem)
+
+    plan = ctx.plan
+    hw = plan.spec.hardware
+    problem = world_problem(plan, world, torch.cuda.device_count())
+    if problem:
+        raise RunError(problem)
+    logs = ctx.path(layout.LOGS)
+    logs.mkdir(parents=True, exist_ok=True)
+    events = EventLog(logs / f"phase-{index}.events.jsonl")
+    log_path = logs / f"phase-{index}.log"
+    phase = plan.schedule.phases[index - 1]
+    log_metrics = _metric_logger(ctx, run_id)
+    # metrics an earlier attempt wrote but its executor, killed, did not log (others are skipped)
+    for event in events.read_new():
+        if "metrics" in event:
+            log_metrics(event["step"], event["metrics"])
+    events.clear()
+    errors = []
+    bar = _Bar(phase, phase.start_step)
+
+    def on_event(event: dict) -> None:
+        if "metrics" in event:
+            log_metrics(event["step"], event["metrics"])
+            bar.update_to(event["step"])
+        elif "log" in event:
+            ctx.log(event["log"])
+        elif "error" in event:
+            errors.append(event["error"])
+
+    command = torchrun_command(world, "genbac.runtime.worker", [
+        str(ctx.compiled), str(index), "--project", str(ctx.project), "--events", str(events.path)])
+    ctx.log(f"{world} processes ({'NCCL' if hw.is_gpu else 'gloo'}) through torchrun; "
+            f"their output: {log_path.relative_to(ctx.compiled)}")
+    logged_before = log_path.stat().st_size if log_path.exists() else 0
+    try:
+        status = run_torchrun(command, world, log_path, events, on_event)
+    finally:
+        bar.close()
+    if status == 0:
+        return None
+    if errors:
+        raise RunError(errors[0])
+    # killed or crashed: nothing was recorded as done, so a rerun resumes from the last checkpoint
+    from .train import latest_checkpoint
+
+    latest = latest_checkpoint(ctx.path(layout.CHECKPOINTS))
+    resume = (f"a rerun resumes from {latest.relative_to(ctx.compiled)}" if latest else
+              "a rerun starts the phase again")
+    with open(log_path, "rb") as f:  # this attempt's part of the log
+        f.seek(logged_before)
+        report = failure_summary(f.read().decode(errors="replace"))
+    raise RunError(f"training stopped: {report}. "
+                   f"The state file and checkpoints are intact; {resume}. Worker output: "
+                   f"{log_path.relative_to(ctx.compiled)}")
+
+
+class _Bar:
+    def __init__(self, phase, start):
+        from tqdm import tqdm
+
+        self.tqdm = tqdm(total=phase.steps, initial=max(0, start - phase.start_step),
+                         desc=f"phase {phase.index}", unit="step", leave=False,
+                         disable=None)  # None: off when not a terminal
+        self.base = phase.start_step
+
+    def update_to(self, step: int) -> None:
+        self.tqdm.update(step - self.base - self.tqdm.n)
+
+    def close(self) -> None:
+        self.tqdm.close()

@@ -1,0 +1,333 @@
+"""Preflight: everything `genbac run` (and run.sh, through `genbac preflight`) checks before the
+first step, before the lock, the state file or any MLflow record: a refusal changes nothing.
+
+    backend   chosen from the spec's hardware: CS-X -> cszoo; h100/a100 x N -> local on N CUDA
+              devices; cpu -> local. `--backend local` on a CS-X or GPU spec without those devices
+              is a rehearsal on what is here, said so and recorded (the device actually used).
+    inputs    every step's inputs from the project: source patterns match files, tokenizer and
+              weights directories hold what is read from them; nothing from the Hub where genbac
+              would have to download it.
+    disk      the planned data, checkpoints and weights against the free space (an estimate).
+    memory    the model's training memory at the micro-batch against the device's.
+
+Pure apart from looking at this machine (devices, files, free space), so `--dry-run` shows it too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from genbac.compiler import artifact as layout
+from genbac.compiler.artifact import Artifact, Input, Step
+from genbac.compiler.hardware import BYTES_PER_FROZEN, BYTES_PER_TRAINABLE
+from genbac.errors import RefusedError
+
+GIB = 1024 ** 3
+HDF5_BYTES_PER_TOKEN = 12  # Model Zoo's GPT HDF5: input_ids, attention_mask, labels as int32
+LOCAL_BYTES_PER_TOKEN = 4  # genbac's packed int32 rows
+BYTES_PER_SOURCE_TOKEN = 3  # source bytes per token: a deliberately low guess (more tokens)
+CHECKPOINT_BYTES_PER_PARAMETER = 12  # fp32 weights + two fp32 Adam moments
+LOCAL_KEEP_DEFAULT = 3  # the local trainer keeps this many checkpoints without keep_checkpoints
+MEMORY_HEADROOM = 0.9  # of a device's memory that training may plan to use
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where the phases train."""
+
+    backend: str  # "local" or "cszoo"
+    kind: str  # "cpu", "cuda" or "csx"
+    count: int  # processes (local) or systems/devices
+    description: str  # e.g. "cuda x 4 (NVIDIA H100 80GB HBM3)", recorded in MLflow
+    memory_bytes: int | None  # per device, for the memory check; None: not checked (CS-X)
+    rehearsal: str | None = None  # why this is not the declared hardware; None when it is
+
+
+@dataclass
+class Verdict:
+    device: Device | None
+    problems: list[str] = field(default_factory=list)
+    estimates: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def lines(self) -> list[str]:
+        out = []
+        if self.device is not None:
+            out.append(f"device: {self.device.description} ({self.device.backend} backend)")
+            if self.device.rehearsal:
+                out.append(f"REHEARSAL: {self.device.rehearsal}")
+        out += [f"estimate: {e}" for e in self.estimates]
+        out += [f"refused: {p}" for p in self.problems]
+        out.append("preflight: ok" if self.ok else
+                   f"preflight: {len(self.problems)} problem(s); nothing was started")
+        return out
+
+    def raise_if_refused(self) -> None:
+        if self.problems:
+            raise RefusedError("cannot start:\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+# ------------------------------------------------------------------------------------------------
+# this machine
+# ------------------------------------------------------------------------------------------------
+
+def cuda_devices() -> list[tuple[str, int]]:
+    """(name, total memory) of each CUDA device torch sees here; [] without torch or CUDA."""
+    try:
+        import torch
+    except ImportError:
+        return []
+    if not torch.cuda.is_available():
+        return []
+    return [(torch.cuda.get_device_name(i), torch.cuda.get_device_properties(i).total_memory)
+            for i in range(torch.cuda.device_count())]
+
+
+def memory_available() -> int:
+    """MemAvailable of /proc/meminfo (what can be allocated without swapping), else total RAM."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def free_bytes(path: Path) -> int:
+    """Free space for an unprivileged writer on the filesystem `path` is (or would be) on."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def cpu_description() -> str:
+    return f"cpu ({os.cpu_count()} cores, {memory_available() / GIB:.1f} GiB available)"
+
+
+# ------------------------------------------------------------------------------------------------
+# the backend and the device
+# ------------------------------------------------------------------------------------------------
+
+def choose_device(artifact: Artifact, requested: str, problems: list[str]) -> Device | None:
+    """The backend and device for `requested` ("auto", "local" or "cszoo"); a problem appended
+    (and None) where the spec's hardware is not here."""
+    hw = artifact.plan.spec.hardware
+    declared = hw.describe()
+    backend = requested if requested != "auto" else ("cszoo" if hw.is_csx else "local")
+    if backend == "cszoo":
+        from .cszoo_backend import MISSING, find_cszoo_or_none
+
+        if find_cszoo_or_none() is None:
+            problems.append(MISSING.format(where="it is not on PATH (nor $GENBAC_CSZOO)")
+                            if not hw.is_csx else
+                            f"hardware = {declared} trains through Cerebras Model Zoo's `cszoo`, "
+                            "which is not installed here (not on PATH, nor $GENBAC_CSZOO). Run "
+                            "this on a Cerebras user node, or rehearse it here with --backend "
+                            "local")
+            return None
+        if hw.is_csx:
+            return Device("cszoo", "csx", hw.count, f"{declared} (Model Zoo CSX backend)", None)
+        if hw.is_gpu:
+            gpus = cuda_devices()
+            if len(gpus) < hw.count:
+                problems.append(f"hardware = {declared} needs {hw.count} CUDA device(s) for "
+                                f"Model Zoo's GPU backend; this machine has {len(gpus)}")
+                return None
+            return Device("cszoo", "cuda", hw.count,
+                          f"cuda x {hw.count} ({gpus[0][0]}, Model Zoo GPU backend)", gpus[0][1])
+        return Device("cszoo", "cpu", 1, f"{cpu_description()}, Model Zoo CPU backend",
+                      memory_available())
+
+    gpus = cuda_devices()
+    if hw.kind == "cpu":
+        return Device("local", "cpu", hw.count, cpu_description() +
+                      (f", {hw.count} processes" if hw.count > 1 else ""), memory_available())
+    if hw.is_gpu and len(gpus) >= hw.count:
+        return Device("local", "cuda", hw.count, f"cuda x {hw.count} ({gpus[0][0]})", gpus[0][1])
+    here = f"cuda x 1 ({gpus[0][0]})" if gpus else cpu_description()
+    if requested == "auto":  # only GPU kinds get here: CS-X chose cszoo above
+        problems.append(f"hardware = {declared} needs {hw.count} CUDA device(s); this machine "
+                        f"has {len(gpus)}. Run it where they are, or rehearse it here on "
+                        f"{'the GPU' if gpus else 'the CPU'} with --backend local (a labelled "
+                        "rehearsal, recorded as such in MLflow)")
+        return None
+    why = (f"the spec declares hardware = {declared}; this run trains on {here}, one process "
+           "(an explicit --backend local rehearsal)")
+    if gpus:
+        return Device("local", "cuda", 1, here, gpus[0][1], rehearsal=why)
+    return Device("local", "cpu", 1, here, memory_available(), rehearsal=why)
+
+
+# ------------------------------------------------------------------------------------------------
+# inputs
+# ------------------------------------------------------------------------------------------------
+
+def input_problem(artifact: Artifact, step: Step, item: Input, backend: str) -> str | None:
+    if item.root == "compiled":
+        return None  # an earlier step's output
+    if item.root == "hub":
+        if backend == "cszoo" and step.engine == "cszoo":
+            return None  # Model Zoo downloads it
+        return (f"{step.name}: {item.path} is on the Hugging Face Hub, which genbac does not "
+                "reach at run time: download it (e.g. `huggingface-cli download "
+                f"{item.path} --local-dir DIR`) and name DIR in the spec")
+    path = artifact.project_path(item.path)
+    if item.holds == "files":
+        from .data import DataError, resolve_sources
+
+        try:
+            resolve_sources([item.path], artifact.project)
+        except DataError as exc:
+            return f"{step.name}: {exc}"
+        return None
+    if not path.is_dir():
+        return (f"{step.name}: no {item.holds} directory {path} (the spec's "
+                f"{item.path!r}, under {artifact.project})")
+    if item.holds == "tokenizer" and not (path / "tokenizer.json").is_file():
+        return f"{step.name}: {path} has no tokenizer.json (save a fast tokenizer there)"
+    if item.holds == "weights":
+        missing = [name for name in ("config.json",) if not (path / name).is_file()]
+        if not any((path / n).is_file() for n in ("model.safetensors",
+                                                   "model.safetensors.index.json")):
+            missing.append("model.safetensors (or model.safetensors.index.json)")
+        if missing:
+            return (f"{step.name}: {path} is not a Hugging Face checkpoint: it has no "
+                    f"{' and no '.join(missing)}")
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# estimates
+# ------------------------------------------------------------------------------------------------
+
+def weight_bytes_per_parameter(artifact: Artifact) -> int:
+    """The grown copy keeps the base's dtype: 2 bytes for a 16-bit checkpoint, else 4."""
+    weights = artifact.plan.base_weights
+    if weights and not weights.startswith("hf:"):
+        import json
+
+        try:
+            config = json.loads((artifact.project_path(weights) / "config.json").read_text())
+        except (OSError, ValueError):
+            return 4
+        dtype = config.get("torch_dtype") or config.get("dtype")
+        return 2 if dtype in ("bfloat16", "float16") else 4
+    return 4
+
+
+def source_bytes(artifact: Artifact, step: Step) -> int:
+    from .data import DataError, resolve_sources
+
+    patterns = [i.path for i in step.inputs if i.root == "project" and i.holds == "files"]
+    try:
+        return sum(p.stat().st_size for p in resolve_sources(patterns, artifact.project)
+                   if p.is_file())
+    except (DataError, OSError):
+        return 0
+
+
+def disk_needed(artifact: Artifact, backend: str, done: set[str]) -> tuple[int, list[str]]:
+    """Bytes the remaining steps write, with the parts named."""
+    plan = artifact.plan
+    params = plan.growth.parameters
+    per_token = HDF5_BYTES_PER_TOKEN if backend == "cszoo" else LOCAL_BYTES_PER_TOKEN
+    parts: dict[str, int] = {}
+    for step in artifact.steps.steps:
+        if step.name in done:
+            continue
+        if step.kind == "stage":
+            parts["data"] = parts.get("data", 0) + per_token * source_bytes(
+                artifact, step) // BYTES_PER_SOURCE_TOKEN
+        elif step.kind == "base":
+            base_params = plan.growth.base_parameters
+            parts["random base"] = 4 * base_params
+        elif step.kind == "grow":
+            parts["grown weights"] = weight_bytes_per_parameter(artifact) * params
+        elif step.kind == "convert" and backend == "cszoo":
+            parts["converted weights"] = 4 * params
+    if any(s.kind == "phase" and s.name not in done for s in artifact.steps.steps):
+        train = plan.spec.train
+        if backend == "cszoo":
+            saves = sum(-(-p.steps // plan.checkpoint_every) for p in plan.schedule.phases)
+            kept = min(saves, train.keep_checkpoints or saves)
+        else:
+            kept = train.keep_checkpoints or LOCAL_KEEP_DEFAULT
+        parts[f"checkpoints ({kept} kept)"] = kept * CHECKPOINT_BYTES_PER_PARAMETER * params
+    return sum(parts.values()), [f"{k} {v / GIB:.2f} GiB" for k, v in parts.items() if v]
+
+
+def training_memory(artifact: Artifact, device: Device) -> int:
+    """Bytes one device holds while training: parameters, gradients and optimizer state (fp32
+    master weights, two moments), and activations at the micro-batch, kept for the backward
+    pass: per layer about s·b·h·(34 + 5·a·s/h) bytes at 16 bits (Korthikanti et al. 2022, no
+    recomputation), twice that in fp32, plus the logits and their gradient in fp32."""
+    plan = artifact.plan
+    arch, growth, train = plan.architecture, plan.growth, plan.spec.train
+    trainable = growth.trainable_parameters
+    states = BYTES_PER_TRAINABLE * trainable + BYTES_PER_FROZEN * (growth.parameters - trainable)
+    seq = plan.schedule.sequence
+    micro = train.micro_batch or max(1, plan.schedule.batch // max(1, device.count))
+    width = 2 if train.precision in ("bf16", "fp16") else 4
+    per_layer = seq * micro * arch.hidden * (34 + 5 * arch.heads * seq / arch.hidden) * width / 2
+    logits = 3 * micro * seq * growth.vocab * 4
+    return int(states + growth.layers * per_layer + logits)
+
+
+# ------------------------------------------------------------------------------------------------
+# the whole check
+# ------------------------------------------------------------------------------------------------
+
+def preflight(artifact: Artifact, requested: str = "auto", done: set[str] | None = None
+              ) -> Verdict:
+    problems: list[str] = []
+    device = choose_device(artifact, requested, problems)
+    verdict = Verdict(device, problems)
+    backend = device.backend if device else (
+        requested if requested != "auto" else
+        ("cszoo" if artifact.plan.spec.hardware.is_csx else "local"))
+    done = done or set()
+    for step in artifact.steps.steps:
+        if step.name in done:
+            continue
+        for item in step.inputs:
+            problem = input_problem(artifact, step, item, backend)
+            if problem and problem not in problems:
+                problems.append(problem)
+
+    needed, parts = disk_needed(artifact, backend, done)
+    work = artifact.path(layout.WORK)
+    free = free_bytes(work)
+    verdict.estimates.append(f"disk {needed / GIB:.2f} GiB ({', '.join(parts) or 'nothing'}) of "
+                             f"{free / GIB:.1f} GiB free at {work}")
+    if needed > free:
+        problems.append(f"not enough disk: the remaining steps write about {needed / GIB:.1f} "
+                        f"GiB ({', '.join(parts)}), and {work} has {free / GIB:.1f} GiB free")
+
+    if device is not None and device.memory_bytes is not None:
+        need = training_memory(artifact, device)
+        processes = device.count if device.kind == "cpu" else 1  # CPU processes share the RAM
+        have = int(device.memory_bytes * MEMORY_HEADROOM)
+        growth = artifact.plan.growth
+        verdict.estimates.append(
+            f"training memory {need * processes / GIB:.2f} GiB per "
+            f"{'machine' if device.kind == 'cpu' else 'device'} of "
+            f"{device.memory_bytes / GIB:.1f} GiB")
+        if need * processes > have:
+            problems.append(
+                f"the model cannot train on {device.description}: "
+                f"{growth.parameters / 1e9:.2f}B parameters "
+                f"({growth.trainable_parameters / 1e9:.2f}B trainable) need about "
+                f"{need * processes / GIB:.1f} GiB (weights, gradients and AdamW state at "
+                f"{BYTES_PER_TRAINABLE} bytes per trainable parameter, activations at the "
+                f"micro-batch), more than the {have / GIB:.1f} GiB usable here "
+                f"({MEMORY_HEADROOM:.0%} of {device.memory_bytes / GIB:.1f} GiB)")
+    return verdict
