@@ -12,7 +12,7 @@ import statistics
 
 from genbac.compiler.calibrate import Measurement
 
-from .executor import RunError
+from .context import RunError
 
 
 def measure(run_id: str, tracking_uri: str) -> Measurement:

@@ -67,7 +67,8 @@ def bridged_run(tmp_path_factory):
 
     from genbac.runtime.cszoo_backend import MODEL_DIR, Fit
     from genbac.runtime.cszoo_logs import layout_from_plan
-    from genbac.runtime.executor import Context
+    from genbac.compiler.artifact import Artifact
+    from genbac.runtime.context import Context
     from genbac.runtime.tracking import Tracker
 
     tmp = tmp_path_factory.mktemp("calibrate")
@@ -85,7 +86,7 @@ def bridged_run(tmp_path_factory):
         writer.add_scalar("loss", 6.0, step)
         writer.add_scalar("local_samples_per_sec", rate, step)
     writer.close()
-    ctx = Context(tmp, tmp, plan, state, tracker, lambda line: None)
+    ctx = Context(Artifact(tmp, None, plan, None), state, tracker, lambda line: None)
     Fit(layout_from_plan(plan)).ingest_events(ctx, runs)
     return plan, uri, parent, runs, rates
 
@@ -111,7 +112,7 @@ def test_explain_calibrates_with_the_bridged_rate(bridged_run):
 
 def test_calibrating_with_a_phase_run_or_a_missing_run(bridged_run):
     from genbac.runtime.calibrate import measure
-    from genbac.runtime.executor import RunError
+    from genbac.runtime.context import RunError
 
     plan, uri, parent, runs, rates = bridged_run
     phase2 = measure(runs[2], uri)

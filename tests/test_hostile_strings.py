@@ -7,8 +7,11 @@ or it compiles and then
   as the twin's, once the hostile value is put back to the twin's value: nothing around the value
   changed, and the value itself arrived unaltered;
 - `run.sh` runs to the end, with stub `cszoo` and `genbac` that record their arguments, and the
-  arguments are the twin's with the value put back; nothing else was executed (no PWNED file) and
-  nothing was written outside the project.
+  arguments are the twin's with the value put back (run.sh passes step names and config paths: a
+  spec's strings reach the tools through steps.json and the YAML files, never through the shell);
+  nothing else was executed (no PWNED file) and nothing was written outside the project;
+- genbac's own stage steps, which run.sh calls as `genbac step . stage-…`, link exactly the file
+  the value names.
 """
 
 from __future__ import annotations
@@ -111,12 +114,16 @@ STUB = """#!{python}
 import json, os, sys
 with open(os.environ["STUB_LOG"], "a") as f:
     f.write(json.dumps([os.path.basename(sys.argv[0])] + sys.argv[1:]) + "\\n")
+if os.environ.get("STUB_REAL_PREFLIGHT") and sys.argv[1:2] == ["preflight"]:
+    os.execv(sys.executable, [sys.executable, "-m", "genbac", *sys.argv[1:]])
 """
 
 
-def run_compiled(tmp: Path, files: dict[str, bytes], values: dict[str, str]) -> list:
+def run_compiled(tmp: Path, files: dict[str, bytes], values: dict[str, str],
+                 real_preflight: bool = False) -> list:
     """Write the output under tmp/project/out, make the files the spec names, run run.sh with
-    stub tools; the tools' argument lists, in order."""
+    stub tools (with `genbac preflight` the real one if asked); the tools' argument lists, in
+    order."""
     project = tmp / "project"
     out = project / "out"
     for rel, data in files.items():
@@ -138,7 +145,8 @@ def run_compiled(tmp: Path, files: dict[str, bytes], values: dict[str, str]) -> 
         (bin_dir / tool).chmod(0o755)
     log = tmp / "log.jsonl"
     env = {**os.environ, "STUB_LOG": str(log), "CSZOO": str(bin_dir / "cszoo"),
-           "GENBAC": str(bin_dir / "genbac")}
+           "GENBAC": str(bin_dir / "genbac"),
+           **({"STUB_REAL_PREFLIGHT": "1"} if real_preflight else {})}
     result = subprocess.run(["bash", "run.sh"], cwd=out, env=env, capture_output=True, text=True,
                             timeout=60)
     calls = [json.loads(line.replace(json.dumps(str(tmp))[1:-1], "<tmp>"))
@@ -183,6 +191,10 @@ def test_hostile_value_is_refused_or_arrives_unaltered(tmp_path, twin, field, va
         assert all(doc["processing"]["huggingface_tokenizer"] == value[3:]
                    for rel, doc in docs.items() if rel.startswith("cszoo/preprocess/"))
         return
+    if field == "WEIGHTS" and value.startswith("hf:"):  # the grow step's input is the hub id
+        grow = next(s for s in docs["steps.json"]["steps"] if s["name"] == "grow")
+        assert grow["inputs"][0] == {"path": value[3:], "root": "hub", "holds": "weights"}
+        return
     for rel, doc in docs.items():
         if rel == "manifest.json":
             continue  # file hashes
@@ -198,6 +210,28 @@ def test_hostile_value_is_refused_or_arrives_unaltered(tmp_path, twin, field, va
     assert {p.name for p in tmp_path.iterdir()} <= {"project", "bin", "log.jsonl"}
     assert result.returncode == 0, result.stderr
     assert calls == put_in(twin_calls, TWINS[field], value)
+    if field in ("DATA", "EVAL"):
+        job = "en-val" if field == "EVAL" else "en"
+        target = (tmp_path / "project" / value).resolve()
+        if not value.endswith((".jsonl", ".json", ".ndjson", ".parquet", ".txt", ".text")):
+            from genbac.runtime.data import DataError
+
+            with pytest.raises(DataError, match="unknown kind of data file"):
+                staged_by_genbac(tmp_path / "project" / "out", job)
+        else:
+            assert staged_by_genbac(tmp_path / "project" / "out", job) == [target]
+
+
+def staged_by_genbac(out: Path, job: str) -> list[Path]:
+    """Run the real stage step of `job` (what `genbac step . stage-JOB` does) in this process;
+    the files it linked."""
+    from genbac.compiler.artifact import Artifact
+    from genbac.runtime.context import Context
+    from genbac.runtime.steps import run_genbac_step, staged
+
+    ctx = Context(Artifact.load(out), log=lambda line: None)
+    run_genbac_step(ctx, ctx.artifact.steps.get(f"stage-{job}"))
+    return [p.resolve() for p in staged(ctx, job)]
 
 
 @pytest.mark.parametrize("name", ["x\ntouch PWNED\n#", "x\rtouch PWNED", "a\u2028b", "a\x1bb",
@@ -219,22 +253,49 @@ def test_hostile_spec_file_name(tmp_path, name):
             # every line of the header is still a comment or code genbac wrote
             header = data.decode("utf-8").split("\n")[:4]
             assert all(line.startswith("#") for line in header[1:3]), (rel, header)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("cszoo", "genbac"):
+        (bin_dir / tool).write_text(STUB.format(python=sys.executable))
+        (bin_dir / tool).chmod(0o755)
+    env = {**os.environ, "STUB_LOG": str(tmp_path / "log.jsonl"), "CSZOO": str(bin_dir / "cszoo"),
+           "GENBAC": str(bin_dir / "genbac")}
     result = subprocess.run(["bash", str(out / "run.sh"), "--dry-run"], cwd=tmp_path,
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert not list(tmp_path.rglob("PWNED*"))
 
 
-def test_a_missing_source_file_stops_run_sh_before_it_is_stamped(tmp_path):
-    """A data path without wildcards that names no file: bash's glob hands it back unexpanded,
-    and run.sh must not link it, stamp the stage done and preprocess nothing."""
+def test_a_missing_source_file_stops_run_sh_before_its_first_step(tmp_path):
+    """A data path without wildcards that names no file: run.sh's preflight (`genbac preflight`,
+    the checks of `genbac run`) refuses before the first step, so nothing is staged, stamped or
+    preprocessed."""
     _, files, _ = compile_text(spec_with("EVAL", "missing/val.jsonl"))
-    files = dict(files)
     project = tmp_path / "project"
-    result, _ = run_compiled(tmp_path, files, TWINS)  # creates the twin's files, not missing/…
-    assert result.returncode != 0
-    assert "no file matches missing/val.jsonl" in result.stderr
-    stamps = project / "out" / "work" / "stamps"
-    assert (stamps / "stage-en.done").exists()  # the train split came first and exists
-    assert not (stamps / "stage-en-val.done").exists()
-    assert not list((project / "out" / "work" / "raw" / "en-val").iterdir())
+    result, calls = run_compiled(tmp_path, dict(files), TWINS, real_preflight=True)
+    assert result.returncode == 1
+    assert "stage-en-val: data source 'missing/val.jsonl' matches no file" in result.stderr
+    assert [c[:2] for c in calls] == [["genbac", "preflight"]]  # and no step after it
+    assert not list((project / "out" / "work").rglob("*.done"))
+
+
+@pytest.mark.parametrize("value", [p + ".jsonl" for p in PAYLOADS if plain_path(p + ".jsonl")],
+                         ids=lambda p: ascii(p)[:40])
+def test_genbac_stages_exactly_the_named_file(tmp_path, value):
+    """Each payload as a data file's name (with a readable suffix): genbac's stage step links
+    that file and nothing else."""
+    text = spec_with("DATA", value)
+    try:
+        _, files, _ = compile_text(text)
+    except SpecError as exc:
+        _refused_at_value(exc, text, value)
+        return
+    out = tmp_path / "project" / "out"
+    for rel, data in files.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(data)
+    target = tmp_path / "project" / value
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text('{"text": "x"}\n')
+    assert staged_by_genbac(out, "en") == [target.resolve()]
+    assert not list(tmp_path.rglob("PWNED*"))

@@ -170,7 +170,8 @@ def write_phase_events(model_dir: Path, steps, first_eval, new_style: bool) -> d
 
 @pytest.fixture
 def store(tmp_path):
-    from genbac.runtime.executor import Context
+    from genbac.compiler.artifact import Artifact
+    from genbac.runtime.context import Context
     from genbac.runtime.tracking import Tracker
 
     state = {}
@@ -178,7 +179,7 @@ def store(tmp_path):
     parent = tracker.parent("bridge", {})
     runs = {1: tracker.child("phase-1"), 2: tracker.child("phase-2")}
     compiled = tmp_path / "compiled"
-    ctx = Context(compiled, tmp_path, None, state, tracker, lambda line: None)
+    ctx = Context(Artifact(compiled, None, None, None), state, tracker, lambda line: None)
     return ctx, parent, runs
 
 

@@ -35,7 +35,7 @@ KEYS = sorted(lower.EXPERIMENT_KEYS | lower.ARCHITECTURE_KEYS | lower.LANGUAGE_K
               | lower.TRAIN_KEYS | set().union(*lower.GROW_KEYS.values()) | lower.VOCAB_KEYS
               | {"en", "de", "bar", "lr", "to", "betas", "clip", "weight_decay", "momentum"})
 BLOCKS = sorted(lower.EXPERIMENT_BLOCKS | {"experiment", "blocks", "depth"})
-NAMES = sorted(set(lower.HARDWARE) | set(lower.PRECISIONS) | set(lower.OPTIMIZERS)
+NAMES = sorted(set(lower.HARDWARE_KINDS) | set(lower.PRECISIONS) | set(lower.OPTIMIZERS)
                | set(lower.SCHEDULE_PIECES) | {"tiny", "llama3.2-1b", "smollm2-135m", "bpe",
                                                "identity", "copy", "all", "new", "interleave",
                                                "top", "sweep", "x1", "en"})

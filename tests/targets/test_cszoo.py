@@ -1,5 +1,6 @@
 """The cszoo target against the facts in shared/reference/modelzoo-2.10.md, plus golden files."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -141,9 +142,13 @@ def test_cpu_rehearsal_uses_cpu_backend(examples):
     plan, files = compiled(examples["tiny-rehearsal"])
     first, second = trainer_phases(files)
     assert first["init"]["backend"] == {"backend_type": "CPU"}
-    # random init: no checkpoint to start from, so nothing restricts the states of a rerun
-    assert "ckpt_path" not in first["fit"]
-    assert all("LoadCheckpointStates" not in c for c in first["init"].get("callbacks", []))
+    # no weights: genbac's seeded random base, grown and converted, as under the local backend
+    assert first["fit"]["ckpt_path"] == "work/ckpt/model_to_cs-2.9.mdl"
+    assert {"LoadCheckpointStates": {"load_checkpoint_states": "model"}} in \
+        first["init"]["callbacks"]
+    steps = [s["name"] for s in json.loads(files["steps.json"])["steps"]]
+    assert steps.index("base") < steps.index("grow") < steps.index("convert") < \
+        steps.index("phase-1")
     assert first["init"]["model"]["share_embedding_weights"] is False
     assert first["init"]["model"]["attention_module"] == "multiquery_attention"
     assert "pos_scaling_type" not in first["init"]["model"]  # no rope scaling declared
@@ -216,11 +221,22 @@ def test_spec_strings_cannot_inject_shell_or_yaml(tmp_path):
     for rel, data in files.items():
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         (out / rel).write_bytes(data)
+    # the stub tools record nothing and succeed: only the shell around them is under test
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("cszoo", "genbac"):
+        (bin_dir / tool).write_text("#!/bin/sh\nexit 0\n")
+        (bin_dir / tool).chmod(0o755)
     result = subprocess.run(["bash", str(out / "run.sh"), "--dry-run"], capture_output=True,
-                            text=True, cwd=tmp_path)
+                            text=True, cwd=tmp_path, env={**os.environ, "CSZOO": str(
+                                bin_dir / "cszoo"), "GENBAC": str(bin_dir / "genbac")})
     assert result.returncode == 0, result.stderr
     assert not list(tmp_path.rglob("PWNED*"))
-    assert evil in result.stdout  # passed through as one literal argument
+    # spec paths never reach the shell: run.sh names steps, genbac reads them from steps.json
+    assert "PWNED" not in files["run.sh"].decode()
+    steps = json.loads(files["steps.json"])["steps"]
+    assert next(s for s in steps if s["name"] == "stage-en")["inputs"][0]["path"] == \
+        f"{evil}/*.jsonl"
     doc = yaml.safe_load(files["cszoo/preprocess/en.yaml"].decode())
     assert doc["processing"]["huggingface_tokenizer"] == "work/tokenizer"
 
