@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from genbac import __version__
-from genbac.errors import EXIT_BUG, EXIT_OK, EXIT_SPEC, EXIT_USAGE, UserError
+from genbac.errors import EXIT_BUG, EXIT_OK, EXIT_SPEC, UserError
 
 EXIT_DIFFERENT = 1  # `diff`, as diff(1): 0 same, 1 different, 2 trouble
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # the shell's 128 + SIGINT, 128 + SIGTERM
@@ -332,6 +332,17 @@ def _variants(directory: Path, read) -> list[Path]:
     return [directory / v["dir"] for v in index["variants"]]
 
 
+def _in_memory(files: dict[str, bytes], prefix: str = ""):
+    """A reader of compiled files not written yet, like the disk's: FileNotFoundError if absent."""
+    def read(name: str) -> bytes:
+        try:
+            return files[prefix + name]
+        except KeyError:
+            raise FileNotFoundError(name) from None
+
+    return read
+
+
 def _show_plan(artifact, verdict, state: dict) -> None:
     """`--dry-run`: the steps and their commands, then the preflight verdict."""
     import shlex
@@ -393,10 +404,9 @@ def cmd_run(args) -> int:
             return EXIT_SPEC
         out, planned, files = compiled
         # preflight on what was compiled, before it is written: a refused run writes nothing
-        for directory in _variants(out, lambda name: files[name]):
+        for directory in _variants(out, _in_memory(files)):
             prefix = "" if directory == out else directory.name + "/"
-            artifact = Artifact.from_files(out.resolve() / prefix,
-                                           lambda name, p=prefix: files[p + name])
+            artifact = Artifact.from_files(out.resolve() / prefix, _in_memory(files, prefix))
             verdict = preflight(artifact, args.backend)
             if args.dry_run:
                 _show_plan(artifact, verdict, {})
@@ -556,24 +566,13 @@ def _newline_of(path: Path) -> str:
 
 
 def _replace_file(path: Path, text: str, newline: str = "\n") -> None:
-    """Write beside the file and rename over it: a reader sees the old text or the new, never half."""
-    import tempfile
+    """A reader sees the old text or the new, never half (genbac.atomic); the mode is kept."""
+    from .atomic import write_file
 
     if newline != "\n":
         text = text.replace("\n", newline)
-
-    target = path.resolve()  # a symbolic link keeps pointing at the rewritten file
     try:
-        mode = target.stat().st_mode & 0o7777
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(text.encode("utf-8"))
-            os.chmod(tmp, mode)
-            os.replace(tmp, target)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_file(path.resolve(), text)  # a symbolic link keeps pointing at the rewritten file
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 

@@ -12,6 +12,7 @@ import statistics
 
 from genbac.compiler.calibrate import Measurement
 
+from . import metrics as names
 from .context import RunError
 
 
@@ -45,7 +46,7 @@ def measure(run_id: str, tracking_uri: str) -> Measurement:
                                       filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
         phases = [c for c in children if c.data.tags.get("genbac.step", "").startswith("phase-")]
     rates = [m.value for r in phases
-             for m in client.get_metric_history(r.info.run_id, "tokens_per_sec") if m.value > 0]
+             for m in client.get_metric_history(r.info.run_id, names.TOKENS_PER_SEC) if m.value > 0]
     if not rates:
         raise RunError(f"run {run_id} has no measured training rate (tokens_per_sec in its "
                        "phase runs): calibrate with a genbac run that trained")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from genbac import atomic
 from genbac.compiler import artifact as layout
 from genbac.compiler.artifact import Artifact
 from genbac.compiler.plan import Plan
@@ -47,7 +47,5 @@ class Context:
         return self.artifact.path(relative)
 
     def save_state(self) -> None:
-        path = self.path(layout.STATE)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True))
-        os.replace(tmp, path)
+        atomic.write_file(self.path(layout.STATE), json.dumps(self.state, indent=2,
+                                                              sort_keys=True))

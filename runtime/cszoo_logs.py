@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
+from . import metrics as names
+
 _NUM = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf)"
 
 # ProgressLogger.print_training_progress (reference §6.5); every field after Step is optional.
@@ -162,10 +164,10 @@ def rate_metrics(layout: Layout, samples_per_sec: float | None) -> dict[str, flo
     """Samples/s -> tokens/s and achieved seconds per step, next to the plan's estimate."""
     if samples_per_sec is None or not math.isfinite(samples_per_sec) or samples_per_sec <= 0:
         return {}
-    return {"samples_per_sec": samples_per_sec,
-            "tokens_per_sec": samples_per_sec * layout.sequence,
-            "step_time_s": layout.batch / samples_per_sec,
-            "estimated_step_time_s": layout.estimated_step_time_s}
+    return {names.SAMPLES_PER_SEC: samples_per_sec,
+            names.TOKENS_PER_SEC: samples_per_sec * layout.sequence,
+            names.STEP_TIME: layout.batch / samples_per_sec,
+            names.ESTIMATED_STEP_TIME: layout.estimated_step_time_s}
 
 
 class Point(NamedTuple):
@@ -188,7 +190,7 @@ class LineFollower:
         if isinstance(record, Train):
             metrics = rate_metrics(self.layout, record.rate)
             if record.loss is not None:
-                metrics["loss"] = record.loss
+                metrics[names.LOSS] = record.loss
             return [Point(record.step, metrics)] if metrics else []
         if isinstance(record, TrainStart) and record.loop == 1:
             self._loaders = []  # a new Trainer (phase) numbers its val dataloaders afresh
@@ -203,10 +205,10 @@ class LineFollower:
             if code is None or self._eval_step is None:
                 return []
             if isinstance(record, EvalAverage):
-                return [Point(self._eval_step, {f"val_loss_{code}": record.loss})]
+                return [Point(self._eval_step, {names.val_loss(code): record.loss})]
             name = EVAL_NAMES.get(record.name)
             if name:
-                return [Point(self._eval_step, {f"{name}_{code}": record.value})]
+                return [Point(self._eval_step, {names.val_metric(name, code): record.value})]
         return []
 
     def _language(self) -> str | None:
@@ -267,8 +269,8 @@ def read_events(path: Path) -> list[Scalar]:
 
 
 # tag -> genbac metric name (reference §6.3); validation tags are validate_<k>/<name>
-TRAIN_TAGS = {"loss": "loss", "lr/0": "lr", "model_wise_grad_norm": "grad_norm",
-              "avg_samples_per_sec": "avg_samples_per_sec"}
+TRAIN_TAGS = {"loss": names.LOSS, "lr/0": names.LR, "model_wise_grad_norm": names.GRAD_NORM,
+              "avg_samples_per_sec": names.AVG_SAMPLES_PER_SEC}
 VALIDATE_TAGS = {"loss": "val_loss", "eval/lm_perplexity": "val_perplexity",
                  "eval/accuracy": "val_accuracy"}
 VALIDATE = re.compile(r"^validate_(?P<k>\d+)/(?P<name>.+)$")

@@ -33,9 +33,7 @@ import contextlib
 import glob
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +41,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
+from genbac import atomic
 from genbac.errors import UserError
 
 FORMAT_VERSION = 1  # bump when the packed layout or the tokenization rule changes
@@ -413,7 +412,7 @@ def prepare_language(code: str, patterns: list[str], project_dir: Path, tokenize
     size = sum(_source_size(p) for p in sources)
     log(f"{what}: tokenizing {len(sources)} source(s), {size / 1e6:.1f} MB")
     started = time.perf_counter()
-    with atomic_directory(directory) as work:
+    with atomic.directory(directory, complete=META_FILE) as work:
         scratch = work / "scratch"
         texts = load_texts(sources, text_key, scratch, split)
         token_ids = tokenize_documents(texts, tokenizer, eos_id, scratch, key)
@@ -459,38 +458,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def atomic_directory(final: Path, replace: bool = False) -> Iterator[Path]:
-    """Yield an empty temporary directory beside `final`; on success it becomes `final`.
-
-    On an error nothing changes at `final`. Without `replace`, a `final` that appeared meanwhile
-    (another process did the same work) is kept and ours discarded; with it, ours replaces it.
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    os.chmod(work, 0o755)  # mkdtemp's 0700 would hide the result from other users of the cache
-    try:
-        yield work
-        _publish(work, final, replace)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _publish(work: Path, final: Path, replace: bool) -> None:
-    try:
-        os.rename(work, final)  # atomic; fails if `final` is a non-empty directory
-        return
-    except OSError:
-        if not replace and (final / META_FILE).is_file():
-            return  # an identical result is already there
-    old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
-    os.rename(final, old / "previous")
-    os.rename(work, final)
-    shutil.rmtree(old, ignore_errors=True)
-
 
 # ---------------------------------------------------------------------------------------- mixing
 
@@ -683,4 +650,4 @@ class EvalSet:
 
 
 __all__ = ["DataError", "PackedData", "Mixer", "EvalSet", "resolve_sources", "prepare_language",
-           "load_texts", "eval_batches", "cache_key", "is_saved_dataset", "atomic_directory"]
+           "load_texts", "eval_batches", "cache_key", "is_saved_dataset"]

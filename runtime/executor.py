@@ -27,7 +27,7 @@ from genbac.compiler.artifact import Artifact
 from genbac.errors import UserError
 
 from .context import Context, RunError
-from .preflight import Device, preflight
+from .preflight import Device, Verdict, preflight
 from .runs import WORK_DIR_TAG
 from .steps import run_genbac_step
 
@@ -68,7 +68,7 @@ def check_state(artifact: Artifact, state: dict, backend: str) -> None:
 
 
 def plan_run(compiled: Path, backend: str = "auto", *, restart: bool = False
-             ) -> tuple[Artifact, "Verdict", dict]:
+             ) -> tuple[Artifact, Verdict, dict]:
     """What `genbac run` would do, without doing any of it: the artifact, the preflight verdict
     and the state (finished steps) it would continue from."""
     artifact = Artifact.load(compiled)

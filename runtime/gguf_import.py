@@ -34,6 +34,7 @@ import time
 import uuid
 from pathlib import Path
 
+from genbac import atomic
 from genbac.errors import UserError
 
 from .data import sha256_file
@@ -266,7 +267,7 @@ def _publish(staging: Path, out_dir: Path, source_sha: str) -> None:
 
 
 def _write_json(path: Path, value: object) -> None:
-    path.write_text(json.dumps(value, indent=2) + "\n")
+    atomic.write_file(path, json.dumps(value, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -25,16 +25,14 @@ write `growth_report.json`.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 import time
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from genbac import atomic
 from genbac.errors import UserError
 
 from .safetensors_stream import (
@@ -334,39 +332,21 @@ def _refuse_to_replace_the_base(base_dir: Path, out_dir: Path) -> None:
 
 @contextmanager
 def staging_directory(out_dir: Path) -> Iterator[Path]:
-    """A temporary directory beside `out_dir`, renamed to `out_dir` only if the block succeeds."""
+    """A temporary directory beside `out_dir`, renamed to `out_dir` only if the block succeeds
+    (genbac.atomic)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise GrowError(f"output path {out_dir} exists and is not a directory")
-    parent = out_dir.parent
+    started = False
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
+        with atomic.directory(out_dir, replace=True) as staging:
+            started = True
+            yield staging
     except OSError as e:
-        raise GrowError(f"cannot write the grown checkpoint to {out_dir}: {parent} is not "
-                        f"writable ({e.strerror or e})") from None
-    try:
-        yield staging
-        _publish(staging, out_dir)
-    except OSError as e:
+        if not started:
+            raise GrowError(f"cannot write the grown checkpoint to {out_dir}: {out_dir.parent} "
+                            f"is not writable ({e.strerror or e})") from None
         raise GrowError(f"writing {out_dir} failed ({e.strerror or e}: "
                         f"{e.filename or ''}); nothing was replaced") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _publish(staging: Path, out_dir: Path) -> None:
-    """Swap `staging` in; an existing `out_dir` is moved aside first and restored on failure."""
-    if not out_dir.exists():
-        os.rename(staging, out_dir)
-        return
-    backup = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
-    os.rename(out_dir, backup)
-    try:
-        os.rename(staging, out_dir)
-    except OSError:
-        os.rename(backup, out_dir)
-        raise
-    shutil.rmtree(backup, ignore_errors=True)
 
 
 def _check_free_space(directory: Path, needed: int) -> None:
@@ -377,9 +357,7 @@ def _check_free_space(directory: Path, needed: int) -> None:
 
 
 def _write_json(path: Path, value: object) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(value, indent=2) + "\n")
-    os.replace(temporary, path)
+    atomic.write_file(path, json.dumps(value, indent=2) + "\n")
 
 
 def _size(n: int) -> str:

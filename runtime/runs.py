@@ -22,6 +22,8 @@ from pathlib import Path
 
 from genbac.errors import UserError
 
+from . import metrics as names
+
 # the tags a run is found by: written by executor.execute (parent) and Tracker.child (steps)
 SPEC_HASH_TAG = "genbac.spec_hash"
 STEP_TAG = "genbac.step"
@@ -265,27 +267,26 @@ class Outcome:
 
 def outcome(client, run: ParentRun, languages: list[str], *, best: bool = True) -> Outcome:
     """What the run achieved. `best=False` skips reading the validation histories (for listings)."""
-    final = {c: run.metrics.get(f"val_loss_{c}") for c in languages}
+    final = {c: run.metrics.get(names.val_loss(c)) for c in languages}
     lowest = {c: None for c in languages}
     if best:
         for c in languages:
             history = val_loss_history(client, run.run_id, c)
             lowest[c] = min((v for _, v in history), default=None)
-    tokens = {c: run.metrics.get(f"tokens_{c}") for c in languages}
+    tokens = {c: run.metrics.get(names.tokens_of(c)) for c in languages}
     return Outcome(run.shown_status, stopped_at(client, run), final, lowest, tokens,
                    throughput(client, run), run.wall_time_s)
 
 
 def val_loss_history(client, run_id: str, code: str) -> list[tuple[int, float]]:
-    history = mlflow_call(client.get_metric_history, run_id, f"val_loss_{code}")
+    history = mlflow_call(client.get_metric_history, run_id, names.val_loss(code))
     return sorted((m.step, m.value) for m in history)
 
 
 def throughput(client, run: ParentRun) -> float | None:
-    trained = sum(v for k, v in run.metrics.items()
-                  if k.startswith("tokens_") and k != "tokens_per_sec")
+    trained = sum(v for k, v in run.metrics.items() if names.is_tokens_of_language(k))
     seconds = sum(m.value for m in mlflow_call(client.get_metric_history, run.run_id,
-                                               "step_time_s"))
+                                               names.STEP_TIME))
     return trained / seconds if seconds > 0 else None
 
 
@@ -301,7 +302,7 @@ def stopped_at(client, run: ParentRun) -> str | None:
     if open_:
         step = open_[-1]
         name = step.data.tags.get(STEP_TAG, step.info.run_name)
-        logged = mlflow_call(client.get_metric_history, step.info.run_id, "loss")
+        logged = mlflow_call(client.get_metric_history, step.info.run_id, names.LOSS)
         if logged:
             return f"{name} (step {max(m.step for m in logged)})"
         return name

@@ -19,6 +19,7 @@ from typing import Callable
 from genbac.compiler import artifact as layout
 from genbac.compiler.artifact import Input, Step
 
+from . import metrics as names
 from .context import Context, RunError
 
 
@@ -91,7 +92,7 @@ def grow(ctx: Context, step: Step):
     verification = report.get("verification") or {}
     if verification.get("max_abs_diff") is None:
         return None
-    return {"metrics": {"function_preservation_max_abs_diff": verification["max_abs_diff"]}}
+    return {"metrics": {names.FUNCTION_PRESERVATION: verification["max_abs_diff"]}}
 
 
 GENBAC_STEPS: dict[str, Callable[[Context, Step], dict | None]] = {

@@ -18,7 +18,9 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from .data import DataError, atomic_directory, load_texts
+from genbac import atomic
+
+from .data import DataError, load_texts
 
 if TYPE_CHECKING:  # heavy imports, only for annotations
     import tokenizers
@@ -51,7 +53,7 @@ def train_bpe_tokenizer(files: list[Path], vocab: int, out_dir: Path,
     if trained != vocab:
         raise DataError(f"the tokenizer's training texts support only {trained} tokens, not the "
                         f"{vocab} asked for: give more text or ask for a smaller vocabulary")
-    with atomic_directory(out_dir, replace=True) as work:
+    with atomic.directory(out_dir, replace=True) as work:
         _save_hf_directory(tokenizer, work)
     return out_dir
 
@@ -125,7 +127,7 @@ def import_tokenizer(source: Path, out_dir: Path) -> Path:
     import shutil
 
     tokenizer_file(source)
-    with atomic_directory(Path(out_dir), replace=True) as work:
+    with atomic.directory(Path(out_dir), replace=True) as work:
         for name in TOKENIZER_FILES:
             if (Path(source) / name).is_file():
                 shutil.copyfile(Path(source) / name, work / name)

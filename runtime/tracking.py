@@ -12,6 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from . import metrics as names
+
 MAX_PARAM_VALUE = 500  # MLflow allows 6000; short values keep the params table readable
 
 
@@ -143,7 +145,7 @@ class Tracker:
 
     def last_step(self, run_id: str) -> int:
         if run_id not in self._last_step:
-            history = self.client.get_metric_history(run_id, "loss")
+            history = self.client.get_metric_history(run_id, names.LOSS)
             self._last_step[run_id] = max((m.step for m in history), default=-1)
         return self._last_step[run_id]
 

@@ -16,7 +16,7 @@ Features, and what controls them (all from the Plan):
 - on CUDA: fused AdamW, TF32 matmuls, pinned non-blocking batch copies; SDPA attention; optional
   `torch.compile` of the forward pass (`PhaseRun.forward`);
 - checkpoints (model, optimizer, step, tokens seen, RNG) every `checkpoint every` steps and at the
-  end of the phase, written to step_N.tmp/ and renamed, the newest few kept;
+  end of the phase, written beside step_N/ and renamed, the newest few kept;
 - per-language validation loss every `eval every` steps and at the end of the phase.
 
 Exact resume: data and LR depend only on the step, the optimizer state is saved, and nothing else is
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -40,7 +39,10 @@ import torch
 
 from genbac.compiler.plan import Phase, Plan
 from genbac.compiler.schedule import lr_at
+from genbac import atomic
 from genbac.errors import UserError
+
+from . import metrics as names
 
 CHECKPOINT_FORMAT = "genbac.checkpoint/1"
 
@@ -99,11 +101,8 @@ def random_base(plan: Plan, out_dir: Path, seed: int) -> None:
     torch.manual_seed(seed)
     model = LlamaForCausalLM(hf_config(plan, layers=plan.growth.base_layers,
                                        vocab=plan.growth.base_vocab))
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
+    with atomic.directory(out_dir, replace=True) as tmp:
+        model.save_pretrained(tmp)
 
 
 def load_model(plan: Plan, weights_dir: Path):
@@ -173,25 +172,21 @@ def _arch_keys(plan: Plan) -> dict:
 
 def save_checkpoint(directory: Path, plan: Plan, model, optimizer, state: TrainState,
                     keep: int, world: int = 1) -> Path:
-    """step_N.tmp/ then rename: a crash mid-write never leaves a broken step_N/."""
+    """Written beside step_N/ and renamed (genbac.atomic): a crash mid-write never leaves a broken
+    step_N/."""
     from safetensors.torch import save_file
 
     final = directory / f"step_{state.step:08d}"
-    tmp = directory / f"step_{state.step:08d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    if plan.architecture.tie_embeddings:
-        tensors.pop("lm_head.weight", None)
-    save_file(tensors, str(tmp / "model.safetensors"))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({
-        "format": CHECKPOINT_FORMAT, "step": state.step, "tokens_seen": state.tokens_seen,
-        "spec_hash": plan.spec_hash, "architecture": _arch_keys(plan),
-        "world_size": world}, indent=2))  # informational: any world size may resume it
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with atomic.directory(final, replace=True) as tmp:
+        tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        if plan.architecture.tie_embeddings:
+            tensors.pop("lm_head.weight", None)
+        save_file(tensors, str(tmp / "model.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps({
+            "format": CHECKPOINT_FORMAT, "step": state.step, "tokens_seen": state.tokens_seen,
+            "spec_hash": plan.spec_hash, "architecture": _arch_keys(plan),
+            "world_size": world}, indent=2))  # informational: any world size may resume it
     for old in sorted(directory.glob("step_*"))[:-keep]:
         if not old.name.endswith(".tmp"):
             shutil.rmtree(old, ignore_errors=True)
@@ -331,24 +326,24 @@ def train_phase(run: PhaseRun, state: TrainState) -> TrainState:
         losses = losses.float().cpu()
         for code in codes:
             state.tokens_seen[code] = state.tokens_seen.get(code, 0) + tokens_per_row
-        metrics = {"loss": losses.mean().item(), "lr": lr, "step_time_s": elapsed,
-                   "estimated_step_time_s": est_step,
-                   "tokens_per_sec": batch_size * tokens_per_row / elapsed}
+        metrics = {names.LOSS: losses.mean().item(), names.LR: lr, names.STEP_TIME: elapsed,
+                   names.ESTIMATED_STEP_TIME: est_step,
+                   names.TOKENS_PER_SEC: batch_size * tokens_per_row / elapsed}
         if grad_norm is not None:
-            metrics["grad_norm"] = float(grad_norm)
+            metrics[names.GRAD_NORM] = float(grad_norm)
         for code in sorted(set(codes)):
             mask = torch.tensor([c == code for c in codes])
-            metrics[f"loss_{code}"] = losses[mask].mean().item()
+            metrics[names.loss_of(code)] = losses[mask].mean().item()
         for lang in plan.spec.languages:
-            metrics[f"tokens_{lang.code}"] = float(state.tokens_seen.get(lang.code, 0))
+            metrics[names.tokens_of(lang.code)] = float(state.tokens_seen.get(lang.code, 0))
         if not all(math.isfinite(v) for v in metrics.values()):
-            raise TrainError(f"loss became {metrics['loss']} at step {step}")
+            raise TrainError(f"loss became {metrics[names.LOSS]} at step {step}")
         state.step = step
         at_end = step == phase.end_step
         if leader and run.eval_data and (at_end or
                                          (step - phase.start_step) % plan.eval_every == 0):
             for code, value in evaluate(model, run.eval_data, autocast).items():
-                metrics[f"val_loss_{code}"] = value
+                metrics[names.val_loss(code)] = value
         if leader:
             run.log_metrics(step, metrics)
         run.progress(step)

@@ -91,9 +91,10 @@ def rehearsal(tmp_path_factory):
 def test_every_step_runs_and_finishes(rehearsal):
     project, uri, r = rehearsal
     state = json.loads((project / "out/tiny/work/state.json").read_text())
-    assert state["done"] == ["tokenizer", "base", "grow", "prepare-en", "prepare-en-val",
-                             "prepare-de", "prepare-de-val", "prepare-bar", "prepare-bar-val",
-                             "phase-1", "phase-2"]
+    planned = json.loads((project / "out/tiny/steps.json").read_text())["steps"]
+    assert state["done"] == [s["name"] for s in planned]
+    assert state["done"][:3] == ["tokenizer", "stage-en", "prepare-en"]
+    assert state["done"][-5:] == ["base", "grow", "convert", "phase-1", "phase-2"]
     report = json.loads((project / "out/tiny/work/grown/growth_report.json").read_text())
     assert report["verification"]["max_abs_diff"] <= 1e-5
     assert "mlflow ui --backend-store-uri" in r.stdout
@@ -104,12 +105,12 @@ def test_mlflow_holds_parent_children_and_per_language_curves(rehearsal):
     runs = runs_by_name(uri)
     parent = runs.pop("tiny-rehearsal")
     assert parent.info.status == "FINISHED"
-    assert set(runs) == {"tokenizer", "base", "grow", "prepare-en", "prepare-en-val",
-                         "prepare-de", "prepare-de-val", "prepare-bar", "prepare-bar-val",
-                         "phase-1", "phase-2"}
+    planned = json.loads((project / "out/tiny/steps.json").read_text())["steps"]
+    assert set(runs) == {s["name"] for s in planned}
     assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in runs.values())
     tags = parent.data.tags
     assert tags["genbac.backend"] == "local" and tags["genbac.hardware"] == "cpu"
+    assert tags["genbac.device"].startswith("cpu (") and tags["genbac.rehearsal"] == "no"
     plan = json.loads((project / "out/tiny/plan.json").read_text())
     assert tags["genbac.spec_hash"] == plan["spec_hash"]
     params = parent.data.params
@@ -163,7 +164,8 @@ def test_kill_9_mid_phase_then_resume_matches_uninterrupted(rehearsal, tmp_path)
     # the same MLflow runs continue, and no step is logged twice
     runs = runs_by_name(uri)
     assert runs["tiny-rehearsal"].info.run_id == parent_id
-    assert len([r for r in runs.values()]) == 12
+    planned = json.loads((project / "out/tiny/steps.json").read_text())["steps"]
+    assert len(runs) == 1 + len(planned)  # the parent, one child per step: none twice
     steps = [s for s, _ in history(uri, parent_id, "loss")]
     assert steps == list(range(1, 95))
 
@@ -235,8 +237,12 @@ def test_bad_input_is_a_clear_error(case, tmp_path):
         (project / "examples/base").mkdir()
         (project / "examples/base/config.json").write_text("{}")
         (project / "examples/base/model.safetensors").write_bytes(b"\x00" * 3)
+        from genbac.runtime.tokenizer import train_bpe_tokenizer
+
+        train_bpe_tokenizer(sorted((project / "examples/data").glob("*/train.jsonl")), 1024,
+                            project / "examples/tok")
         text = text.replace("base = tiny ", 'base = tiny from "base" ').replace(
-            "tokenizer = bpe(vocab = 1024)", 'tokenizer = "data"')
+            "tokenizer = bpe(vocab = 1024)", 'tokenizer = "tok"')
         expect = "base"
     spec.write_text(text)
     if case == "unwritable work":
@@ -254,6 +260,11 @@ def test_bad_input_is_a_clear_error(case, tmp_path):
         assert "prepare-bar-val" in state["done"]  # earlier results intact
     else:
         r = genbac("run", SPEC, "-o", "out/tiny", "--tracking-uri", uri, cwd=project)
-    assert r.returncode == 2, (r.stdout[-2000:], r.stderr[-2000:])
+    if case == "missing data":  # refused by preflight: nothing written, nothing recorded
+        assert r.returncode == 1, (r.stdout[-2000:], r.stderr[-2000:])
+        assert "cannot start" in r.stderr
+        assert not (project / "out").exists() and not (project / "mlflow.db").exists()
+    else:
+        assert r.returncode == 2, (r.stdout[-2000:], r.stderr[-2000:])
     assert "Traceback" not in r.stderr
     assert "genbac: error:" in r.stderr and expect in r.stderr, r.stderr[-2000:]

@@ -112,10 +112,11 @@ def test_a_sigkilled_run_shows_as_interrupted_and_restart_closes_it(tmp_path):
     listed = runs_json(project, uri)[old["parent"]]
     assert (listed["status"], listed["stopped_at"].split(" (")[0]) == ("INTERRUPTED", "phase-1")
 
-    # --restart starts over; the abandoned runs are closed first. (Bavarian's data is moved away
-    # so that the new execution stops at its first step instead of training.)
+    # --restart starts over; the abandoned runs are closed first. (Bavarian's data is cut off,
+    # there for preflight but unreadable, so that the new execution stops at its first step
+    # instead of training.)
     data = project / "examples/data/bar/train.jsonl"
-    data.rename(data.with_suffix(".away"))
+    data.write_bytes(data.read_bytes() + b'{"text": "cut off\n')
     r = genbac("run", "out/tiny", "--restart", "--tracking-uri", uri, cwd=project)
     assert r.returncode == 2 and "tokenizer: " in r.stderr, r.stderr[-3000:]
     assert "marked 2 MLflow run(s) of the interrupted execution as KILLED" in r.stdout
