@@ -200,6 +200,13 @@ def plan_output_tensors(stored: dict[str, StoredTensor], growth: dict, *,
                 out.append(_zeroed(source[suffix], name))
             else:
                 out.append(_copied(source[suffix], name, 0, growth["base_vocab"]))
+    if tied and HEAD not in others:
+        # A tied checkpoint has no lm_head.weight; the grown one gets the embedding's bytes under
+        # that name too. Model Zoo 2.10's llama converter only renames an lm_head that exists, and
+        # its model, which ties by sharing the parameter, still lists lm_head.weight in its
+        # state_dict: the strict load of phase 1 fails without it ("Missing key(s) in state_dict:
+        # lm_head.weight"). transformers ties it back to the embedding on load.
+        others = {**others, HEAD: others[EMBEDDING]}
     for name in sorted(others):
         if name != EMBEDDING:
             rows = extension if name == HEAD else 0

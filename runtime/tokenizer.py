@@ -97,13 +97,24 @@ TOKENIZER_FILES = (TOKENIZER_FILE, CONFIG_FILE, "special_tokens_map.json", "adde
 
 
 def portable_config(data: dict) -> dict:
-    """tokenizer_config.json as every engine genbac hands it to can load it. transformers 5
-    records the class as "TokenizersBackend", which the transformers 4.57.1 that Model Zoo 2.10
-    pins cannot load (`Tokenizer class TokenizersBackend does not exist or is not currently
-    imported`); both read "PreTrainedTokenizerFast" (an alias in 5.x)."""
+    """tokenizer_config.json as every engine genbac hands it to can load it, with the same token
+    ids: transformers 5 and the 4.57.1 that Model Zoo 2.10 pins (checked by hand against a real
+    Model Zoo on genbac's BPE and SmolLM2's tokenizer: equal ids, special tokens and decoding).
+    transformers 5 records the class as "TokenizersBackend", which 4.57.1 cannot load (`Tokenizer
+    class TokenizersBackend does not exist or is not currently imported`); both read
+    "PreTrainedTokenizerFast" (an alias in 5.x)."""
     data = dict(data)
+    # Not dropped instead: without it 4.57 picks the class from config.json (LlamaTokenizerFast),
+    # which puts a BOS before every text, and the token ids change.
     if data.get("tokenizer_class") in (None, "TokenizersBackend"):
         data["tokenizer_class"] = "PreTrainedTokenizerFast"
+    # transformers 5 writes further special tokens as a list under "extra_special_tokens", which
+    # 4.57 reads as a dict of named tokens ('list' object has no attribute 'keys'); its name for
+    # the list is "additional_special_tokens".
+    extra = data.get("extra_special_tokens")
+    if isinstance(extra, list):
+        del data["extra_special_tokens"]
+        data.setdefault("additional_special_tokens", extra)
     return data
 
 

@@ -273,6 +273,10 @@ def preprocess_config_section(plan: Plan, source_dir: str, output_dir: str) -> d
 
 def notes(plan: Plan) -> list[str]:
     out = []
+    if plan.architecture.tie_embeddings:
+        out.append("share_embedding_weights: the grown checkpoint carries lm_head.weight, a copy "
+                   "of the embedding (genbac grow), because Model Zoo 2.10's llama converter "
+                   "writes none for a tied model and phase 1's strict load expects it")
     if plan.spec.growth is not None and plan.spec.growth.train == "new":
         out.append("the spec trains only the new blocks; Model Zoo trains all of them (GB910)")
     if not plan.spec.hardware.is_csx and any(lang.eval for lang in plan.spec.languages):

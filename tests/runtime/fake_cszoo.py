@@ -8,6 +8,18 @@ shared/reference/modelzoo-2.10.md §6.5 (with made-up numbers); it writes a real
 file (the tensorboard package's writer, Model Zoo's tag names, §6.3) and checkpoint files whose
 "content" is the global step. The real check is by hand against a real Model Zoo (README).
 
+Where the real one refuses input, so does this, with its messages (seen running Model Zoo 2.10 by
+hand, transformers 4.57.1, on its CPU backend):
+- preprocessing loads the tokenizer as transformers 4.57.1 does its tokenizer_config.json: a class
+  4.57 does not have ("TokenizersBackend", written by transformers 5) or a list of
+  "extra_special_tokens" fails;
+- the converter writes the keys of the Hugging Face checkpoint it was given, renamed, and nothing
+  else (a tied checkpoint without lm_head.weight gets no head), and refuses a single-file
+  checkpoint;
+- the fit loads a converted checkpoint strictly: the Llama model always has lm_head.weight;
+- a failing fit prints `Processed 0 training sample(s)` before its traceback, as the real one does
+  (progress.py logs the end of the fit on an exception too).
+
 Controls (environment): FAKE_CSZOO_CALLS, a file each call's argv is appended to as JSON;
 FAKE_CSZOO_DIE_AT, a global step after which the fit crashes; FAKE_CSZOO_FAIL, an error text to
 print (after a traceback header) before exiting 1.
@@ -31,16 +43,47 @@ def log(message: str) -> None:
 def fail_if_asked() -> None:
     text = os.environ.get("FAKE_CSZOO_FAIL")
     if text:
-        print("Traceback (most recent call last):", flush=True)
-        print('  File "cerebras/modelzoo/trainer/trainer.py", line 1, in fit', flush=True)
-        print(text, flush=True)
-        sys.exit(1)
+        fail(text)
+
+
+def fail(text: str, *, fitting: bool = True) -> None:
+    if fitting:  # the real fit logs its end also when it fails
+        log("Processed 0 training sample(s) in 5.803240924 seconds.")
+    print("Traceback (most recent call last):", flush=True)
+    print('  File "cerebras/modelzoo/trainer/trainer.py", line 1, in fit', flush=True)
+    print(text, flush=True)
+    sys.exit(1)
+
+
+# tokenizer classes of transformers 4.57.1 that a tokenizer directory may name (a sample: the
+# fast classes genbac's tokenizers and Llama-family checkpoints use)
+TOKENIZER_CLASSES_4_57 = {"PreTrainedTokenizerFast", "LlamaTokenizerFast", "LlamaTokenizer",
+                          "GPT2TokenizerFast", "GPT2Tokenizer"}
+
+
+def load_tokenizer_as_4_57(directory: str) -> None:
+    config_path = Path(directory) / "tokenizer_config.json"
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    name = config.get("tokenizer_class")
+    if name is not None and name not in TOKENIZER_CLASSES_4_57:
+        fail(f"ValueError: Tokenizer class {name} does not exist or is not currently imported.",
+             fitting=False)
+    if isinstance(config.get("extra_special_tokens"), list):
+        fail("AttributeError: 'list' object has no attribute 'keys'", fitting=False)
+    if not (Path(directory) / "tokenizer.json").exists():
+        fail(f"OSError: Can't load tokenizer for '{directory}'. If you were trying to load it "
+             "from 'https://huggingface.co/models', make sure you don't have a local directory "
+             "with the same name.", fitting=False)
 
 
 def preprocess(config_path: str) -> None:
     config = yaml.safe_load(Path(config_path).read_text())
     source = Path(config["setup"]["data"]["source"])
     out = Path(config["setup"]["output_dir"])
+    print(f"Writing data to {out}.", flush=True)
+    tokenizer = config["processing"]["huggingface_tokenizer"]
+    if Path(tokenizer).is_dir() or tokenizer.startswith("work/"):  # else a hub id: not fetched
+        load_tokenizer_as_4_57(tokenizer)
     files = sorted(source.iterdir())
     assert files, f"nothing staged in {source}"
     out.mkdir(parents=True)
@@ -88,6 +131,7 @@ def fit(config_path: str) -> None:
         step = 0
         if ckpt is not None:
             log(f"Loading weights from checkpoint {ckpt}")
+            load_strictly(ckpt)
             if states == "all" or "global_step" in states:
                 step = json.loads(Path(ckpt).read_text()).get("global_step", 0)
         end = init["loop"]["max_steps"]
@@ -130,6 +174,30 @@ def fit(config_path: str) -> None:
         log(f"Processed {8 * (step - start)} training sample(s) in 1.5 seconds.")
 
 
+def convert(source: Path, out: Path) -> None:
+    """The checkpoint's keys as the llama converter names them: only what the source has."""
+    if source.name != "model.safetensors.index.json":
+        fail("AssertionError: .safetensor files are only supported for sharded checkpoints",
+             fitting=False)
+    names = json.loads(source.read_text())["weight_map"]
+    renamed = {"model.embed_tokens.weight": "embedding_layer.word_embeddings.weight",
+               "model.norm.weight": "transformer_decoder.norm.weight",
+               "lm_head.weight": "lm_head.weight"}
+    keys = sorted(renamed.get(n, n.replace("model.layers.", "transformer_decoder.layers."))
+                  for n in names)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model_to_cs-2.9.mdl").write_text(json.dumps({"keys": keys}))
+
+
+def load_strictly(ckpt: str) -> None:
+    """Model Zoo's Llama always has lm_head.weight, tied (a shared parameter) or not."""
+    keys = json.loads(Path(ckpt).read_text()).get("keys")
+    if keys is not None and "lm_head.weight" not in keys:
+        fail('RuntimeError: Error(s) in loading state_dict for GPT2LMHeadModel:\n'
+             '\tMissing key(s) in state_dict: "lm_head.weight".\n\n'
+             "RuntimeError: Encountered error when calling ModelCallback.on_load_checkpoint")
+
+
 def main(argv: list[str]) -> int:
     calls = os.environ.get("FAKE_CSZOO_CALLS")
     if calls:
@@ -138,9 +206,7 @@ def main(argv: list[str]) -> int:
     if argv[:2] == ["data_preprocess", "run"] and argv[2] == "--config":
         preprocess(argv[3])
     elif argv[:2] == ["checkpoint", "convert"]:
-        out = Path(argv[argv.index("--output-dir") + 1])
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "model_to_cs-2.9.mdl").write_text("{}")
+        convert(Path(argv[-1]), Path(argv[argv.index("--output-dir") + 1]))
     elif argv[0] == "fit" and len(argv) == 2:
         fit(argv[1])
     else:

@@ -235,9 +235,15 @@ def test_vocabulary_extension_with_tied_embeddings(tmp_path):
     plan = make_plan(vocab="vocab { add = 16 }", arch="tie_embeddings = true")
     grow_checkpoint(plan, base, tmp_path / "out")
     new = grown_tensors(tmp_path / "out")
-    assert "lm_head.weight" not in new
     assert new["model.embed_tokens.weight"].shape == (272, 64)
-    assert load_grown(tmp_path / "out").config.tie_word_embeddings is True
+    # the head is written too, equal to the embedding (extension rows included): Model Zoo's
+    # converter and strict load need the key; transformers ties it back
+    assert torch.equal(new["lm_head.weight"], new["model.embed_tokens.weight"])
+    index = json.loads((tmp_path / "out" / "model.safetensors.index.json").read_text())
+    assert "lm_head.weight" in index["weight_map"]
+    grown = load_grown(tmp_path / "out")
+    assert grown.config.tie_word_embeddings is True
+    assert grown.lm_head.weight.data_ptr() == grown.model.embed_tokens.weight.data_ptr()
     assert verify_function_preservation(base, tmp_path / "out", plan=plan)["passed"] is True
 
 
