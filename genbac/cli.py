@@ -762,7 +762,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:  # the one place a user's mistake becomes a message and a status
         from genbac.spec.limits import visible
 
-        print(f"genbac: error: {visible(str(exc))}", file=sys.stderr)
+        shown = "\n".join(visible(line) for line in str(exc).split("\n"))  # lines, not ␊
+        print(f"genbac: error: {shown}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -34,6 +34,7 @@ from typing import Callable, Iterator
 
 from genbac import atomic
 from genbac.errors import UserError
+from genbac.units import size_text
 
 from .safetensors_stream import (
     INDEX_NAME,
@@ -360,18 +361,11 @@ def _check_free_space(directory: Path, needed: int) -> None:
     free = shutil.disk_usage(directory).free
     if free < needed:
         raise GrowError(f"not enough disk space for the grown checkpoint: it needs "
-                        f"{_size(needed)}, {directory.parent} has {_size(free)} free")
+                        f"{size_text(needed)}, {directory.parent} has {size_text(free)} free")
 
 
 def _write_json(path: Path, value: object) -> None:
     atomic.write_file(path, json.dumps(value, indent=2) + "\n")
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if n >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{n} bytes"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -450,7 +444,7 @@ def run_grow(plan_path: Path, base: Path, out: Path, *, verify: bool = True,
         f"{growth['base_vocab']} -> {growth['vocab']}, {base} -> {out}")
     summary = grow_checkpoint(plan, base, out)
     log(f"grow: wrote {summary['tensors']} tensors in {len(summary['shards'])} shard(s), "
-        f"{_size(summary['bytes_written'])} in {summary['seconds']:.1f} s")
+        f"{size_text(summary['bytes_written'])} in {summary['seconds']:.1f} s")
     verification = None
     if verify:
         started = time.perf_counter()

@@ -24,6 +24,7 @@ from genbac.compiler import artifact as layout
 from genbac.compiler.artifact import Artifact, Input, Step
 from genbac.compiler.hardware import BYTES_PER_FROZEN, BYTES_PER_TRAINABLE
 from genbac.errors import RefusedError
+from genbac.units import size_text
 
 GIB = 1024 ** 3
 HDF5_BYTES_PER_TOKEN = 12  # Model Zoo's GPT HDF5: input_ids, attention_mask, labels as int32
@@ -171,13 +172,14 @@ def choose_device(artifact: Artifact, requested: str, problems: list[str]) -> De
 # inputs
 # ------------------------------------------------------------------------------------------------
 
-def input_problem(artifact: Artifact, step: Step, item: Input, backend: str) -> str | None:
+def input_problem(artifact: Artifact, item: Input, engine: str, backend: str) -> str | None:
+    """What is wrong with a step's input, or None."""
     if item.root == "compiled":
         return None  # an earlier step's output
     if item.root == "hub":
-        if backend == "cszoo" and step.engine == "cszoo":
+        if backend == "cszoo" and engine == "cszoo":
             return None  # Model Zoo downloads it
-        return (f"{step.name}: {item.path} is on the Hugging Face Hub, which genbac does not "
+        return (f"{item.path} is on the Hugging Face Hub, which genbac does not "
                 "reach at run time: download it (e.g. `huggingface-cli download "
                 f"{item.path} --local-dir DIR`) and name DIR in the spec")
     path = artifact.project_path(item.path)
@@ -187,20 +189,20 @@ def input_problem(artifact: Artifact, step: Step, item: Input, backend: str) -> 
         try:
             resolve_sources([item.path], artifact.project)
         except DataError as exc:
-            return f"{step.name}: {exc}"
+            return str(exc)
         return None
     if not path.is_dir():
-        return (f"{step.name}: no {item.holds} directory {path} (the spec's "
+        return (f"no {item.holds} directory {path} (the spec's "
                 f"{item.path!r}, under {artifact.project})")
     if item.holds == "tokenizer" and not (path / "tokenizer.json").is_file():
-        return f"{step.name}: {path} has no tokenizer.json (save a fast tokenizer there)"
+        return f"{path} has no tokenizer.json (save a fast tokenizer there)"
     if item.holds == "weights":
         missing = [name for name in ("config.json",) if not (path / name).is_file()]
         if not any((path / n).is_file() for n in ("model.safetensors",
                                                    "model.safetensors.index.json")):
             missing.append("model.safetensors (or model.safetensors.index.json)")
         if missing:
-            return (f"{step.name}: {path} is not a Hugging Face checkpoint: it has no "
+            return (f"{path} is not a Hugging Face checkpoint: it has no "
                     f"{' and no '.join(missing)}")
     return None
 
@@ -262,24 +264,26 @@ def disk_needed(artifact: Artifact, backend: str, done: set[str]) -> tuple[int, 
         else:
             kept = train.keep_checkpoints or LOCAL_KEEP_DEFAULT
         parts[f"checkpoints ({kept} kept)"] = kept * CHECKPOINT_BYTES_PER_PARAMETER * params
-    return sum(parts.values()), [f"{k} {v / GIB:.2f} GiB" for k, v in parts.items() if v]
+    return sum(parts.values()), [f"{k} {size_text(v)}" for k, v in parts.items() if v]
 
 
-def training_memory(artifact: Artifact, device: Device) -> int:
-    """Bytes one device holds while training: parameters, gradients and optimizer state (fp32
-    master weights, two moments), and activations at the micro-batch, kept for the backward
-    pass: per layer about s·b·h·(34 + 5·a·s/h) bytes at 16 bits (Korthikanti et al. 2022, no
-    recomputation), twice that in fp32, plus the logits and their gradient in fp32."""
+def training_memory(artifact: Artifact, device: Device) -> tuple[int, int, int]:
+    """Bytes one device holds while training, as (states, activations, micro-batch): parameters,
+    gradients and optimizer state (fp32 master weights, two moments), and activations at the
+    micro-batch (the trainer's rule: the spec's, else the batch split over the processes), kept
+    for the backward pass: per layer about s·b·h·(34 + 5·a·s/h) bytes at 16 bits (Korthikanti et
+    al. 2022, no recomputation), twice that in fp32, plus the logits and their gradient in fp32."""
     plan = artifact.plan
     arch, growth, train = plan.architecture, plan.growth, plan.spec.train
     trainable = growth.trainable_parameters
     states = BYTES_PER_TRAINABLE * trainable + BYTES_PER_FROZEN * (growth.parameters - trainable)
     seq = plan.schedule.sequence
-    micro = train.micro_batch or max(1, plan.schedule.batch // max(1, device.count))
+    per_rank = max(1, plan.schedule.batch // max(1, device.count))
+    micro = min(train.micro_batch or per_rank, per_rank)
     width = 2 if train.precision in ("bf16", "fp16") else 4
     per_layer = seq * micro * arch.hidden * (34 + 5 * arch.heads * seq / arch.hidden) * width / 2
     logits = 3 * micro * seq * growth.vocab * 4
-    return int(states + growth.layers * per_layer + logits)
+    return int(states), int(growth.layers * per_layer + logits), micro
 
 
 # ------------------------------------------------------------------------------------------------
@@ -295,39 +299,42 @@ def preflight(artifact: Artifact, requested: str = "auto", done: set[str] | None
         requested if requested != "auto" else
         ("cszoo" if artifact.plan.spec.hardware.is_csx else "local"))
     done = done or set()
+    found: dict[str, list[str]] = {}  # problem -> the steps it stops, in order
     for step in artifact.steps.steps:
         if step.name in done:
             continue
         for item in step.inputs:
-            problem = input_problem(artifact, step, item, backend)
-            if problem and problem not in problems:
-                problems.append(problem)
+            problem = input_problem(artifact, item, step.engine, backend)
+            if problem and step.name not in found.setdefault(problem, []):
+                found[problem].append(step.name)
+    problems += [f"{', '.join(steps)}: {problem}" for problem, steps in found.items()]
 
     needed, parts = disk_needed(artifact, backend, done)
     work = artifact.path(layout.WORK)
     free = free_bytes(work)
-    verdict.estimates.append(f"disk {needed / GIB:.2f} GiB ({', '.join(parts) or 'nothing'}) of "
-                             f"{free / GIB:.1f} GiB free at {work}")
+    verdict.estimates.append(f"disk {size_text(needed)} ({', '.join(parts) or 'nothing'}) of "
+                             f"{size_text(free)} free at {work}")
     if needed > free:
-        problems.append(f"not enough disk: the remaining steps write about {needed / GIB:.1f} "
-                        f"GiB ({', '.join(parts)}), and {work} has {free / GIB:.1f} GiB free")
+        problems.append(f"not enough disk: the remaining steps write about {size_text(needed)} "
+                        f"({', '.join(parts)}), and {work} has {size_text(free)} free")
 
     if device is not None and device.memory_bytes is not None:
-        need = training_memory(artifact, device)
+        states, activations, micro = training_memory(artifact, device)
         processes = device.count if device.kind == "cpu" else 1  # CPU processes share the RAM
+        need = (states + activations) * processes
         have = int(device.memory_bytes * MEMORY_HEADROOM)
         growth = artifact.plan.growth
-        verdict.estimates.append(
-            f"training memory {need * processes / GIB:.2f} GiB per "
-            f"{'machine' if device.kind == 'cpu' else 'device'} of "
-            f"{device.memory_bytes / GIB:.1f} GiB")
-        if need * processes > have:
+        where = "machine" if device.kind == "cpu" else "device"
+        verdict.estimates.append(f"training memory {size_text(need)} per {where} of "
+                                 f"{size_text(device.memory_bytes)}")
+        if need > have:
             problems.append(
                 f"the model cannot train on {device.description}: "
                 f"{growth.parameters / 1e9:.2f}B parameters "
                 f"({growth.trainable_parameters / 1e9:.2f}B trainable) need about "
-                f"{need * processes / GIB:.1f} GiB (weights, gradients and AdamW state at "
-                f"{BYTES_PER_TRAINABLE} bytes per trainable parameter, activations at the "
-                f"micro-batch), more than the {have / GIB:.1f} GiB usable here "
-                f"({MEMORY_HEADROOM:.0%} of {device.memory_bytes / GIB:.1f} GiB)")
+                f"{size_text(need)}{f' ({processes} processes)' if processes > 1 else ''}: "
+                f"{size_text(states)} of weights, gradients and AdamW state "
+                f"({BYTES_PER_TRAINABLE} bytes per trainable parameter) and {size_text(activations)}"
+                f" of activations at a micro-batch of {micro}; {size_text(have)} are usable here "
+                f"({MEMORY_HEADROOM:.0%} of {size_text(device.memory_bytes)})")
     return verdict
