@@ -8,7 +8,7 @@ from __future__ import annotations
 from genbac.spec.diagnostics import Diagnostic, error, warning
 from genbac.spec.ir import Spec
 
-from .hardware import BYTES_PER_FROZEN, BYTES_PER_TRAINABLE, PROFILES
+from .hardware import PROFILES
 from .plan import GrowthPlan, Schedule
 
 
@@ -30,8 +30,7 @@ def check_hardware(spec: Spec, growth: GrowthPlan | None) -> list[Diagnostic]:
             secondary=[(hw.span, "hardware")],
             help=("use one of " + ", ".join(f"`{p}`" for p in profile.precisions),)))
     if profile.memory_gb is not None and growth is not None:
-        frozen = growth.parameters - growth.trainable_parameters
-        need = (growth.trainable_parameters * BYTES_PER_TRAINABLE + frozen * BYTES_PER_FROZEN) / 1e9
+        need = growth.state_bytes / 1e9
         if need > profile.memory_gb:
             out.append(error(
                 "GB171", f"{growth.parameters / 1e9:.2f}B parameters need about {need:.0f} GB per "

@@ -6,37 +6,11 @@ Every number printed here is read from the Plan, so what a reviewer sees is exac
 from __future__ import annotations
 
 from genbac.spec.ir import Optimizer, Spec, Train
+from genbac.text import duration
+from genbac.text import table as _table
 
 from .plan import GrowthPlan, Plan
 from .schedule import fmt_tokens
-
-
-def _table(headers: list[str], rows: list[list[str]], markdown: bool,
-           align: str | None = None) -> list[str]:
-    align = align or "l" * len(headers)
-    if markdown:
-        sep = ["---:" if a == "r" else "---" for a in align]
-        lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(sep) + " |"]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        return lines
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
-
-    def fmt(row):
-        cells = [str(c).rjust(w) if a == "r" else str(c).ljust(w)
-                 for c, w, a in zip(row, widths, align)]
-        return "  " + "  ".join(cells).rstrip()
-
-    return [fmt(headers), "  " + "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows]
-
-
-def duration(seconds: float) -> str:
-    if seconds >= 2 * 86400:
-        return f"{seconds / 86400:,.1f} days ({seconds / 3600:,.0f} h)"
-    if seconds >= 2 * 3600:
-        return f"{seconds / 3600:,.1f} h"
-    if seconds >= 120:
-        return f"{seconds / 60:,.1f} min"
-    return f"{seconds:.2g} s"
 
 
 def energy(kwh: float) -> str:

@@ -42,8 +42,3 @@ PROFILES = {
 }
 
 assert tuple(PROFILES) == HARDWARE_KINDS, "a profile for every hardware kind, in their order"
-
-# bytes per parameter for mixed-precision training with Adam-style optimizers:
-# fp32 master weights (4) + gradients (4) + two moments (8); frozen parameters keep only weights (4).
-BYTES_PER_TRAINABLE = 16
-BYTES_PER_FROZEN = 4

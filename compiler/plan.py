@@ -6,9 +6,17 @@ plan.json, and is what `explain`, the cszoo target and the runtime read.
 
 from __future__ import annotations
 
+import math
+
 from typing import Literal, Optional
 
 from genbac.spec.ir import Architecture, Model, Spec
+
+
+# bytes per parameter for mixed-precision training with Adam-style optimizers:
+# fp32 master weights (4) + gradients (4) + two moments (8); frozen parameters keep only weights (4).
+BYTES_PER_TRAINABLE = 16
+BYTES_PER_FROZEN = 4
 
 
 class LayerEntry(Model):
@@ -38,6 +46,12 @@ class GrowthPlan(Model):
     def new_indices(self) -> tuple[int, ...]:
         return tuple(e.index for e in self.layer_map if e.new)
 
+    @property
+    def state_bytes(self) -> int:
+        """Weights, gradients and optimizer state while training (not the activations)."""
+        return (BYTES_PER_TRAINABLE * self.trainable_parameters +
+                BYTES_PER_FROZEN * (self.parameters - self.trainable_parameters))
+
 
 class LanguageShare(Model):
     """One language in one phase."""
@@ -47,6 +61,15 @@ class LanguageShare(Model):
     sequences: int
     tokens: int  # compiled: sequences x sequence length
     requested_tokens: float  # what the allocation rule asked for before rounding
+
+
+def piece_value(kind: str, a: float, b: float, frac: float) -> float:
+    """An LR piece's value `frac` of the way from its start (a) to its end (b)."""
+    if kind == "cosine":
+        return b + (a - b) * 0.5 * (1 + math.cos(math.pi * frac))
+    if kind == "constant":
+        return a
+    return a + (b - a) * frac
 
 
 class LrPiece(Model):
@@ -79,6 +102,15 @@ class Phase(Model):
     @property
     def active(self) -> tuple[LanguageShare, ...]:
         return tuple(s for s in self.shares if s.sequences > 0)
+
+    def lr_at(self, step: int) -> float:
+        """The LR used for the update that starts at global step `step` (0-based) inside the
+        phase."""
+        for piece in self.lr:
+            if piece.start_step <= step < piece.start_step + piece.steps:
+                return piece_value(piece.kind, piece.start_lr, piece.end_lr,
+                                   (step - piece.start_step) / piece.steps)
+        return self.lr[-1].end_lr
 
 
 class LanguageTotal(Model):

@@ -36,7 +36,7 @@ from genbac.spec.diagnostics import Diagnostic, error, warning
 from genbac.spec.ir import Point, Spec
 from genbac.spec.limits import MAX_PHASES
 
-from .plan import LanguageShare, LanguageTotal, LrPiece, Phase, Schedule
+from .plan import LanguageShare, LanguageTotal, LrPiece, Phase, Schedule, piece_value
 
 
 def round_half_up(x: float) -> int:
@@ -474,14 +474,6 @@ def _lr(x: float) -> float:
     return float(f"{x:.10g}")
 
 
-def _piece_value(kind: str, a: float, b: float, frac: float) -> float:
-    if kind == "cosine":
-        return b + (a - b) * 0.5 * (1 + math.cos(math.pi * frac))
-    if kind == "constant":
-        return a
-    return a + (b - a) * frac
-
-
 def _lr_pieces(spec: Spec, total_steps: int, ranges, diagnostics):
     """The one schedule of the spec over the run, cut into per-phase pieces.
 
@@ -546,17 +538,17 @@ def _lr_pieces(spec: Spec, total_steps: int, ranges, diagnostics):
                 for u, v in zip(edges[:-1], edges[1:]):
                     if u == v:
                         continue
-                    su = _piece_value(kind, la, lb, (u - a) / (b - a))
-                    sv = _piece_value(kind, la, lb, (v - a) / (b - a))
+                    su = piece_value(kind, la, lb, (u - a) / (b - a))
+                    sv = piece_value(kind, la, lb, (v - a) / (b - a))
                     cut.append(LrPiece.make(kind="linear", start_step=u, steps=v - u,
                                             start_lr=_lr(su), end_lr=_lr(sv)))
                     for t in range(u, v + 1, max(1, (v - u) // 16)):
                         approx = su + (sv - su) * (t - u) / (v - u)
-                        exact = _piece_value(kind, la, lb, (t - a) / (b - a))
+                        exact = piece_value(kind, la, lb, (t - a) / (b - a))
                         deviation = max(deviation, abs(approx - exact) / peak)
                 continue
-            sa = _piece_value(kind, la, lb, (lo - a) / (b - a))
-            sb = _piece_value(kind, la, lb, (hi - a) / (b - a))
+            sa = piece_value(kind, la, lb, (lo - a) / (b - a))
+            sb = piece_value(kind, la, lb, (hi - a) / (b - a))
             cut.append(LrPiece.make(kind=kind, start_step=lo, steps=hi - lo, start_lr=_lr(sa),
                                     end_lr=_lr(sb)))
         per_phase.append(tuple(cut))
@@ -565,9 +557,4 @@ def _lr_pieces(spec: Spec, total_steps: int, ranges, diagnostics):
 
 def lr_at(phase: Phase, step: int) -> float:
     """The LR used for the update that starts at global step `step` (0-based) inside `phase`."""
-    for piece in phase.lr:
-        if piece.start_step <= step < piece.start_step + piece.steps:
-            return _piece_value(piece.kind, piece.start_lr, piece.end_lr,
-                                (step - piece.start_step) / piece.steps)
-    last = phase.lr[-1]
-    return last.end_lr
+    return phase.lr_at(step)

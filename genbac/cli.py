@@ -218,7 +218,7 @@ def cmd_explain(args) -> int:
 
 def _plot(plan, path: str) -> None:
     try:
-        from genbac.compiler.plot import mixture_plot
+        from genbac.plot import mixture_plot
     except ImportError:  # matplotlib comes with the `run` extra, not with the compiler
         raise UsageError("--plot needs matplotlib: pip install matplotlib") from None
     try:
@@ -465,7 +465,7 @@ def cmd_grow(args) -> int:
 
 def cmd_tokenizer(args) -> int:
     from genbac.compiler.plan import Plan
-    from genbac.runtime.data import resolve_sources
+    from genbac.runtime.sources import resolve_sources
     from genbac.runtime.tokenizer import train_bpe_tokenizer
 
     try:

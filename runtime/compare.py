@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from genbac.compiler.explain import _table, duration
+from genbac.text import duration, table
 
 from .runs import (MISSING, Outcome, ParentRun, StoreError, experiments, open_store, outcome,
                    parent_runs, read_plan, resolve, short_ids, val_loss_history)
@@ -148,20 +148,20 @@ def _fields_heading(name: str, f: Fields, c: Comparison, noun: str) -> str:
 def render(c: Comparison, markdown: bool = False) -> str:
     heading = (lambda t: f"### {t}") if markdown else (lambda t: t)
     out = [heading(f"{len(c.runs)} runs")]
-    out += _table(["run", "run id", "experiment", "spec", "started (UTC)"],
+    out += table(["run", "run id", "experiment", "spec", "started (UTC)"],
                   [[label, r.run_id, r.experiment, r.spec_hash[:12], r.started]
                    for label, r in zip(c.labels, c.runs)], markdown)
     sections = [("spec", c.spec, "fields", "field"), ("plan", c.plan, "facts", "fact")]
     for name, f, noun, column in sections:
         out += ["", heading(_fields_heading(name, f, c, noun))]
         if f.rows:
-            out += _table([column] + c.labels,
+            out += table([column] + c.labels,
                           [[_cell(n, markdown)] + [_cell(v, markdown) for v in values]
                            for n, values in f.rows], markdown)
     if c.no_plan:
         out += ["", f"no plan.json artifact (spec unknown): {', '.join(c.no_plan)}"]
     out += ["", heading("outcome")]
-    out += _table(["metric"] + c.labels, outcome_rows(c), markdown,
+    out += table(["metric"] + c.labels, outcome_rows(c), markdown,
                   align="l" + "r" * len(c.labels))
     return "\n".join(out) + "\n"
 

@@ -41,6 +41,7 @@ from pathlib import Path
 import yaml
 
 from genbac.compiler.artifact import CONVERTED, MODEL_DIR, RESUME_YAML, TRAIN_YAML, Step
+from genbac.text import comment_line
 
 from . import cszoo_logs as logs
 from .context import Context, RunError
@@ -335,11 +336,9 @@ class Fit:
             resumed = resume_trainers(trainers, self.layout.phases, path, at)
             how = "resuming phase" if at > phase.start_step else "starting phase"
             ctx.log(f"genbac: {how} {index} from {path} (step {at}); config {RESUME_YAML}")
-            from genbac.compiler.targets.render import comment_text
-
             (ctx.compiled / RESUME_YAML).write_text(  # the path may hold any character
                 "# written by genbac run --backend cszoo: cszoo/train.yaml continued from "
-                f"{comment_text(path)}\n" + yaml.safe_dump({"trainer": resumed}, sort_keys=False))
+                f"{comment_line(path)}\n" + yaml.safe_dump({"trainer": resumed}, sort_keys=False))
             config = RESUME_YAML
         self.process = Process(ctx, [*command(step)[:-1], config], step.process or step.name)
         self.follower = logs.LineFollower(self.layout)

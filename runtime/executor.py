@@ -188,7 +188,7 @@ def _log_inputs(ctx: Context, parent: str, flatten) -> None:
         tracker.artifact(parent, artifact.path(name))
     for path in sorted(artifact.path("cszoo").rglob("*.yaml")):
         tracker.artifact(parent, path, "configs/" + str(path.parent.relative_to(ctx.compiled)))
-    from .plot import mixture_plot
+    from genbac.plot import mixture_plot
 
     png = artifact.path(layout.MIXTURE_PNG)
     mixture_plot(artifact.plan, png)

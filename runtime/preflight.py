@@ -22,7 +22,7 @@ from pathlib import Path
 
 from genbac.compiler import artifact as layout
 from genbac.compiler.artifact import Artifact, Input, Step
-from genbac.compiler.hardware import BYTES_PER_FROZEN, BYTES_PER_TRAINABLE
+from genbac.compiler.plan import BYTES_PER_TRAINABLE
 from genbac.errors import RefusedError
 from genbac.units import size_text
 
@@ -184,7 +184,7 @@ def input_problem(artifact: Artifact, item: Input, engine: str, backend: str) ->
                 f"{item.path} --local-dir DIR`) and name DIR in the spec")
     path = artifact.project_path(item.path)
     if item.holds == "files":
-        from .data import DataError, resolve_sources
+        from .sources import DataError, resolve_sources
 
         try:
             resolve_sources([item.path], artifact.project)
@@ -227,7 +227,7 @@ def weight_bytes_per_parameter(artifact: Artifact) -> int:
 
 
 def source_bytes(artifact: Artifact, step: Step) -> int:
-    from .data import DataError, resolve_sources
+    from .sources import DataError, resolve_sources
 
     patterns = [i.path for i in step.inputs if i.root == "project" and i.holds == "files"]
     try:
@@ -275,8 +275,7 @@ def training_memory(artifact: Artifact, device: Device) -> tuple[int, int, int]:
     al. 2022, no recomputation), twice that in fp32, plus the logits and their gradient in fp32."""
     plan = artifact.plan
     arch, growth, train = plan.architecture, plan.growth, plan.spec.train
-    trainable = growth.trainable_parameters
-    states = BYTES_PER_TRAINABLE * trainable + BYTES_PER_FROZEN * (growth.parameters - trainable)
+    states = growth.state_bytes
     seq = plan.schedule.sequence
     per_rank = max(1, plan.schedule.batch // max(1, device.count))
     micro = min(train.micro_batch or per_rank, per_rank)

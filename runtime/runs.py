@@ -316,7 +316,7 @@ def stopped_at(client, run: ParentRun) -> str | None:
 # --------------------------------------------------------------------------------------------------
 
 def list_runs(uri: str, experiment: str | None = None, fmt: str = "text", limit: int = 50) -> str:
-    from genbac.compiler.explain import _table
+    from genbac.text import table
 
     if limit < 1:
         raise StoreError(f"--limit {limit}: give at least 1")
@@ -346,6 +346,6 @@ def list_runs(uri: str, experiment: str | None = None, fmt: str = "text", limit:
     markdown = fmt == "markdown"
     if markdown:
         rows = [[cell.replace("|", "\\|") for cell in row] for row in rows]
-    return "\n".join(_table(headers, rows, markdown,
+    return "\n".join(table(headers, rows, markdown,
                             align="l" * 5 + "r" * (len(languages) + 1))) + "\n"
 

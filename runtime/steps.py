@@ -36,7 +36,7 @@ def input_path(ctx: Context, item: Input) -> Path:
 def sources(ctx: Context, step: Step) -> list[Path]:
     """The files a step's source patterns match, in the order the spec lists them (each
     pattern's matches sorted): the one resolution both backends and run.sh use."""
-    from .data import resolve_sources
+    from .sources import resolve_sources
 
     patterns = [i.path for i in step.inputs if i.root == "project" and i.holds == "files"]
     return resolve_sources(patterns, ctx.project)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from genbac import atomic
 
-from .data import DataError, load_texts
+from .sources import DataError, load_texts
 
 if TYPE_CHECKING:  # heavy imports, only for annotations
     import tokenizers

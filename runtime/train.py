@@ -38,7 +38,6 @@ from typing import Callable
 import torch
 
 from genbac.compiler.plan import Phase, Plan
-from genbac.compiler.schedule import lr_at
 from genbac import atomic
 from genbac.errors import UserError
 
@@ -293,7 +292,7 @@ def train_phase(run: PhaseRun, state: TrainState) -> TrainState:
     step = max(state.step, phase.start_step)
     while step < phase.end_step:
         # 1. LR is a pure function of the step
-        lr = lr_at(phase, step)
+        lr = phase.lr_at(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
         # 2. one optimizer step over the global batch, in micro-batches

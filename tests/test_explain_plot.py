@@ -37,13 +37,6 @@ def test_plot_is_a_sane_png_and_byte_stable(tmp_path):
     assert second.read_bytes() == data
 
 
-def test_runtime_draws_the_same_plot():
-    from genbac.compiler.plot import mixture_plot
-    from genbac.runtime.plot import mixture_plot as runtime_plot
-
-    assert runtime_plot is mixture_plot
-
-
 def test_unwritable_plot_path_is_a_usage_error(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -15,6 +15,8 @@ from functools import lru_cache
 
 import yaml
 
+from genbac.text import comment_line
+
 
 # libyaml's emitter is 5x faster than the pure-Python one and, for the block-style documents written
 # here, byte-identical to it (tests/targets/test_yaml_emitters.py checks this on every golden file).
@@ -53,13 +55,8 @@ def shell_quote(value) -> str:
 
 
 def comment_text(value) -> str:
-    """A value inside a `#` comment (YAML or shell), written so that it cannot end the comment:
-    every character that is not printable (line ends of any kind, NUL, ESC, U+2028 …) is shown as
-    a Python-style escape. Printable text, non-ASCII letters included, stays as it is."""
-    text = str(value)
-    if not text.isprintable():
-        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return Rendered(text)
+    """A value inside a `#` comment (genbac.text.comment_line): it cannot end the comment."""
+    return Rendered(comment_line(value))
 
 
 def _finalize(value):

@@ -128,7 +128,12 @@ def test_mlflow_holds_parent_children_and_per_language_curves(rehearsal):
     assert [s for s, _ in history(uri, parent.info.run_id, "val_loss_bar")][-1] == 94
     assert history(uri, runs["phase-2"].info.run_id, "loss")[0][0] == 72
     artifacts = {a.path for a in client(uri).list_artifacts(parent.info.run_id)}
-    assert {"spec.genba", "plan.json", "mixture.png", "configs"} <= artifacts
+    assert {"spec.genba", "plan.json", "steps.json", "mixture.png", "configs"} <= artifacts
+    # the run's schedule picture is explain --plot's drawing of the same plan, byte for byte
+    png = Path(client(uri).download_artifacts(parent.info.run_id, "mixture.png",
+                                              str(project / "downloaded")))
+    assert genbac("explain", SPEC, "--plot", "explained.png", cwd=project).returncode == 0
+    assert png.read_bytes() == (project / "explained.png").read_bytes()
 
 
 def test_kill_9_mid_phase_then_resume_matches_uninterrupted(rehearsal, tmp_path):

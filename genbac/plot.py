@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .plan import Plan
-from .schedule import fmt_tokens
+from genbac.compiler.plan import Plan
+from genbac.compiler.schedule import fmt_tokens
 
 
 def mixture_plot(plan: Plan, out: Path) -> Path:
