@@ -352,8 +352,8 @@ def _show_plan(artifact, verdict, state: dict) -> None:
     print(f"{_printable(str(artifact.directory))}: {len(artifact.steps.steps)} steps "
           f"({backend} backend)")
     for step in artifact.steps.steps:
-        how = ("genbac" if step.engine == "genbac" else
-               shlex.join(step.argv) if backend == "cszoo" else f"genbac's local {step.kind}")
+        how = (shlex.join(step.argv) if step.engine == "genbac" or backend == "cszoo" else
+               f"genbac's own {step.kind} (local backend)")
         mark = "done" if step.name in done else "todo"
         print(f"  {mark}  {step.name:<16} {_printable(how)}")
     for line in verdict.lines():

@@ -49,3 +49,30 @@ class Context:
     def save_state(self) -> None:
         atomic.write_file(self.path(layout.STATE), json.dumps(self.state, indent=2,
                                                               sort_keys=True))
+
+
+class Backend:
+    """How the step plan's tool steps (prepare, convert, phase) are done: by Model Zoo's `cszoo`
+    (runtime/cszoo_backend.py) or by genbac here (runtime/local_backend.py). genbac's own steps
+    are runtime/steps.py's under every backend."""
+
+    name: str
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+
+    def run(self, ctx: "Context", step) -> dict | None:
+        do = {"prepare": self.prepare, "convert": self.convert, "phase": self.phase}.get(step.kind)
+        if do is None:
+            raise RunError(f"the {self.name} backend has no step of kind {step.kind} "
+                           f"({step.name})")
+        return do(ctx, step)
+
+    def prepare(self, ctx: "Context", step) -> dict | None:
+        raise NotImplementedError
+
+    def convert(self, ctx: "Context", step) -> dict | None:
+        raise NotImplementedError
+
+    def phase(self, ctx: "Context", step) -> dict | None:
+        raise NotImplementedError

@@ -44,7 +44,7 @@ from genbac.compiler.artifact import CONVERTED, MODEL_DIR, RESUME_YAML, TRAIN_YA
 from genbac.text import comment_line
 
 from . import cszoo_logs as logs
-from .context import Context, RunError
+from .context import Backend, Context, RunError
 
 CSZOO_ENV = "GENBAC_CSZOO"
 MISSING = (
@@ -392,20 +392,20 @@ class Fit:
         return latest is not None and latest[1] >= phase.end_step
 
 
-class CszooBackend:
-    """The step plan's tool steps through Model Zoo's `cszoo`; genbac's own steps are
-    runtime/steps.py's, as under every backend."""
+class CszooBackend(Backend):
+    """The step plan's tool steps through Model Zoo's `cszoo`."""
 
     name = "cszoo"
 
     def __init__(self, plan):
+        super().__init__(plan)
         self.fit = Fit(logs.layout_from_plan(plan))
 
-    def run(self, ctx: Context, step: Step):
-        if step.kind == "prepare":
-            return prepare(ctx, step)
-        if step.kind == "convert":
-            return convert(ctx, step)
-        if step.kind == "phase":
-            return self.fit.run_phase(ctx, step)
-        raise RunError(f"the cszoo backend has no step of kind {step.kind} ({step.name})")
+    def prepare(self, ctx: Context, step: Step):
+        return prepare(ctx, step)
+
+    def convert(self, ctx: Context, step: Step):
+        return convert(ctx, step)
+
+    def phase(self, ctx: Context, step: Step):
+        return self.fit.run_phase(ctx, step)

@@ -16,7 +16,7 @@ import os
 from genbac.compiler import artifact as layout
 from genbac.compiler.artifact import Step
 
-from .context import Context, RunError
+from .context import Backend, Context, RunError
 from .steps import input_path
 
 
@@ -52,24 +52,19 @@ def convert(ctx: Context, step: Step):
     return {"params": {"skipped": "local backend: no Model Zoo checkpoint"}}
 
 
-class LocalBackend:
+class LocalBackend(Backend):
+    """The step plan's tool steps done by genbac here."""
+
     name = "local"
 
-    def __init__(self, plan):
-        pass
+    def prepare(self, ctx: Context, step: Step):
+        return prepare(ctx, step)
 
-    def run(self, ctx: Context, step: Step):
-        if step.kind == "prepare":
-            return prepare(ctx, step)
-        if step.kind == "convert":
-            return convert(ctx, step)
-        if step.kind == "phase":
-            return train_phase_step(ctx, step)
-        raise RunError(f"the local backend has no step of kind {step.kind} ({step.name})")
+    def convert(self, ctx: Context, step: Step):
+        return convert(ctx, step)
 
-
-def train_phase_step(ctx: Context, step: Step):
-    return _train_phase(ctx, ctx.run_id, step.phase)
+    def phase(self, ctx: Context, step: Step):
+        return _train_phase(ctx, ctx.run_id, step.phase)
 
 
 def _load_data(ctx: Context):

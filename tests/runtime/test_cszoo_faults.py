@@ -13,13 +13,13 @@ through the cszoo backend and through run.sh; the stand-in is shown to refuse th
 
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from _tools import stand_in_tools
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FAKE = Path(__file__).resolve().parent / "fake_cszoo.py"
@@ -71,13 +71,7 @@ def project(tmp_path_factory):
         str(trained / "tokenizer.json")), bos_token="<|bos|>", eos_token="<|eos|>",
         pad_token="<|pad|>")
     raw.save_pretrained(str(model_dir))  # transformers 5's own files, not made portable
-    bin_dir = root / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "cszoo").write_text(f"#!{sys.executable}\n" + FAKE.read_text())
-    (bin_dir / "genbac").write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m genbac "
-                                    '"$@"\n')
-    for tool in ("cszoo", "genbac"):
-        (bin_dir / tool).chmod(0o755)
+    stand_in_tools(root / "bin")
     return root
 
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _tools import stand_in_tools
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FAKE = Path(__file__).resolve().parent / "fake_cszoo.py"
@@ -26,13 +27,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("one-plan")
     shutil.copytree(ROOT / "examples", tmp / "examples", ignore=shutil.ignore_patterns("models"))
-    bin_dir = tmp / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "cszoo").write_text(f"#!{sys.executable}\n" + FAKE.read_text())
-    (bin_dir / "genbac").write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m genbac "
-                                    '"$@"\n')
-    for tool in ("cszoo", "genbac"):
-        (bin_dir / tool).chmod(0o755)
+    bin_dir = stand_in_tools(tmp / "bin")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "HF_HOME": str(tmp / ".hf"), "PYTHONWARNINGS": "ignore"}
     return tmp, bin_dir, env
