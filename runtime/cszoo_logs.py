@@ -356,6 +356,14 @@ KNOWN_ERRORS = (
     Known(re.compile(r"Parameter '(?P<key>[^']+)' in section '(?P<section>[^']+)' is misplaced"),
           "the preprocessing config puts {key} in section {section}, which this Model Zoo does "
           "not accept: check `cszoo --version` (genbac writes for 2.10)"),
+    Known(re.compile(r'Missing key\(s\) in state_dict: (?P<keys>"[^"]+"(?:, "[^"]+")*)'),
+          "the checkpoint phase 1 loads lacks {keys}: it was not converted from the grow step's "
+          "output by this genbac (which writes every key Model Zoo loads, lm_head.weight of a "
+          "tied model too); rerun with --restart"),
+    Known(re.compile(r"Tokenizer class (?P<name>\S+) does not exist or is not currently imported"),
+          "Model Zoo's transformers cannot load the tokenizer class {name} named in "
+          "work/tokenizer/tokenizer_config.json (a newer transformers wrote it); the tokenizer "
+          "step writes a portable one: rerun with --restart"),
     Known(re.compile(r"Only one of `data_dir` or `mixture` must be specified"),
           "a dataloader names both data_dir and mixture; recompile the spec"),
 )

@@ -122,6 +122,14 @@ def test_val_dataloaders_map_to_languages_per_phase():
     ("ValueError: Expected data_processor to be one of the following values:\n"
      "- DummyDataProcessor\n- ... Got: GptHDF5MapDataProcesor", "cszoo --version",
      "Expected data_processor"),
+    # found running Model Zoo 2.10 by hand: a tied model's checkpoint without lm_head.weight
+    ("RuntimeError: Error(s) in loading state_dict for GPT2LMHeadModel:\n"
+     '\tMissing key(s) in state_dict: "lm_head.weight".\n\n'
+     "RuntimeError: Encountered error when calling ModelCallback.on_load_checkpoint",
+     'lacks "lm_head.weight"', 'Missing key(s) in state_dict: "lm_head.weight"'),
+    # ... and a tokenizer directory written by transformers 5, read by its transformers 4.57.1
+    ("ValueError: Tokenizer class TokenizersBackend does not exist or is not currently imported.",
+     "cannot load the tokenizer class TokenizersBackend", "Tokenizer class TokenizersBackend"),
 ])
 def test_known_errors_are_explained_and_quoted(output, meaning, quoted):
     lines = ["2026-11-26 14:37:40,699 INFO:   Trainer Fit Summary\n", *output.splitlines(True)]
