@@ -18,17 +18,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .hardware import PROFILES
-from .plan import Estimate
-
-
-class Measurement(NamedTuple):
-    run_id: str
-    experiment: str  # the measured run's spec name
-    hardware: str  # its hardware profile
-    count: int
-    flops_per_token: float  # of the measured run's model, from its plan
-    tokens_per_sec: float  # median over its training steps
-    steps: int  # how many steps the median is over
+from .plan import Estimate, Measurement
 
 
 class Calibrated(NamedTuple):

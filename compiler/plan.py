@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from typing import Literal, Optional
+from typing import Literal, NamedTuple, Optional
 
 from genbac.spec.ir import Architecture, Model, Spec
 
@@ -154,6 +154,19 @@ class Estimate(Model):
     energy_kwh: float
     power_kw: float  # per device, assumed
     source: str  # where the profile's numbers come from
+
+
+class Measurement(NamedTuple):
+    """A run's measured training rate (runtime/calibrate.py reads it from MLflow), which
+    compiler/calibrate.py sets against an estimate."""
+
+    run_id: str
+    experiment: str  # the measured run's spec name
+    hardware: str  # its hardware profile
+    count: int
+    flops_per_token: float  # of the measured run's model, from its plan
+    tokens_per_sec: float  # median over its training steps
+    steps: int  # how many steps the median is over
 
 
 class Plan(Model):

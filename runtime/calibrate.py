@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 
-from genbac.compiler.calibrate import Measurement
+from genbac.compiler.plan import Measurement
 
 from . import metrics as names
 from .context import RunError

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from genbac.compiler.calibrate import Measurement, calibrate, implied_utilisation, render
+from genbac.compiler.calibrate import calibrate, implied_utilisation, render
+from genbac.compiler.plan import Measurement
 from genbac.compiler.compile import plan_spec
 from genbac.compiler.explain import duration
 

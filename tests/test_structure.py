@@ -1,6 +1,5 @@
 """The module graph: no import cycles (a lazy import inside a function counts too), and the
-runtime reads the compiler only through the Plan and the compiled artifact (plus the record a
-measured rate is handed to `explain --calibrate` in)."""
+runtime reads the compiler only through the Plan and the compiled artifact."""
 
 import ast
 from pathlib import Path
@@ -8,8 +7,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"genbac": "genbac", "genbac.spec": "spec", "genbac.compiler": "compiler",
             "genbac.compiler.targets": "compiler/targets", "genbac.runtime": "runtime"}
-RUNTIME_MAY_IMPORT = {"genbac.compiler.plan", "genbac.compiler.artifact",
-                      "genbac.compiler.calibrate"}
+RUNTIME_MAY_IMPORT = {"genbac.compiler.plan", "genbac.compiler.artifact"}
 
 
 def modules() -> dict[str, Path]:
