@@ -18,11 +18,14 @@ atomically (written under a temporary name, then renamed).
 
 Determinism. `Mixer.batch(step)` is a pure function of (plan, packed data, seed, step): a run resumed
 at step s sees exactly the batches an uninterrupted run sees from s on; there is no iterator state.
-Within a phase the slots (steps × batch) are an exact multiset of the plan's per-language sequence
-counts, shuffled by a generator seeded from (seed, phase index). The k-th sequence a language
-draws, counted over the whole run, is row perm_e[k mod n] of its data, where perm_e is a permutation
-seeded from (seed, language code, epoch e = k div n): a small corpus repeats, in a new order each
-epoch.
+Within a phase the slots (steps × batch) hold exactly the plan's per-language sequence counts,
+dealt evenly (`_Interleave`: every stretch of the phase carries each language's share, rounded; the
+alignment drawn from (seed, phase index)), and each batch's rows are put in an order drawn from
+(seed, step). The k-th sequence a language draws, counted over the whole run, is row order_e(k mod n)
+of its data, where order_e is a keyed bijection of 0 … n-1 (`_Permutation`, a Feistel network) keyed
+from (seed, language code, epoch e = k div n): a small corpus repeats, in a new order each epoch,
+and no row repeats within an epoch. Both are computed per slot and per row, never tabulated, so
+the Mixer's memory and the time of any batch do not grow with the run (bench/mixer.py).
 
 datasets is imported only inside the functions that read sources: importing this module is light.
 """
@@ -270,24 +273,110 @@ def _seed_word(value: int | str) -> int:
     return int(value) % (1 << 64)
 
 
-@dataclass(frozen=True)
-class _PhaseLayout:
-    """Which language, and which of its draws, fills each slot of one phase."""
+class _Interleave:
+    """One phase's slots 0 … n-1 dealt to its languages: exactly `counts[l]` slots to language l,
+    spread evenly (every prefix of the phase holds each language's share, rounded), in O(log L) per
+    slot and no memory that grows with the run.
 
-    language: np.ndarray  # [steps * batch] index into Mixer.codes
-    draw: np.ndarray  # [steps * batch] the language's draw number counted over the whole run
-    seen: np.ndarray  # [languages, steps + 1]: each language's sequences in the first j steps
+    A binary tree over the languages: a node whose left side has `a` of its `n` slots gives the
+    left side floor((k·a + r) / n) of its first k slots, with r in [0, n) drawn from the seed. That
+    count is 0 at k = 0, a at k = n, and grows by 0 or 1 per slot, so "slot k goes left" is
+    exactly "the count grows at k", and the side's own slot number is the count before k.
+    """
+
+    def __init__(self, counts: list[int], rng: np.random.Generator):
+        self.counts = [int(c) for c in counts]
+        self.tree = self._node([l for l, c in enumerate(self.counts) if c > 0], rng)
+
+    def _node(self, languages: list[int], rng: np.random.Generator):
+        if len(languages) <= 1:
+            return languages[0] if languages else None  # a leaf: the language's index
+        half = len(languages) // 2
+        left, right = languages[:half], languages[half:]
+        a = sum(self.counts[l] for l in left)
+        n = a + sum(self.counts[l] for l in right)
+        return (a, n, int(rng.integers(n)), self._node(left, rng), self._node(right, rng),
+                frozenset(left))
+
+    def deal(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(language, its own slot number) of each of `slots` (int64)."""
+        language = np.empty(len(slots), np.int64)
+        own = np.empty(len(slots), np.int64)
+        self._deal(self.tree, slots, np.arange(len(slots)), language, own)
+        return language, own
+
+    def _deal(self, node, k, where, language, own) -> None:
+        if node is None:  # a phase without slots
+            assert len(k) == 0, "slots dealt in a phase that has none"
+            return
+        if not isinstance(node, tuple):
+            language[where], own[where] = node, k
+            return
+        a, n, r, left, right, _ = node
+        before, after = (k * a + r) // n, ((k + 1) * a + r) // n
+        go_left = after > before
+        self._deal(left, before[go_left], where[go_left], language, own)
+        self._deal(right, (k - before)[~go_left], where[~go_left], language, own)
+
+    def seen(self, language: int, k: int) -> int:
+        """How many of the first k slots are the language's."""
+        node = self.tree
+        while isinstance(node, tuple):
+            a, n, r, left, right, on_the_left = node
+            before = (k * a + r) // n
+            if language in on_the_left:
+                node, k = left, before
+            else:
+                node, k = right, k - before
+        return k if node == language else 0
+
+
+class _Permutation:
+    """A keyed bijection of 0 … n-1 computed per element (no table): a 6-round Feistel network on
+    the smallest even number of bits that covers n, walked until it lands below n (cycle walking
+    keeps it a bijection of 0 … n-1; at most a 4× larger domain, so about 2 walks on average)."""
+
+    ROUNDS = 6
+
+    def __init__(self, n: int, rng: np.random.Generator):
+        self.n = n
+        bits = max(2, (n - 1).bit_length())
+        self.half = (bits + 1) // 2
+        self.mask = np.uint64((1 << self.half) - 1)
+        self.keys = rng.integers(0, 1 << 63, size=self.ROUNDS, dtype=np.uint64)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        y = self._encrypt(np.asarray(x, np.uint64))
+        outside = y >= self.n
+        while outside.any():
+            y[outside] = self._encrypt(y[outside])
+            outside = y >= self.n
+        return y.astype(np.int64)
+
+    def _encrypt(self, x: np.ndarray) -> np.ndarray:
+        shift = np.uint64(self.half)
+        left, right = x >> shift, x & self.mask
+        for key in self.keys:
+            left, right = right, left ^ (_mix(right ^ key) & self.mask)
+        return (left << shift) | right
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: every output bit depends on every input bit (uint64 wraps)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
 
 class Mixer:
     """The data order of a run as a pure function of the global step (see the module doc).
 
     `step` is 0-based: `batch(step)` is the batch of the update that takes the run from `step` to
-    `step + 1`; a phase covers steps [start_step, end_step).
+    `step + 1`; a phase covers steps [start_step, end_step). Memory and time per batch do not grow
+    with the run: nothing of the size of a phase or a corpus is materialised.
     """
 
-    LAYOUTS_KEPT = 2  # phases whose slot layout stays in memory (a batch needs one)
-    ORDERS_KEPT = 4  # epoch permutations kept per language
+    ORDERS_KEPT = 64  # epoch permutations' keys kept (a few bytes each)
 
     def __init__(self, plan: Mapping | Any, data: Mapping[str, PackedData], seed: int):
         if hasattr(plan, "model_dump"):  # a compiler.plan.Plan
@@ -306,8 +395,11 @@ class Mixer:
         self._starts = [phase["start_step"] for phase in self.phases]
         self._check_contiguous()
         self.data = self._check_data(data)
-        self._layouts: dict[int, _PhaseLayout] = {}
-        self._orders: dict[tuple[str, int], np.ndarray] = {}
+        self._interleaves = [
+            _Interleave(list(counts), np.random.default_rng(
+                [_seed_word(self.seed), _seed_word(phase["index"])]))
+            for phase, counts in zip(self.phases, self._counts)]
+        self._orders: dict[tuple[str, int], _Permutation] = {}
 
     # -- checks
 
@@ -348,15 +440,23 @@ class Mixer:
     def batch(self, step: int) -> tuple[np.ndarray, list[str]]:
         """Rows [batch, sequence + 1] (int64) for update `step`, and the language of each row."""
         phase = self._phase_at(step, allow_end=False)
-        layout = self._layout(phase)
         first = (step - self._starts[phase]) * self.batch_size
-        rows = slice(first, first + self.batch_size)
+        language, own = self._interleaves[phase].deal(
+            np.arange(first, first + self.batch_size, dtype=np.int64))
+        # rows in an order drawn from (seed, step), so no row position is tied to a language;
+        # each language's draws stay in increasing order along the rows (epochs stay in order)
+        order = np.random.default_rng([_seed_word(self.seed), step]).permutation(self.batch_size)
+        language, own = language[order], own[order]
+        for i in np.unique(language):
+            mine = np.flatnonzero(language == i)
+            own[mine] = np.sort(own[mine])
+        draw = self._before[phase][language] + own  # counted over the whole run
         out = np.empty((self.batch_size, self.sequence + 1), dtype=np.int64)
-        codes = []
-        for r, (language, draw) in enumerate(zip(layout.language[rows], layout.draw[rows])):
-            code = self.codes[language]
-            out[r] = self.data[code].sequence_ids(self._row_of(code, int(draw)))
-            codes.append(code)
+        codes = [self.codes[i] for i in language]
+        for i in np.unique(language):
+            code, mine = self.codes[i], np.flatnonzero(language == i)
+            for r, row in zip(mine, self._rows_of(code, draw[mine])):
+                out[r] = self.data[code].sequence_ids(int(row))
         return out, codes
 
     def tokens_seen(self, step: int) -> dict[str, int]:
@@ -365,10 +465,10 @@ class Mixer:
             sequences = self._before[-1]
         else:
             phase = self._phase_at(step, allow_end=True)
-            within = step - self._starts[phase]
-            sequences = self._before[phase].copy()
-            if within:
-                sequences += self._layout(phase).seen[:, within]
+            slots = (step - self._starts[phase]) * self.batch_size
+            interleave = self._interleaves[phase]
+            sequences = [int(before) + interleave.seen(i, slots)
+                         for i, before in enumerate(self._before[phase])]
         return {code: int(n) * self.sequence for code, n in zip(self.codes, sequences)}
 
     def _phase_at(self, step: int, allow_end: bool) -> int:
@@ -377,37 +477,22 @@ class Mixer:
         # the last phase starting at or before `step` (empty phases are skipped by this choice)
         return int(np.searchsorted(self._starts, step, side="right")) - 1
 
-    def _layout(self, phase: int) -> _PhaseLayout:
-        if phase not in self._layouts:
-            if len(self._layouts) >= self.LAYOUTS_KEPT:
-                self._layouts.pop(next(iter(self._layouts)))
-            self._layouts[phase] = self._build_layout(phase)
-        return self._layouts[phase]
+    def _rows_of(self, code: str, draws: np.ndarray) -> np.ndarray:
+        """The data rows of a language's draws: draw k is row order_e(k mod n), e = k div n."""
+        epoch, position = np.divmod(draws, self.data[code].n_sequences)
+        rows = np.empty(len(draws), np.int64)
+        for e in np.unique(epoch):
+            mine = epoch == e
+            rows[mine] = self._epoch_order(code, int(e))(position[mine])
+        return rows
 
-    def _build_layout(self, phase: int) -> _PhaseLayout:
-        counts = self._counts[phase]
-        rng = np.random.default_rng([_seed_word(self.seed), _seed_word(self.phases[phase]["index"])])
-        language = rng.permutation(np.repeat(np.arange(len(self.codes), dtype=np.int32), counts))
-        draw = np.empty(len(language), dtype=np.int64)
-        steps = len(language) // self.batch_size if self.batch_size else 0
-        seen = np.zeros((len(self.codes), steps + 1), dtype=np.int64)
-        for i in range(len(self.codes)):
-            mine = language == i
-            draw[mine] = self._before[phase][i] + np.arange(counts[i])
-            seen[i, 1:] = np.cumsum(mine.reshape(steps, self.batch_size).sum(axis=1))
-        return _PhaseLayout(language=language, draw=draw, seen=seen)
-
-    def _row_of(self, code: str, draw: int) -> int:
-        epoch, position = divmod(draw, self.data[code].n_sequences)
-        return int(self._epoch_order(code, epoch)[position])
-
-    def _epoch_order(self, code: str, epoch: int) -> np.ndarray:
+    def _epoch_order(self, code: str, epoch: int) -> _Permutation:
         key = (code, epoch)
         if key not in self._orders:
-            if len(self._orders) >= self.ORDERS_KEPT * len(self.codes):
+            if len(self._orders) >= self.ORDERS_KEPT:
                 self._orders.pop(next(iter(self._orders)))
             rng = np.random.default_rng([_seed_word(self.seed), _seed_word(code), epoch])
-            self._orders[key] = rng.permutation(self.data[code].n_sequences)
+            self._orders[key] = _Permutation(self.data[code].n_sequences, rng)
         return self._orders[key]
 
 

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from genbac.compiler.compile import plan_spec
-from genbac.runtime.data import (DataError, EvalSet, Mixer, PackedData, eval_batches,
-                                 prepare_language, resolve_sources)
+from genbac.runtime.data import (DataError, EvalSet, Mixer, PackedData, _Interleave, _Permutation,
+                                 eval_batches, prepare_language, resolve_sources)
 from genbac.runtime.tokenizer import load_tokenizer, train_bpe_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -461,6 +461,43 @@ def test_mixer_properties_on_random_plans(example):
             a, b = mixer.batch(step), twin.batch(step)
             assert np.array_equal(a[0], b[0]) and a[1] == b[1]
         del mixer, twin, data  # release the memory maps before the directory goes
+
+
+# ------------------------------------------------------- mixer, its two bijections (no tables)
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 9, 31, 64, 100, 257, 1000, 4097])
+def test_an_epoch_order_is_a_permutation_of_every_size(n):
+    order = _Permutation(n, np.random.default_rng(n))
+    rows = order(np.arange(n))
+    assert sorted(rows.tolist()) == list(range(n))
+    if n >= 8:  # a shuffle, and another one under another key
+        assert rows.tolist() != list(range(n))
+        assert rows.tolist() != _Permutation(n, np.random.default_rng(n + 1))(np.arange(n)).tolist()
+
+
+def test_an_epoch_order_of_a_large_corpus_is_computed_per_row():
+    n = 20_000_003  # GENBA-sized; no table of n entries exists
+    order = _Permutation(n, np.random.default_rng(0))
+    sample = np.arange(0, n, 997)
+    rows = order(sample)
+    assert rows.min() >= 0 and rows.max() < n and len(set(rows.tolist())) == len(sample)
+    assert np.array_equal(order(sample[::-1]), rows[::-1])  # per element, not per call
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=5), st.integers(0, 2**32))
+def test_an_interleave_deals_exact_counts_evenly(counts, seed):
+    n = sum(counts)
+    interleave = _Interleave(counts, np.random.default_rng(seed))
+    language, own = interleave.deal(np.arange(n, dtype=np.int64))
+    for lang, count in enumerate(counts):
+        mine = language == lang
+        assert mine.sum() == count
+        assert own[mine].tolist() == list(range(count))  # its own slots, in order
+        for k in range(n + 1):  # every prefix holds the language's share, within the tree depth
+            seen = interleave.seen(lang, k)
+            assert seen == int(mine[:k].sum())
+            assert abs(seen - k * count / max(n, 1)) <= 3
 
 
 # ------------------------------------------------------------------------------------ evaluation
