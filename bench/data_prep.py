@@ -1,34 +1,45 @@
-"""Benchmark: `prepare_language` (no cache) against the bare tokenizer on the same texts, same run.
+"""Benchmark: `prepare_language` (no cache) in 1 and 2 processes against the bare tokenizer on the
+same texts, in the same run, with a real tokenizer.
 
 The corpus is the example texts (en, de, bar) repeated to about --mb megabytes of JSONL, split over
---files files in a temporary directory. Measured, in interleaved rounds (best of --rounds):
+--files files in a temporary directory. The tokenizer is SmolLM2-135M's 49,152-token byte-level BPE
+(examples/models/smollm2-135m, after `bash scripts/smollm2.sh`), or --tokenizer DIR; without either,
+a --vocab BPE trained on the examples (not comparable to a real tokenizer: said in the output).
 
-- `tokenizers` encode_batch: the Rust batch encoder on the texts already in memory, ids collected
-  as Python lists (what any use of the ids needs); this is the baseline of the ratio;
-- the same with encode_batch_fast (no offsets), whole list and 1000 texts per call (the batch
-  prepare_language uses), and transformers `tokenizer(texts)`;
-- prepare_language from scratch: read the JSONL with `datasets`, tokenize, append EOS, pack into
-  rows, write sequences.npy + meta.json; then the same call again (served from the cache).
+Every case runs in a fresh child process, the cases interleaved, best of --rounds:
 
-Throughput is tokenized tokens (EOS included for prepare_language) per second of wall time.
-Usage: .venv/bin/python bench/data_prep.py [--mb 30] [--files 4] [--rounds 2] [--vocab 1024]
+- bare, 1 thread: `tokenizers` encode_batch_fast of the texts already in memory, 1000 per call (the
+  batch prepare_language uses), ids collected as Python lists, TOKENIZERS_PARALLELISM=false: one
+  core's rate, the floor of the ratios;
+- bare, all threads: the same with the tokenizer's own thread pool (for reference);
+- prepare_language in 1 process on 1 thread, and in 2 processes (one thread each): read the JSONL
+  with `datasets`, tokenize, append EOS, pack into rows, write sequences.npy + meta.json; the 1- and
+  2-process outputs are checked to be byte-identical.
+
+Rates are JSONL megabytes (and tokens) per second of wall time. Targets (issue 12): prepare in one
+process at least 0.9x bare on one thread; in 2 processes at least 1.7x on 2 cores.
+Usage: .venv/bin/python bench/data_prep.py [--mb 30] [--files 4] [--rounds 2] [--tokenizer DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "examples" / "data"
+SMOLLM2 = ROOT / "examples" / "models" / "smollm2-135m"
 
 
-def build_corpus(directory: Path, megabytes: float, files: int) -> list[str]:
-    """Write about `megabytes` of JSONL made of the example texts; return the texts in file order."""
+def build_corpus(directory: Path, megabytes: float, files: int) -> None:
+    """Write about `megabytes` of JSONL made of the example texts, over `files` files."""
     originals = [json.loads(line)["text"] for path in sorted(DATA.glob("*/train.jsonl"))
                  for line in path.read_text(encoding="utf-8").splitlines()]
     size = sum(len(json.dumps({"text": t}).encode()) + 1 for t in originals)
@@ -40,20 +51,40 @@ def build_corpus(directory: Path, megabytes: float, files: int) -> list[str]:
         part = texts[index * per_file:(index + 1) * per_file]
         with open(directory / f"part-{index:03d}.jsonl", "w", encoding="utf-8") as handle:
             handle.writelines(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in part)
-    return texts
 
 
-def timed(function):
+def run_case(case: str, scratch: Path, tokenizer_dir: Path, sequence: int, tag: str) -> dict:
+    """In this (child) process: one case, timed. Returns seconds and tokens."""
+    from genbac.runtime.tokenizer import load_fast_tokenizer
+
+    corpus = sorted((scratch / "corpus").glob("*.jsonl"))
+    if case.startswith("bare"):
+        texts = [json.loads(line)["text"] for path in corpus
+                 for line in path.read_text(encoding="utf-8").splitlines()]
+        tokenizer = load_fast_tokenizer(tokenizer_dir)
+        started = time.perf_counter()
+        tokens = sum(len(encoding.ids) for start in range(0, len(texts), 1000)
+                     for encoding in tokenizer.encode_batch_fast(texts[start:start + 1000],
+                                                                 add_special_tokens=False))
+        return {"seconds": time.perf_counter() - started, "tokens": tokens}
+    from genbac.runtime.data import prepare_language
+
+    processes = int(case.split("-")[1])
+    cache = scratch / f"cache-{tag}"
     started = time.perf_counter()
-    result = function()
-    return time.perf_counter() - started, result
+    packed = prepare_language("all", ["corpus/*.jsonl"], scratch, tokenizer_dir, sequence, cache,
+                              log=lambda _: None, processes=processes)
+    seconds = time.perf_counter() - started
+    digest = hashlib.sha256((packed.path / "sequences.npy").read_bytes()).hexdigest()
+    return {"seconds": seconds, "tokens": packed.meta["tokenized_tokens"], "sha256": digest}
 
 
-def encode_batch_ids(tokenizer, texts, fast: bool, batch: int | None = None) -> int:
-    encode = tokenizer.encode_batch_fast if fast else tokenizer.encode_batch
-    batch = batch or len(texts)
-    return sum(len(encoding.ids) for start in range(0, len(texts), batch)
-               for encoding in encode(texts[start:start + batch], add_special_tokens=False))
+CASES = {  # name: (case, environment)
+    "bare tokenizer, 1 thread (floor)": ("bare", {"TOKENIZERS_PARALLELISM": "false"}),
+    "bare tokenizer, all threads": ("bare", {}),
+    "prepare_language, 1 process, 1 thread": ("prepare-1", {"TOKENIZERS_PARALLELISM": "false"}),
+    "prepare_language, 2 processes": ("prepare-2", {}),
+}
 
 
 def main() -> None:
@@ -61,70 +92,65 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=30.0)
     parser.add_argument("--files", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--vocab", type=int, default=1024)
-    parser.add_argument("--sequence", type=int, default=1024)
+    parser.add_argument("--tokenizer", type=Path, help="a tokenizer directory (tokenizer.json)")
+    parser.add_argument("--vocab", type=int, default=1024, help="without a real tokenizer")
+    parser.add_argument("--sequence", type=int, default=2048)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)  # case scratch tokenizer tag
     args = parser.parse_args()
+    if args.child:
+        case, scratch, tokenizer_dir, tag = args.child
+        print(json.dumps(run_case(case, Path(scratch), Path(tokenizer_dir), args.sequence, tag)))
+        return
 
     with tempfile.TemporaryDirectory(prefix="genbac-bench-") as scratch:
         scratch = Path(scratch)
-        os.environ.update(HF_HOME=str(scratch / "hf-home"), HF_HUB_OFFLINE="1",
-                          HF_DATASETS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1")
-        from genbac.runtime.data import prepare_language
-        from genbac.runtime.tokenizer import (load_fast_tokenizer, load_tokenizer,
-                                              train_bpe_tokenizer)
-
-        corpus = scratch / "corpus"
-        corpus.mkdir()
-        texts = build_corpus(corpus, args.mb, args.files)
-        megabytes = sum(p.stat().st_size for p in corpus.iterdir()) / 1e6
-        tokenizer_dir = train_bpe_tokenizer(sorted(DATA.glob("*/train.jsonl")), args.vocab,
-                                            scratch / "tokenizer")
-        bare = load_fast_tokenizer(tokenizer_dir)
-        wrapped = load_tokenizer(tokenizer_dir)
-        print(f"corpus: {megabytes:.1f} MB JSONL in {args.files} files, {len(texts):,} documents; "
-              f"byte-level BPE, vocab {args.vocab}; sequence {args.sequence}; "
-              f"{os.cpu_count()} CPUs; best of {args.rounds} rounds")
-
-        cases = {
-            "tokenizers encode_batch (baseline)": lambda: encode_batch_ids(bare, texts, False),
-            "tokenizers encode_batch_fast": lambda: encode_batch_ids(bare, texts, True),
-            "encode_batch_fast, 1000 per call": lambda: encode_batch_ids(bare, texts, True, 1000),
-            "transformers tokenizer(texts)": lambda: sum(
-                len(ids) for ids in wrapped(texts, add_special_tokens=False)["input_ids"]),
-        }
-        best: dict[str, tuple[float, int]] = {}
-
-        def record(name: str, seconds: float, tokens: int) -> None:
-            if name not in best or seconds < best[name][0]:
-                best[name] = (seconds, tokens)
-
+        env = {**os.environ, "HF_HOME": str(scratch / "hf-home"), "HF_HUB_OFFLINE": "1",
+               "HF_DATASETS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+        env.pop("TOKENIZERS_PARALLELISM", None)
+        env.pop("GENBAC_DATA_PROCESSES", None)
+        (scratch / "corpus").mkdir()
+        build_corpus(scratch / "corpus", args.mb, args.files)
+        megabytes = sum(p.stat().st_size for p in (scratch / "corpus").iterdir()) / 1e6
+        tokenizer_dir = args.tokenizer or (SMOLLM2 if (SMOLLM2 / "tokenizer.json").is_file()
+                                           else None)
+        if tokenizer_dir is None:
+            from genbac.runtime.tokenizer import train_bpe_tokenizer
+            tokenizer_dir = train_bpe_tokenizer(sorted(DATA.glob("*/train.jsonl")), args.vocab,
+                                                scratch / "tokenizer")
+            what = f"a {args.vocab}-token BPE trained on the examples (NOT a real tokenizer)"
+        else:
+            vocab = len(json.loads((Path(tokenizer_dir) / "tokenizer.json").read_text())
+                        ["model"]["vocab"])
+            what = f"{tokenizer_dir} ({vocab:,}-token vocabulary)"
+        print(f"corpus: {megabytes:.1f} MB JSONL in {args.files} files; tokenizer: {what}; "
+              f"sequence {args.sequence}; {len(os.sched_getaffinity(0))} CPUs; "
+              f"best of {args.rounds} rounds, each case in a fresh process")
+        best: dict[str, dict] = {}
+        digests = set()
         for round_index in range(args.rounds):
-            for name, case in cases.items():
-                record(name, *timed(case))
-            cache = scratch / f"cache-{round_index}"
-            seconds, packed = timed(lambda: prepare_language(
-                "all", ["corpus/*.jsonl"], scratch, tokenizer_dir, args.sequence, cache,
-                log=lambda _: None))
-            record("prepare_language, no cache", seconds, packed.meta["tokenized_tokens"])
-            seconds, again = timed(lambda: prepare_language(
-                "all", ["corpus/*.jsonl"], scratch, tokenizer_dir, args.sequence, cache,
-                log=lambda _: None))
-            assert again.from_cache
-            record("prepare_language, cached", seconds, again.meta["tokenized_tokens"])
-
-        baseline_seconds, baseline_tokens = best["tokenizers encode_batch (baseline)"]
-        baseline_rate = baseline_tokens / baseline_seconds
-        print(f"\n| {'method':<36} | {'seconds':>8} | {'tokens':>12} | {'tokens/s':>12} | "
-              f"{'vs baseline':>11} |")
-        print(f"|{'-' * 38}|{'-' * 9}:|{'-' * 13}:|{'-' * 13}:|{'-' * 12}:|")
-        for name, (seconds, tokens) in best.items():
-            if "cached" in name:  # nothing is tokenized: a rate would be meaningless
-                print(f"| {name:<36} | {seconds:8.2f} | {tokens:12,} | {'—':>12} | {'—':>11} |")
-                continue
-            rate = tokens / seconds
-            print(f"| {name:<36} | {seconds:8.2f} | {tokens:12,} | {rate:12,.0f} | "
-                  f"{rate / baseline_rate:10.2f}x |")
-        print(f"\nprepare_language's tokens include one EOS per document ({len(texts):,}).")
+            for name, (case, extra) in CASES.items():
+                out = subprocess.run(
+                    [sys.executable, __file__, "--sequence", str(args.sequence), "--child", case,
+                     str(scratch), str(tokenizer_dir), f"{round_index}-{case}"],
+                    env={**env, **extra}, check=True, capture_output=True, text=True).stdout
+                result = json.loads(out.strip().splitlines()[-1])
+                digests.add(result.get("sha256")) if "sha256" in result else None
+                if name not in best or result["seconds"] < best[name]["seconds"]:
+                    best[name] = result
+        floor = best["bare tokenizer, 1 thread (floor)"]
+        print(f"\n| {'method':<40} | {'seconds':>8} | {'MB/s':>6} | {'tokens/s':>10} | "
+              f"{'vs floor':>8} |")
+        print(f"|{'-' * 42}|{'-' * 9}:|{'-' * 7}:|{'-' * 11}:|{'-' * 9}:|")
+        for name, result in best.items():
+            ratio = floor["seconds"] / result["seconds"]
+            print(f"| {name:<40} | {result['seconds']:8.2f} | "
+                  f"{megabytes / result['seconds']:6.2f} | "
+                  f"{result['tokens'] / result['seconds']:10,.0f} | {ratio:7.2f}x |")
+        print(f"\nprepare_language's tokens include one EOS per document; its 1- and 2-process "
+              f"outputs are {'byte-identical' if len(digests) == 1 else 'DIFFERENT'} "
+              f"(sha256 of sequences.npy over {args.rounds} rounds).")
+        if len(digests) != 1:
+            sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -48,6 +50,8 @@ FORMAT_VERSION = 1  # bump when the packed layout or the tokenization rule chang
 SEQUENCES_FILE = "sequences.npy"
 META_FILE = "meta.json"
 TOKENIZE_BATCH = 1000  # documents per tokenizer call: large enough for its thread pool
+PROCESSES_ENV = "GENBAC_DATA_PROCESSES"  # how many processes tokenise (default: data_processes)
+PROCESS_BYTES = 64 * 2**20  # text per tokenising process, at least (see data_processes)
 
 from .sources import (DataError, is_saved_dataset, load_texts, quiet_datasets,  # noqa: F401
                       resolve_sources, short_error, source_fingerprint, source_size)
@@ -55,11 +59,46 @@ from .sources import (DataError, is_saved_dataset, load_texts, quiet_datasets,  
 
 # ----------------------------------------------------------------------------- tokenize and pack
 
-def tokenize_documents(texts, tokenizer, eos_id: int, work_dir: Path, fingerprint: str):
+def data_processes(size_bytes: int) -> int:
+    """How many processes tokenise a corpus of `size_bytes`: $GENBAC_DATA_PROCESSES if set, else
+    one per PROCESS_BYTES of text up to the CPUs this process may use (a process costs about a
+    second to start; a byte-level BPE encodes 2-5 MB/s per core)."""
+    configured = os.environ.get(PROCESSES_ENV)
+    if configured is not None:
+        try:
+            n = int(configured)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise DataError(f"${PROCESSES_ENV} must be a positive whole number of processes, "
+                            f"not {configured!r}")
+        return n
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cpus or 1, size_bytes // PROCESS_BYTES))
+
+
+@contextmanager
+def _one_thread_per_process(processes: int) -> Iterator[None]:
+    """With several tokenising processes, each encodes on one thread (they share the cores), and
+    tokenizers does not warn about the fork after its thread pool was used in this process."""
+    if processes < 2 or "TOKENIZERS_PARALLELISM" in os.environ:
+        yield
+        return
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        yield
+    finally:
+        del os.environ["TOKENIZERS_PARALLELISM"]
+
+
+def tokenize_documents(texts, tokenizer, eos_id: int, work_dir: Path, fingerprint: str,
+                       processes: int = 1):
     """A dataset with one list<int32> column "input_ids": each non-empty document's ids + EOS.
 
     `tokenizer` is a bare `tokenizers.Tokenizer`: its Rust batch encoder is what we time against,
-    and it adds no template tokens with add_special_tokens=False.
+    and it adds no template tokens with add_special_tokens=False. With several `processes`,
+    `datasets` gives each a contiguous shard of the documents and concatenates the results in
+    order: the ids are the same for any number of processes.
     """
     import datasets
     import pyarrow as pa
@@ -77,13 +116,15 @@ def tokenize_documents(texts, tokenizer, eos_id: int, work_dir: Path, fingerprin
         return pa.table({"input_ids": pa.array(rows, type=id_type)})
 
     features = datasets.Features({"input_ids": datasets.List(datasets.Value("int32"))})
-    with quiet_datasets():
+    processes = max(1, min(processes, len(texts)))
+    with quiet_datasets(), _one_thread_per_process(processes):
         # Explicit cache file and fingerprint: nothing is written beside the sources, and
         # datasets does not hash (pickle) the tokenizer to name its cache.
         return texts.with_format("arrow").map(
             encode, batched=True, batch_size=TOKENIZE_BATCH, remove_columns=["text"],
             features=features, cache_file_name=str(Path(work_dir) / "tokens.arrow"),
-            new_fingerprint=fingerprint)
+            # (shards append "_00000_of_00002" to it, and datasets allows 64 characters)
+            new_fingerprint=fingerprint[:40], num_proc=processes if processes > 1 else None)
 
 
 def pack_sequences(token_ids, sequence: int, out_file: Path, what: str) -> tuple[int, int]:
@@ -196,8 +237,12 @@ def read_meta(directory: Path) -> dict:
 def prepare_language(code: str, patterns: list[str], project_dir: Path, tokenizer_dir: Path,
                      sequence: int, cache_dir: Path, split: str = "train", text_key: str = "text",
                      log: Callable[[str], Any] = print,
-                     model_vocab: int | None = None) -> PackedData:
-    """Tokenize and pack one language's sources (or reuse the cached result); see the module doc."""
+                     model_vocab: int | None = None,
+                     processes: int | None = None) -> PackedData:
+    """Tokenize and pack one language's sources (or reuse the cached result); see the module doc.
+
+    `processes`: how many processes tokenise (default: `data_processes` of the sources' size); the
+    packed result is byte-identical for any number, so it is not part of the cache key."""
     from .tokenizer import load_fast_tokenizer, special_token_id, tokenizer_file
 
     if sequence < 1:
@@ -215,12 +260,14 @@ def prepare_language(code: str, patterns: list[str], project_dir: Path, tokenize
         return PackedData.load(directory, from_cache=True)
 
     size = sum(source_size(p) for p in sources)
-    log(f"{what}: tokenizing {len(sources)} source(s), {size / 1e6:.1f} MB")
+    processes = processes or data_processes(size)
+    log(f"{what}: tokenizing {len(sources)} source(s), {size / 1e6:.1f} MB"
+        + (f", in {processes} processes" if processes > 1 else ""))
     started = time.perf_counter()
     with atomic.directory(directory, complete=META_FILE) as work:
         scratch = work / "scratch"
         texts = load_texts(sources, text_key, scratch, split)
-        token_ids = tokenize_documents(texts, tokenizer, eos_id, scratch, key)
+        token_ids = tokenize_documents(texts, tokenizer, eos_id, scratch, key, processes)
         documents = len(token_ids)  # one row per non-empty document
         rows, total = pack_sequences(token_ids, sequence, work / SEQUENCES_FILE, what)
         del texts, token_ids  # close the arrow files before their directory goes

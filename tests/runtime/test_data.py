@@ -315,6 +315,38 @@ def test_packed_data_pickles_without_its_memory_map(packed):
     assert np.array_equal(copy.sequence_ids(5), data.sequence_ids(5))
 
 
+# ------------------------------------------------------------------------------ in N processes
+
+def test_any_number_of_processes_packs_the_same_bytes(tmp_path, tokenizer_dir):
+    # three files of many short documents: every process gets several tokenizer batches
+    texts = [t for code in ("en", "de", "bar") for t in texts_of(code)] * 12
+    sources = [write_jsonl(tmp_path / "src" / f"part{i}.jsonl", texts[i::3]) for i in range(3)]
+    packed = {n: prepare([str(p) for p in sources], tmp_path, tokenizer_dir, tmp_path / f"c{n}",
+                         processes=n) for n in (1, 2, 3)}
+    one = (packed[1].path / "sequences.npy").read_bytes()
+    assert packed[1].n_sequences > 100
+    for n in (2, 3):
+        assert (packed[n].path / "sequences.npy").read_bytes() == one
+        assert packed[n].meta == packed[1].meta
+        assert packed[n].path.name == packed[1].path.name  # the cache key ignores the count
+
+
+def test_the_number_of_processes_comes_from_the_machine_or_the_environment(monkeypatch):
+    from genbac.runtime import data
+
+    monkeypatch.delenv(data.PROCESSES_ENV, raising=False)
+    cpus = len(os.sched_getaffinity(0))
+    assert data.data_processes(1000) == 1  # a small corpus is not worth a second process
+    assert data.data_processes(10**15) == cpus
+    assert data.data_processes(2 * data.PROCESS_BYTES) == min(2, cpus)
+    monkeypatch.setenv(data.PROCESSES_ENV, "3")
+    assert data.data_processes(1000) == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv(data.PROCESSES_ENV, bad)
+        with pytest.raises(DataError, match="GENBAC_DATA_PROCESSES must be a positive"):
+            data.data_processes(1000)
+
+
 # --------------------------------------------------------------------------------------- mixer
 
 def test_each_phase_has_exactly_the_planned_sequences(plan, packed):
