@@ -39,6 +39,7 @@ import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -108,12 +109,14 @@ def tokenize_documents(texts, tokenizer, eos_id: int, work_dir: Path, fingerprin
 
     def encode(batch: "pa.Table") -> "pa.Table":
         documents = [text for text in batch.column("text").to_pylist() if text]
-        rows = []
-        for encoding in encode_batch(documents, add_special_tokens=False):
-            ids = encoding.ids  # a fresh list per call: appending is safe
-            ids.append(eos_id)
-            rows.append(ids)
-        return pa.table({"input_ids": pa.array(rows, type=id_type)})
+        rows = [encoding.ids for encoding in encode_batch(documents, add_special_tokens=False)]
+        offsets = np.zeros(len(rows) + 1, np.int32)
+        for row in rows:
+            row.append(eos_id)  # a fresh list per call: appending is safe
+        np.cumsum([len(row) for row in rows], out=offsets[1:])
+        # flat ids + offsets: six times faster than pa.array of the lists of Python ints
+        ids = np.fromiter(chain.from_iterable(rows), np.int32, count=int(offsets[-1]))
+        return pa.table({"input_ids": pa.ListArray.from_arrays(offsets, ids).cast(id_type)})
 
     features = datasets.Features({"input_ids": datasets.List(datasets.Value("int32"))})
     processes = max(1, min(processes, len(texts)))
@@ -266,7 +269,7 @@ def prepare_language(code: str, patterns: list[str], project_dir: Path, tokenize
     started = time.perf_counter()
     with atomic.directory(directory, complete=META_FILE) as work:
         scratch = work / "scratch"
-        texts = load_texts(sources, text_key, scratch, split)
+        texts = load_texts(sources, text_key, scratch, split, processes)
         token_ids = tokenize_documents(texts, tokenizer, eos_id, scratch, key, processes)
         documents = len(token_ids)  # one row per non-empty document
         rows, total = pack_sequences(token_ids, sequence, work / SEQUENCES_FILE, what)

@@ -98,8 +98,11 @@ def source_size(path: Path) -> int:
 
 # ---------------------------------------------------------------------------------------- reading
 
-def load_texts(sources: list[Path], text_key: str, work_dir: Path, split: str = "train"):
+def load_texts(sources: list[Path], text_key: str, work_dir: Path, split: str = "train",
+               processes: int = 1):
     """One `datasets.Dataset` with a single non-null string column "text", rows in source order.
+    With several `processes`, a group of several files is read by that many (each a contiguous
+    run of the files; `datasets` keeps their order).
 
     Plain-text files have one document per line in a column that `datasets` names "text", whatever
     `text_key` says. Arrow files that `datasets` writes go to `work_dir`, never beside the sources.
@@ -109,7 +112,7 @@ def load_texts(sources: list[Path], text_key: str, work_dir: Path, split: str = 
     if not sources:
         raise DataError("no data sources given")
     with quiet_datasets():
-        parts = [_load_group(loader, paths, text_key, Path(work_dir), split)
+        parts = [_load_group(loader, paths, text_key, Path(work_dir), split, processes)
                  for loader, paths in _group_by_loader(sources)]
     if len(parts) == 1:
         return parts[0]
@@ -133,10 +136,11 @@ def _group_by_loader(sources: list[Path]) -> Iterator[tuple[str, list[Path]]]:
         yield group_loader, group
 
 
-def _load_group(loader: str, paths: list[Path], text_key: str, work_dir: Path, split: str):
+def _load_group(loader: str, paths: list[Path], text_key: str, work_dir: Path, split: str,
+                processes: int = 1):
     key = "text" if loader == "text" else text_key
     try:
-        dataset = _read(loader, paths, work_dir, split)
+        dataset = _read(loader, paths, work_dir, split, processes)
     except DataError:
         raise
     except Exception as error:  # datasets/pyarrow raise many kinds for a malformed file
@@ -152,12 +156,14 @@ def _load_group(loader: str, paths: list[Path], text_key: str, work_dir: Path, s
     return dataset.rename_column(key, "text") if key != "text" else dataset
 
 
-def _read(loader: str, paths: list[Path], work_dir: Path, split: str):
+def _read(loader: str, paths: list[Path], work_dir: Path, split: str, processes: int = 1):
     import datasets
 
     if loader != SAVED:
+        processes = min(processes, len(paths))
         return datasets.load_dataset(loader, data_files=[str(p) for p in paths], split="train",
-                                     cache_dir=str(work_dir / "hf"))
+                                     cache_dir=str(work_dir / "hf"),
+                                     num_proc=processes if processes > 1 else None)
     (path,) = paths
     saved = datasets.load_from_disk(str(path))
     if isinstance(saved, datasets.DatasetDict):
