@@ -307,6 +307,13 @@ def preflight(artifact: Artifact, requested: str = "auto", done: set[str] | None
             if problem and step.name not in found.setdefault(problem, []):
                 found[problem].append(step.name)
     problems += [f"{', '.join(steps)}: {problem}" for problem, steps in found.items()]
+    if backend == "local" and any(s.kind == "prepare" and s.name not in done
+                                  for s in artifact.steps.steps):
+        from .data import DataError, data_processes
+        try:
+            data_processes(0)  # $GENBAC_DATA_PROCESSES, if set, must be a count
+        except DataError as error:
+            problems.append(str(error))
 
     needed, parts = disk_needed(artifact, backend, done)
     work = artifact.path(layout.WORK)

@@ -69,6 +69,12 @@ def test_a_missing_data_file(project):
     assert_refused(project, r, s, "stage-de: data source 'data/de/train.jsonl' matches no file")
 
 
+def test_a_data_process_count_that_is_not_a_count(project):
+    r, s = run(project, write(project, TINY), GENBAC_DATA_PROCESSES="all")
+    assert_refused(project, r, s, "$GENBAC_DATA_PROCESSES must be a positive whole number of "
+                   "processes, not 'all'")
+
+
 def test_a_missing_weights_directory(project):
     text = TINY.replace("base = tiny ", 'base = tiny from "models/nowhere" ').replace(
         "tokenizer = bpe(vocab = 1024)", "")  # the tokenizer is the weights' own
