@@ -17,6 +17,7 @@ from genbac.compiler import artifact as layout
 from genbac.compiler.artifact import Step
 
 from .context import Backend, Context, RunError
+from .progress import Progress
 from .steps import input_path
 
 
@@ -103,12 +104,12 @@ def _train_phase(ctx: Context, run_id: str, index: int):
     run, state = setup_phase(ctx, index, device)
     if run is None:
         return None
-    bar = _Bar(run.phase, state.step)
-    run.log_metrics, run.progress = _metric_logger(ctx, run_id), bar.update_to
+    progress = Progress(run.phase, state.step, write=ctx.log)
+    run.log_metrics, run.progress = _metric_logger(ctx, run_id), progress.update
     try:
         train_phase(run, state)
     finally:
-        bar.close()
+        progress.close()
     return None
 
 
@@ -193,12 +194,12 @@ def _train_phase_torchrun(ctx: Context, run_id: str, index: int, world: int):
             log_metrics(event["step"], event["metrics"])
     events.clear()
     errors = []
-    bar = _Bar(phase, phase.start_step)
+    progress = Progress(phase, phase.start_step, write=ctx.log)
 
     def on_event(event: dict) -> None:
         if "metrics" in event:
             log_metrics(event["step"], event["metrics"])
-            bar.update_to(event["step"])
+            progress.update(event["step"], event["metrics"])
         elif "log" in event:
             ctx.log(event["log"])
         elif "error" in event:
@@ -212,7 +213,7 @@ def _train_phase_torchrun(ctx: Context, run_id: str, index: int, world: int):
     try:
         status = run_torchrun(command, world, log_path, events, on_event)
     finally:
-        bar.close()
+        progress.close()
     if status == 0:
         return None
     if errors:
@@ -229,19 +230,3 @@ def _train_phase_torchrun(ctx: Context, run_id: str, index: int, world: int):
     raise RunError(f"training stopped: {report}. "
                    f"The state file and checkpoints are intact; {resume}. Worker output: "
                    f"{log_path.relative_to(ctx.compiled)}")
-
-
-class _Bar:
-    def __init__(self, phase, start):
-        from tqdm import tqdm
-
-        self.tqdm = tqdm(total=phase.steps, initial=max(0, start - phase.start_step),
-                         desc=f"phase {phase.index}", unit="step", leave=False,
-                         disable=None)  # None: off when not a terminal
-        self.base = phase.start_step
-
-    def update_to(self, step: int) -> None:
-        self.tqdm.update(step - self.base - self.tqdm.n)
-
-    def close(self) -> None:
-        self.tqdm.close()

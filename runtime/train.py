@@ -257,7 +257,7 @@ class PhaseRun:
     device: torch.device
     log_metrics: Callable[[int, dict[str, float]], None] = lambda step, metrics: None
     on_checkpoint: Callable[[int], None] = lambda step: None
-    progress: Callable[[int], None] = lambda step: None
+    progress: Callable[[int, dict[str, float]], None] = lambda step, metrics: None  # every rank
     micro_batch: int | None = None
     keep_checkpoints: int = 3
     stop_after: int | None = None  # for tests and benchmarks: stop (without saving) after this step
@@ -345,7 +345,7 @@ def train_phase(run: PhaseRun, state: TrainState) -> TrainState:
                 metrics[names.val_loss(code)] = value
         if leader:
             run.log_metrics(step, metrics)
-        run.progress(step)
+        run.progress(step, metrics)
         if run.stop_after is not None and step >= run.stop_after:
             return state
         # like Model Zoo: intervals count from the start of the phase

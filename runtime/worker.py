@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from .context import Context
     from .distributed import init_rank
     from .local_backend import setup_phase
+    from .progress import Progress
     from .train import train_phase
 
     os.environ["GENBAC_PROJECT_DIR"] = str(args.project)  # as the executor resolved it
@@ -51,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         run, state = setup_phase(ctx, args.phase, device, rank=rank, world=world)
         if run is not None:
             run.log_metrics = lambda step, metrics: events.write(step=step, metrics=metrics)
+            if rank == 0:  # a progress line in this rank's log (work/logs/phase-N.log)
+                run.progress = Progress(run.phase, state.step, terminal=False,
+                                        write=lambda line: print(line, flush=True)).update
             train_phase(run, state)
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""

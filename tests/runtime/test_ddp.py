@@ -125,6 +125,20 @@ def test_two_processes_reach_the_weights_of_one(runs):
     assert sorted(m.step for m in val) == [20, 40, STEPS]
 
 
+def test_progress_lines_without_a_terminal_and_in_rank_0s_log(runs):
+    import re
+
+    (one, r_one), (two, r_two) = runs["one"], runs["two"]
+    first = re.compile(r"genbac: phase-1 step 1/(\d+) \(.*\) · loss \d+\.\d{4} · [\d,]+ tokens/s"
+                       r" · .* left")
+    rank0_log = (two / "out/work/logs/phase-1.log").read_text()
+    for where in (r_one.stdout, r_two.stdout, rank0_log):  # captured: not a terminal
+        match = first.search(where)
+        assert match, where[-3000:]
+        total = int(match.group(1))
+        assert f"genbac: phase-1 step {total}/{total} (100.0%)" in where
+
+
 def worker_pid(compiled: Path, rank: int) -> int | None:
     """The pid of the torchrun worker of `rank` training `compiled` (found through /proc)."""
     for entry in Path("/proc").iterdir():

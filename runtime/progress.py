@@ -1,0 +1,83 @@
+"""A training phase's progress for the person watching: in a terminal, a bar with the loss and the
+time left; anywhere else (a cluster job's log, a file, a pipe) one line every `every` seconds
+(GENBAC_PROGRESS_SECONDS, default 30) and at the phase's last step:
+
+    genbac: phase-1 step 120/9,000 (1.3%) · loss 3.2104 · 12,345 tokens/s · 1.2 h left
+
+The time left is the steps to go at the mean step time of this attempt (a resumed phase does not
+count the steps done before it started).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Callable
+
+from genbac.text import duration
+
+from . import metrics as names
+
+EVERY_ENV = "GENBAC_PROGRESS_SECONDS"
+EVERY_DEFAULT = 30.0
+
+
+def every_seconds() -> float:
+    try:
+        return max(0.0, float(os.environ.get(EVERY_ENV, EVERY_DEFAULT)))
+    except ValueError:
+        return EVERY_DEFAULT
+
+
+class Progress:
+    def __init__(self, phase, start_step: int, write: Callable[[str], None],
+                 terminal: bool | None = None, every: float | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.phase = phase
+        self.write = write
+        self.every = every_seconds() if every is None else every
+        self.clock = clock
+        self.first = max(start_step, phase.start_step)  # where this attempt started
+        self.started = clock()
+        self.last_line = None  # when the last line was written; None: none yet
+        terminal = sys.stderr.isatty() if terminal is None else terminal
+        self.bar = None
+        if terminal:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=phase.steps, initial=self.first - phase.start_step,
+                            desc=f"phase {phase.index}", unit="step", leave=False)
+
+    def update(self, step: int, metrics: dict[str, float] | None = None) -> None:
+        """`step` optimizer steps are done (counted over the run); `metrics` are that step's."""
+        metrics = metrics or {}
+        now = self.clock()
+        if self.bar is not None:
+            self.bar.update(step - self.phase.start_step - self.bar.n)
+            if names.LOSS in metrics:
+                self.bar.set_postfix(loss=f"{metrics[names.LOSS]:.4f}", refresh=False)
+            return
+        due = self.last_line is None or now - self.last_line >= self.every
+        if due or step >= self.phase.end_step:
+            self.last_line = now
+            self.write(self.line(step, metrics, now))
+
+    def line(self, step: int, metrics: dict[str, float], now: float) -> str:
+        phase = self.phase
+        done = step - phase.start_step
+        parts = [f"genbac: phase-{phase.index} step {done:,}/{phase.steps:,} "
+                 f"({done / max(phase.steps, 1):.1%})"]
+        if names.LOSS in metrics:
+            parts.append(f"loss {metrics[names.LOSS]:.4f}")
+        if names.TOKENS_PER_SEC in metrics:
+            parts.append(f"{metrics[names.TOKENS_PER_SEC]:,.0f} tokens/s")
+        this_attempt = step - self.first
+        if this_attempt > 0 and step < phase.end_step:
+            left = (now - self.started) / this_attempt * (phase.end_step - step)
+            parts.append(f"{duration(left)} left")
+        return " · ".join(parts)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
