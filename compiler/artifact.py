@@ -67,6 +67,9 @@ def raw_dir(job: str) -> str:
     return f"{WORK}/raw/{job}"
 
 
+PACKED = f"{WORK}/data"  # the local backend's packed-sequence cache (runtime/data.py names inside)
+
+
 def data_dir(code: str, split: str = "train") -> str:
     """The job's preprocessed sequences (Model Zoo HDF5; the local backend's cache beside it)."""
     return f"{WORK}/data/{job_name(code, split)}"

@@ -13,6 +13,8 @@ from typing import Literal, NamedTuple, Optional
 from genbac.spec.ir import Architecture, Model, Spec
 
 
+KEEP_CHECKPOINTS = 3  # checkpoints the local trainer keeps when the spec sets no keep_checkpoints
+
 # bytes per parameter for mixed-precision training with Adam-style optimizers:
 # fp32 master weights (4) + gradients (4) + two moments (8); frozen parameters keep only weights (4).
 BYTES_PER_TRAINABLE = 16

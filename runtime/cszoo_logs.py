@@ -219,7 +219,7 @@ class LineFollower:
         return langs[k] if k < len(langs) else None
 
 
-EVAL_NAMES = {"lm_perplexity": "val_perplexity", "accuracy": "val_accuracy"}
+EVAL_NAMES = {"lm_perplexity": names.VAL_PERPLEXITY, "accuracy": names.VAL_ACCURACY}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -271,8 +271,8 @@ def read_events(path: Path) -> list[Scalar]:
 # tag -> genbac metric name (reference §6.3); validation tags are validate_<k>/<name>
 TRAIN_TAGS = {"loss": names.LOSS, "lr/0": names.LR, "model_wise_grad_norm": names.GRAD_NORM,
               "avg_samples_per_sec": names.AVG_SAMPLES_PER_SEC}
-VALIDATE_TAGS = {"loss": "val_loss", "eval/lm_perplexity": "val_perplexity",
-                 "eval/accuracy": "val_accuracy"}
+VALIDATE_TAGS = {"loss": names.VAL_LOSS, "eval/lm_perplexity": names.VAL_PERPLEXITY,
+                 "eval/accuracy": names.VAL_ACCURACY}
 VALIDATE = re.compile(r"^validate_(?P<k>\d+)/(?P<name>.+)$")
 
 

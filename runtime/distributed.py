@@ -30,13 +30,6 @@ from pathlib import Path
 from typing import Callable
 
 
-
-def world_size(plan) -> int:
-    """Processes a phase trains with: the GPU or CPU count of `hardware` (CS-X: one, locally)."""
-    hw = plan.spec.hardware
-    return hw.count if hw.is_gpu or hw.kind == "cpu" else 1
-
-
 def world_problem(plan, world: int, gpus: int) -> str | None:
     """Why `world` processes cannot train this plan on a machine with `gpus` CUDA GPUs, if so."""
     hw = plan.spec.hardware  # (a batch that does not split over the world is a spec error, GB172)

@@ -15,6 +15,7 @@ import os
 
 from genbac.compiler import artifact as layout
 from genbac.compiler.artifact import Step
+from genbac.compiler.plan import KEEP_CHECKPOINTS
 
 from .context import Backend, Context, RunError
 from .progress import Progress
@@ -37,13 +38,19 @@ def _patterns(ctx: Context, step: Step) -> list[str]:
     return list(lang.sources if step.split == "train" else lang.eval)
 
 
-def prepare(ctx: Context, step: Step):
+def _packed(ctx: Context, code: str, patterns: list[str], tokenizer, split: str, log):
+    """A language's packed sequences in the compiled directory's cache: the prepare step packs
+    them, the phases read the same call's cached result."""
     from .data import prepare_language
 
-    packed = prepare_language(step.language, _patterns(ctx, step), ctx.project,
-                              tokenizer_dir(ctx, step), ctx.plan.schedule.sequence,
-                              ctx.path(layout.WORK) / "data", split=step.split,
-                              model_vocab=ctx.plan.growth.vocab, log=ctx.log)
+    return prepare_language(code, patterns, ctx.project, tokenizer, ctx.plan.schedule.sequence,
+                            ctx.path(layout.PACKED), split=split,
+                            model_vocab=ctx.plan.growth.vocab, log=log)
+
+
+def prepare(ctx: Context, step: Step):
+    packed = _packed(ctx, step.language, _patterns(ctx, step), tokenizer_dir(ctx, step),
+                     step.split, ctx.log)
     return {"metrics": {"sequences": packed.n_sequences, "tokens": packed.n_tokens}}
 
 
@@ -69,20 +76,17 @@ class LocalBackend(Backend):
 
 
 def _load_data(ctx: Context):
-    from .data import eval_batches, prepare_language
+    from .data import eval_batches
 
     plan = ctx.plan
     tok = tokenizer_dir(ctx)
+    quiet = lambda *_: None  # noqa: E731
     train, evals = {}, {}
     for lang in plan.spec.languages:
         # prepared in the prepare steps: these calls read the cache
-        train[lang.code] = prepare_language(lang.code, list(lang.sources), ctx.project, tok,
-                                            plan.schedule.sequence, ctx.path(layout.WORK) / "data",
-                                            model_vocab=plan.growth.vocab, log=lambda *_: None)
+        train[lang.code] = _packed(ctx, lang.code, list(lang.sources), tok, "train", quiet)
         if lang.eval:
-            packed = prepare_language(lang.code, list(lang.eval), ctx.project, tok,
-                                      plan.schedule.sequence, ctx.path(layout.WORK) / "data", split="val",
-                                      model_vocab=plan.growth.vocab, log=lambda *_: None)
+            packed = _packed(ctx, lang.code, list(lang.eval), tok, "val", quiet)
             evals[lang.code] = eval_batches(packed, plan.schedule.batch, plan.spec.train.eval_steps)
     return train, evals
 
@@ -164,7 +168,7 @@ def setup_phase(ctx: Context, index: int, device, *, rank: int = 0, world: int =
         forward = torch.compile(ddp if ddp is not None else model)
     run = PhaseRun(plan=plan, phase=phase, model=model, optimizer=optimizer, mixer=mixer,
                    eval_data=eval_data, checkpoint_dir=checkpoints, device=device,
-                   keep_checkpoints=plan.spec.train.keep_checkpoints or 3, rank=rank,
+                   keep_checkpoints=plan.spec.train.keep_checkpoints or KEEP_CHECKPOINTS, rank=rank,
                    world=world, ddp=ddp, forward=forward)
     return run, state
 

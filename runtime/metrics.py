@@ -18,8 +18,13 @@ SAMPLES_PER_SEC = "samples_per_sec"
 AVG_SAMPLES_PER_SEC = "avg_samples_per_sec"  # Model Zoo's own average
 FUNCTION_PRESERVATION = "function_preservation_max_abs_diff"  # the grow step's check
 
+# validation, per language (val_metric(VAL_PERPLEXITY, "en") is "val_perplexity_en")
+VAL_LOSS = "val_loss"
+VAL_PERPLEXITY = "val_perplexity"  # Model Zoo's eval/lm_perplexity
+VAL_ACCURACY = "val_accuracy"  # Model Zoo's eval/accuracy
+
 TOKENS_PREFIX = "tokens_"
-VAL_LOSS_PREFIX = "val_loss_"
+VAL_LOSS_PREFIX = f"{VAL_LOSS}_"
 
 
 def loss_of(code: str) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from genbac.compiler import artifact as layout
 from genbac.compiler.artifact import Artifact, Input, Step
-from genbac.compiler.plan import BYTES_PER_TRAINABLE
+from genbac.compiler.plan import BYTES_PER_TRAINABLE, KEEP_CHECKPOINTS
 from genbac.errors import RefusedError
 from genbac.units import size_text
 
@@ -31,7 +31,6 @@ HDF5_BYTES_PER_TOKEN = 12  # Model Zoo's GPT HDF5: input_ids, attention_mask, la
 LOCAL_BYTES_PER_TOKEN = 4  # genbac's packed int32 rows
 BYTES_PER_SOURCE_TOKEN = 3  # source bytes per token: a deliberately low guess (more tokens)
 CHECKPOINT_BYTES_PER_PARAMETER = 12  # fp32 weights + two fp32 Adam moments
-LOCAL_KEEP_DEFAULT = 3  # the local trainer keeps this many checkpoints without keep_checkpoints
 MEMORY_HEADROOM = 0.9  # of a device's memory that training may plan to use
 
 
@@ -118,12 +117,19 @@ def cpu_description() -> str:
 # the backend and the device
 # ------------------------------------------------------------------------------------------------
 
+def resolve_backend(requested: str, hardware) -> str:
+    """"auto" is the spec's hardware: CS-X trains under cszoo, GPUs and cpu under local."""
+    if requested != "auto":
+        return requested
+    return "cszoo" if hardware.is_csx else "local"
+
+
 def choose_device(artifact: Artifact, requested: str, problems: list[str]) -> Device | None:
     """The backend and device for `requested` ("auto", "local" or "cszoo"); a problem appended
     (and None) where the spec's hardware is not here."""
     hw = artifact.plan.spec.hardware
     declared = hw.describe()
-    backend = requested if requested != "auto" else ("cszoo" if hw.is_csx else "local")
+    backend = resolve_backend(requested, hw)
     if backend == "cszoo":
         from .cszoo_backend import MISSING, find_cszoo_or_none
 
@@ -262,7 +268,7 @@ def disk_needed(artifact: Artifact, backend: str, done: set[str]) -> tuple[int, 
             saves = sum(-(-p.steps // plan.checkpoint_every) for p in plan.schedule.phases)
             kept = min(saves, train.keep_checkpoints or saves)
         else:
-            kept = train.keep_checkpoints or LOCAL_KEEP_DEFAULT
+            kept = train.keep_checkpoints or KEEP_CHECKPOINTS
         parts[f"checkpoints ({kept} kept)"] = kept * CHECKPOINT_BYTES_PER_PARAMETER * params
     return sum(parts.values()), [f"{k} {size_text(v)}" for k, v in parts.items() if v]
 
@@ -294,9 +300,8 @@ def preflight(artifact: Artifact, requested: str = "auto", done: set[str] | None
     problems: list[str] = []
     device = choose_device(artifact, requested, problems)
     verdict = Verdict(device, problems)
-    backend = device.backend if device else (
-        requested if requested != "auto" else
-        ("cszoo" if artifact.plan.spec.hardware.is_csx else "local"))
+    backend = device.backend if device else resolve_backend(requested,
+                                                            artifact.plan.spec.hardware)
     done = done or set()
     found: dict[str, list[str]] = {}  # problem -> the steps it stops, in order
     for step in artifact.steps.steps:

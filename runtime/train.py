@@ -37,7 +37,7 @@ from typing import Callable
 
 import torch
 
-from genbac.compiler.plan import Phase, Plan
+from genbac.compiler.plan import KEEP_CHECKPOINTS, Phase, Plan
 from genbac import atomic
 from genbac.errors import UserError
 
@@ -259,7 +259,7 @@ class PhaseRun:
     on_checkpoint: Callable[[int], None] = lambda step: None
     progress: Callable[[int, dict[str, float]], None] = lambda step, metrics: None  # every rank
     micro_batch: int | None = None
-    keep_checkpoints: int = 3
+    keep_checkpoints: int = KEEP_CHECKPOINTS
     stop_after: int | None = None  # for tests and benchmarks: stop (without saving) after this step
     # DDP: this process is rank `rank` of `world`, and `ddp` (DistributedDataParallel around
     # `model`) all-reduces the gradients; `model` itself saves and evaluates

@@ -128,7 +128,7 @@ def test_two_processes_reach_the_weights_of_one(runs):
 def test_progress_lines_without_a_terminal_and_in_rank_0s_log(runs):
     import re
 
-    (one, r_one), (two, r_two) = runs["one"], runs["two"]
+    (_, r_one), (two, r_two) = runs["one"], runs["two"]
     first = re.compile(r"genbac: phase-1 step 1/(\d+) \(.*\) · loss \d+\.\d{4} · [\d,]+ tokens/s"
                        r" · .* left")
     rank0_log = (two / "out/work/logs/phase-1.log").read_text()
