@@ -125,8 +125,10 @@ def compile_all(text: str, path: str, *, project_dir: str, target: str = "cszoo"
         "variants": [{"name": v.name, "dir": v.name, "spec_hash": v.plan.spec_hash,
                       "values": v.values} for v in planned],
     }, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    files["index.json"] = index
-    files["manifest.json"] = (json.dumps({
+    from .artifact import MANIFEST, SWEEP_INDEX
+
+    files[SWEEP_INDEX] = index
+    files[MANIFEST] = (json.dumps({
         "format": "genbac.sweep-manifest/1",
         "genbac_version": planned[0].plan.genbac_version,
         "files": {p: hashlib.sha256(b).hexdigest() for p, b in sorted(files.items())},

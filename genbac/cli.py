@@ -404,16 +404,18 @@ def cmd_run(args) -> int:
             return EXIT_SPEC
         out, planned, files = compiled
         # preflight on what was compiled, before it is written: a refused run writes nothing
+        ok = True
         for directory in _variants(out, _in_memory(files)):
             prefix = "" if directory == out else directory.name + "/"
             artifact = Artifact.from_files(out.resolve() / prefix, _in_memory(files, prefix))
             verdict = preflight(artifact, args.backend)
             if args.dry_run:
                 _show_plan(artifact, verdict, {})
-            elif verdict.problems:
+                ok = ok and verdict.ok  # every variant's verdict counts, not the last one's
+            else:
                 verdict.raise_if_refused()
         if args.dry_run:
-            return EXIT_OK if verdict.ok else EXIT_SPEC
+            return EXIT_OK if ok else EXIT_SPEC
         write_atomic(out, files)
         _say_compiled(args.target, out, planned, files)
     else:

@@ -18,8 +18,8 @@ and phase 1 always loads the converted checkpoint (model state only).
 
 from __future__ import annotations
 
-from genbac.compiler.artifact import (BASE, CKPT_DIR, CONVERTED, GROWN, MODEL_DIR, PLAN, TOKENIZER,
-                                      TRAIN_YAML, Input, Step, data_dir, job_name,
+from genbac.compiler.artifact import (BASE, CKPT_DIR, CONVERTED, GROWN, MODEL_DIR, PLAN, RUN_SH,
+                                      TOKENIZER, TRAIN_YAML, Input, Step, data_dir, job_name,
                                       preprocess_config, raw_dir)
 from genbac.compiler.plan import Phase, Plan
 from genbac.spec.diagnostics import Diagnostic, error, warning
@@ -400,7 +400,7 @@ def generate(plan: Plan, steps: list[Step], *, spec_file: str, project_dir: str
                                                                          output_dir),
             what=f"{lang.name} ({lang.code}, {step.split})", source_dir=source_dir,
             output_dir=output_dir, config_path=config_path, **common)
-    files["run.sh"] = render("cszoo/run.sh.j2", groups=run_sh_groups(steps),
+    files[RUN_SH] = render("cszoo/run.sh.j2", groups=run_sh_groups(steps),
                              project_dir=project_dir, **common)
     return files
 
