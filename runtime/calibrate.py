@@ -8,11 +8,8 @@ The calculation itself is compiler/calibrate.py.
 
 from __future__ import annotations
 
-import statistics
-
 from genbac.compiler.plan import Measurement
 
-from . import metrics as names
 from .context import RunError
 
 
@@ -22,7 +19,8 @@ def measure(run_id: str, tracking_uri: str) -> Measurement:
     id or a spec hash), with what is needed to turn it into a utilisation."""
     from mlflow.exceptions import MlflowException
 
-    from .runs import StoreError, experiments, open_store, parent_runs, read_plan, resolve
+    from .runs import (StoreError, experiments, open_store, parent_runs, read_plan, resolve,
+                       training_rate)
 
     try:  # refuses a store that is not there instead of creating an empty one
         client = open_store(tracking_uri)
@@ -39,15 +37,9 @@ def measure(run_id: str, tracking_uri: str) -> Measurement:
         run_id = found.run_id
         run = client.get_run(run_id)
     parent_id = run.data.tags.get("mlflow.parentRunId", run_id)
-    if run.data.tags.get("genbac.step", "").startswith("phase-"):
-        phases = [run]
-    else:
-        children = client.search_runs([run.info.experiment_id],
-                                      filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
-        phases = [c for c in children if c.data.tags.get("genbac.step", "").startswith("phase-")]
-    rates = [m.value for r in phases
-             for m in client.get_metric_history(r.info.run_id, names.TOKENS_PER_SEC) if m.value > 0]
-    if not rates:
+    # a phase's run measures that phase; the parent holds every phase's per-step values too
+    rate, steps = training_rate(client, run_id)
+    if rate is None:
         raise RunError(f"run {run_id} has no measured training rate (tokens_per_sec in its "
                        "phase runs): calibrate with a genbac run that trained")
     plan = read_plan(client, parent_id)
@@ -57,4 +49,4 @@ def measure(run_id: str, tracking_uri: str) -> Measurement:
     est = plan["estimate"]
     return Measurement(run_id=run_id, experiment=plan["name"], hardware=est["hardware"],
                        count=int(est["count"]), flops_per_token=float(est["flops_per_token"]),
-                       tokens_per_sec=statistics.median(rates), steps=len(rates))
+                       tokens_per_sec=rate, steps=steps)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from genbac.text import duration, table
 
-from .runs import (MISSING, Outcome, ParentRun, StoreError, experiments, open_store, outcome,
-                   parent_runs, read_plan, resolve, short_ids, val_loss_history)
+from .runs import (MISSING, Outcome, ParentRun, StoreError, _loss, change_text, experiments,
+                   open_store, outcome, parent_runs, read_plan, resolve, short_ids,
+                   val_loss_history)
 from .tracking import flatten
 
 
@@ -104,10 +105,6 @@ def fields(per_run: list[dict[str, str]], show_all: bool) -> Fields:
 # rendering
 # --------------------------------------------------------------------------------------------------
 
-def _loss(v: float | None) -> str:
-    return MISSING if v is None else f"{v:.4f}"
-
-
 def _count(v: float | None) -> str:
     return MISSING if v is None else f"{v:,.0f}"
 
@@ -118,8 +115,12 @@ def _seconds(v: float | None) -> str:
 
 def outcome_rows(c: Comparison) -> list[list[str]]:
     o = c.outcomes
-    rows = [[f"val loss {code} (final)"] + [_loss(x.final_val_loss[code]) for x in o]
-            for code in c.languages]
+    rows = [[f"val loss {code} (start)"] + [_loss(x.start_val_loss[code]) for x in o]
+            for code in c.languages if any(x.start_val_loss[code] is not None for x in o)]
+    rows += [[f"val loss {code} (final)"] + [_loss(x.final_val_loss[code]) for x in o]
+             for code in c.languages]
+    rows += [[f"change {code} (final − start)"] + [change_text(x.change(code)) for x in o]
+             for code in c.languages if any(x.change(code) is not None for x in o)]
     rows += [[f"val loss {code} (best)"] + [_loss(x.best_val_loss[code]) for x in o]
              for code in c.languages]
     rows += [[f"tokens {code}"] + [_count(x.tokens[code]) for x in o] for code in c.languages]
@@ -181,7 +182,9 @@ def to_json(c: Comparison) -> str:
         "plan": section(c.plan),
         "languages": c.languages,
         "outcome": [{"run_id": r.run_id, "status": o.status, "stopped_at": o.stopped_at,
-                     "final_val_loss": o.final_val_loss, "best_val_loss": o.best_val_loss,
+                     "start_val_loss": o.start_val_loss, "final_val_loss": o.final_val_loss,
+                     "change_val_loss": {code: o.change(code) for code in c.languages},
+                     "best_val_loss": o.best_val_loss,
                      "tokens": o.tokens, "tokens_per_sec": o.tokens_per_sec,
                      "wall_time_s": o.wall_time_s} for r, o in zip(c.runs, c.outcomes)],
     }

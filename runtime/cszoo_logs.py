@@ -10,7 +10,7 @@ Model Zoo has no MLflow logger (reference §6.1), so genbac reads what it writes
   the complete, unrounded record (loss, `lr/0`, grad norm, sample rates, `validate_<k>/…`).
 
 Both become `(global step, {metric: value})` points under the local backend's metric names (`loss`,
-`lr`, `grad_norm`, `tokens_per_sec`, `step_time_s`, `estimated_step_time_s`, `val_loss_<lang>`),
+`lr`, `grad_norm`, `tokens_per_sec`, `step_time_s`, `val_loss/<lang>`: runtime/metrics.py),
 so runs of either backend compare in MLflow. Nothing here does I/O except `read_events`.
 """
 
@@ -141,7 +141,6 @@ class Layout:
     eval_languages: tuple[str, ...]  # codes in the order of fit.val_dataloader
     batch: int
     sequence: int
-    estimated_step_time_s: float
 
     def phase_of(self, step: int) -> int | None:
         for p in self.phases:
@@ -156,18 +155,16 @@ def layout_from_plan(plan) -> Layout:
     return Layout(
         phases=tuple(PhaseSpan(p.index, p.start_step, p.end_step) for p in s.phases),
         eval_languages=tuple(lang.code for lang in plan.spec.languages if lang.eval),
-        batch=s.batch, sequence=s.sequence,
-        estimated_step_time_s=plan.estimate.seconds / s.total_steps)
+        batch=s.batch, sequence=s.sequence)
 
 
 def rate_metrics(layout: Layout, samples_per_sec: float | None) -> dict[str, float]:
-    """Samples/s -> tokens/s and achieved seconds per step, next to the plan's estimate."""
+    """Samples/s -> tokens/s and achieved seconds per step."""
     if samples_per_sec is None or not math.isfinite(samples_per_sec) or samples_per_sec <= 0:
         return {}
     return {names.SAMPLES_PER_SEC: samples_per_sec,
             names.TOKENS_PER_SEC: samples_per_sec * layout.sequence,
-            names.STEP_TIME: layout.batch / samples_per_sec,
-            names.ESTIMATED_STEP_TIME: layout.estimated_step_time_s}
+            names.STEP_TIME: layout.batch / samples_per_sec}
 
 
 class Point(NamedTuple):
@@ -293,7 +290,7 @@ def scalar_metrics(layout: Layout, scalars: Iterable[Scalar]) -> list[Point]:
             k = int(m["k"])
             name = VALIDATE_TAGS.get(m["name"])
             if name and k < len(layout.eval_languages):
-                metrics.setdefault(f"{name}_{layout.eval_languages[k]}", s.value)
+                metrics.setdefault(names.val_metric(name, layout.eval_languages[k]), s.value)
     return [Point(step, m) for step, m in sorted(by_step.items()) if m]
 
 

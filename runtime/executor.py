@@ -183,7 +183,12 @@ def _execute(artifact: Artifact, device: Device, lock, *, tracking_uri: str, res
 def _log_inputs(ctx: Context, parent: str, flatten) -> None:
     """The spec's settings as parameters, and what was compiled as artifacts."""
     artifact, tracker = ctx.artifact, ctx.tracker
-    tracker.params(parent, flatten("", json.loads(artifact.plan.spec.model_dump_json()), {}))
+    plan = artifact.plan
+    tracker.params(parent, flatten("", json.loads(plan.spec.model_dump_json()), {}))
+    # the plan's estimates are constants: parameters beside the spec's, never per-step metrics
+    estimate = json.loads(plan.estimate.model_dump_json())
+    estimate["step_time_s"] = plan.estimate.seconds / plan.schedule.total_steps
+    tracker.params(parent, flatten("estimate", estimate, {}))
     for name in (layout.SPEC, layout.PLAN, layout.STEPS):
         tracker.artifact(parent, artifact.path(name))
     for path in sorted(artifact.path("cszoo").rglob("*.yaml")):

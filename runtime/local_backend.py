@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 from genbac.compiler import artifact as layout
 from genbac.compiler.artifact import Step
@@ -118,14 +119,39 @@ def _train_phase(ctx: Context, run_id: str, index: int):
 
 
 def _metric_logger(ctx: Context, run_id: str):
-    """Each step's metrics to the phase's run and to the parent run (one curve over all phases)."""
+    """Each step's metrics to the phase's run and to the parent run (one curve over all phases);
+    the step-0 baseline is also said in the log and tagged on the parent."""
+    from . import metrics as names
+    from .train import baseline_notes
+
     parent = ctx.state["mlflow"]["parent"]
 
     def log_metrics(step: int, metrics: dict[str, float]) -> None:
+        if step == names.BASELINE_STEP:
+            notes = baseline_notes(ctx.plan, metrics)
+            for line in notes:
+                ctx.log(f"genbac: {line}")
+            if notes:
+                ctx.tracker.tags(parent, {BASELINE_TAG: notes[-1]})
+            ctx.tracker.params(parent, {names.baseline_param(k): repr(v)
+                                        for k, v in metrics.items()})
         ctx.tracker.metrics(run_id, step, metrics)
         ctx.tracker.metrics(parent, step, metrics)
 
     return log_metrics
+
+
+BASELINE_TAG = "genbac.baseline"  # what the step-0 evaluation found (equal to the base, or not)
+
+
+def base_before_growth(ctx: Context) -> Path | None:
+    """The base model's weights where a grow step made the starting model, if the base can read
+    the training tokenizer's ids (the vocabulary did not grow); else None."""
+    plan = ctx.plan
+    if plan.spec.growth is None or plan.growth.vocab != plan.growth.base_vocab:
+        return None  # without growth the grow step copies the base: it is the starting model
+    grow = next((s for s in ctx.artifact.steps.steps if s.kind == "grow"), None)
+    return input_path(ctx, grow.inputs[0]) if grow is not None and grow.inputs else None
 
 
 def setup_phase(ctx: Context, index: int, device, *, rank: int = 0, world: int = 1):
@@ -168,6 +194,7 @@ def setup_phase(ctx: Context, index: int, device, *, rank: int = 0, world: int =
         forward = torch.compile(ddp if ddp is not None else model)
     run = PhaseRun(plan=plan, phase=phase, model=model, optimizer=optimizer, mixer=mixer,
                    eval_data=eval_data, checkpoint_dir=checkpoints, device=device,
+                   base_dir=base_before_growth(ctx),
                    keep_checkpoints=plan.spec.train.keep_checkpoints or KEEP_CHECKPOINTS, rank=rank,
                    world=world, ddp=ddp, forward=forward)
     return run, state

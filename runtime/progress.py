@@ -51,6 +51,8 @@ class Progress:
 
     def update(self, step: int, metrics: dict[str, float] | None = None) -> None:
         """`step` optimizer steps are done (counted over the run); `metrics` are that step's."""
+        if step <= self.first:
+            return  # nothing trained yet (the step-0 baseline evaluation reports at step 0)
         metrics = metrics or {}
         now = self.clock()
         if self.bar is not None:

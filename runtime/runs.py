@@ -16,7 +16,7 @@ import sqlite3
 import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -120,6 +120,8 @@ class ParentRun:
     end_ms: int | None
     metrics: dict[str, float]  # the latest value of every metric
     work_dir: str | None = None  # where it ran (tagged since the run lock)
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def shown_status(self) -> str:
@@ -148,10 +150,18 @@ class ParentRun:
         """Language codes this run logged validation loss or tokens for, sorted."""
         codes = set()
         for key in self.metrics:
-            m = re.fullmatch(r"(?:val_loss|tokens)_(\w+)", key)
-            if m and m.group(1) != "per_sec":
-                codes.add(m.group(1))
+            parts = names.split(key)
+            if parts and parts[0] in (names.VAL_LOSS, names.TOKENS):
+                codes.add(parts[1])
         return sorted(codes)
+
+    def start_val_loss(self, code: str) -> float | None:
+        """The step-0 baseline of a language (the model training started from), if evaluated."""
+        value = self.params.get(names.baseline_param(names.val_loss(code)))
+        try:
+            return None if value is None else float(value)
+        except ValueError:
+            return None
 
 
 def experiments(client, name: str | None = None) -> dict[str, str]:
@@ -174,7 +184,8 @@ def parent_runs(client, experiment_ids: dict[str, str]) -> list[ParentRun]:
                         order_by=["attributes.start_time DESC"])
     runs = [ParentRun(r.info.run_id, r.info.experiment_id, experiment_ids[r.info.experiment_id],
                       r.data.tags[SPEC_HASH_TAG], r.info.status, r.info.start_time,
-                      r.info.end_time, dict(r.data.metrics), r.data.tags.get(WORK_DIR_TAG))
+                      r.info.end_time, dict(r.data.metrics), r.data.tags.get(WORK_DIR_TAG),
+                      dict(r.data.params), dict(r.data.tags))
             for r in found]
     return sorted(runs, key=lambda r: (-r.start_ms, r.run_id))
 
@@ -254,19 +265,36 @@ def read_plan(client, run_id: str) -> dict | None:
 class Outcome:
     status: str
     stopped_at: str | None  # the step an unfinished run stopped at, e.g. "phase-1 (step 20)"
+    start_val_loss: dict[str, float | None]  # the step-0 baseline
     final_val_loss: dict[str, float | None]
     best_val_loss: dict[str, float | None]
     tokens: dict[str, float | None]
-    tokens_per_sec: float | None  # tokens trained / seconds spent in training steps
+    tokens_per_sec: float | None  # training_rate: the median over the training steps
     wall_time_s: float | None  # parent run start to end; None while MLflow has no end
 
     @property
     def status_text(self) -> str:
         return self.status if self.stopped_at is None else f"{self.status} at {self.stopped_at}"
 
+    def change(self, code: str) -> float | None:
+        """Final minus step-0 validation loss: below zero the language gained, above zero it was
+        forgotten."""
+        start, final = self.start_val_loss.get(code), self.final_val_loss.get(code)
+        return None if start is None or final is None else final - start
+
+
+def change_text(change: float | None) -> str:
+    """A change of validation loss as the table shows it: signed, named."""
+    if change is None:
+        return MISSING
+    if abs(change) < 5e-5:
+        return "±0.0000"
+    return f"{change:+.4f} ({'gain' if change < 0 else 'forgotten'})".replace("-", "−")
+
 
 def outcome(client, run: ParentRun, languages: list[str], *, best: bool = True) -> Outcome:
     """What the run achieved. `best=False` skips reading the validation histories (for listings)."""
+    start = {c: run.start_val_loss(c) for c in languages}
     final = {c: run.metrics.get(names.val_loss(c)) for c in languages}
     lowest = {c: None for c in languages}
     if best:
@@ -274,8 +302,8 @@ def outcome(client, run: ParentRun, languages: list[str], *, best: bool = True) 
             history = val_loss_history(client, run.run_id, c)
             lowest[c] = min((v for _, v in history), default=None)
     tokens = {c: run.metrics.get(names.tokens_of(c)) for c in languages}
-    return Outcome(run.shown_status, stopped_at(client, run), final, lowest, tokens,
-                   throughput(client, run), run.wall_time_s)
+    return Outcome(run.shown_status, stopped_at(client, run), start, final, lowest, tokens,
+                   training_rate(client, run.run_id)[0], run.wall_time_s)
 
 
 def val_loss_history(client, run_id: str, code: str) -> list[tuple[int, float]]:
@@ -283,11 +311,16 @@ def val_loss_history(client, run_id: str, code: str) -> list[tuple[int, float]]:
     return sorted((m.step, m.value) for m in history)
 
 
-def throughput(client, run: ParentRun) -> float | None:
-    trained = sum(v for k, v in run.metrics.items() if names.is_tokens_of_language(k))
-    seconds = sum(m.value for m in mlflow_call(client.get_metric_history, run.run_id,
-                                               names.STEP_TIME))
-    return trained / seconds if seconds > 0 else None
+def training_rate(client, run_id: str) -> tuple[float | None, int]:
+    """The run's training rate, computed this one way for `runs`, `compare` and `explain
+    --calibrate`: the median of its per-step tokens_per_sec (either backend logs it for every
+    training step, on the phase's run and the parent), so that the first steps (start-up,
+    compilation) and a slow stretch do not move it; and over how many steps."""
+    import statistics
+
+    rates = [m.value for m in mlflow_call(client.get_metric_history, run_id, names.TOKENS_PER_SEC)
+             if m.value > 0]
+    return (statistics.median(rates) if rates else None), len(rates)
 
 
 def stopped_at(client, run: ParentRun) -> str | None:
@@ -328,7 +361,9 @@ def list_runs(uri: str, experiment: str | None = None, fmt: str = "text", limit:
         return json.dumps({"format": "genbac.runs/1", "runs": [
             {"run_id": r.run_id, "experiment": r.experiment, "spec_hash": r.spec_hash,
              "started": r.started, "status": o.status, "stopped_at": o.stopped_at,
-             "final_val_loss": o.final_val_loss, "tokens_per_sec": o.tokens_per_sec,
+             "start_val_loss": o.start_val_loss, "final_val_loss": o.final_val_loss,
+             "change_val_loss": {c: o.change(c) for c in languages},
+             "tokens_per_sec": o.tokens_per_sec,
              "wall_time_s": o.wall_time_s} for r, o in zip(runs, outcomes)]},
             indent=2) + "\n"
     if not runs:
@@ -336,16 +371,25 @@ def list_runs(uri: str, experiment: str | None = None, fmt: str = "text", limit:
         return f"no genbac runs in {where}\n"
     ids = short_ids([r.run_id for r in runs])
     hashes = short_ids([r.spec_hash for r in runs])
+    # a language's final loss, then its change from the step-0 baseline where a run has one
+    columns = [(c, any(o.change(c) is not None for o in outcomes)) for c in languages]
     rows = [[i, r.experiment, r.started, h, o.status_text]
-            + [MISSING if o.final_val_loss[c] is None else f"{o.final_val_loss[c]:.4f}"
-               for c in languages]
+            + [cell for c, changed in columns
+               for cell in ([_loss(o.final_val_loss[c])]
+                            + ([change_text(o.change(c))] if changed else []))]
             + [MISSING if o.tokens_per_sec is None else f"{o.tokens_per_sec:,.0f}"]
             for i, h, r, o in zip(ids, hashes, runs, outcomes)]
     headers = (["run", "experiment", "started (UTC)", "spec", "status"]
-               + [f"val loss {c}" for c in languages] + ["tokens/s"])
+               + [h for c, changed in columns
+                  for h in [f"val loss {c}"] + ([f"change {c}"] if changed else [])]
+               + ["tokens/s"])
     markdown = fmt == "markdown"
     if markdown:
         rows = [[cell.replace("|", "\\|") for cell in row] for row in rows]
     return "\n".join(table(headers, rows, markdown,
-                            align="l" * 5 + "r" * (len(languages) + 1))) + "\n"
+                            align="l" * 5 + "r" * (len(headers) - 5))) + "\n"
+
+
+def _loss(v: float | None) -> str:
+    return MISSING if v is None else f"{v:.4f}"
 

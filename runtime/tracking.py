@@ -131,6 +131,11 @@ class Tracker:
         for i in range(0, len(new), 100):
             self.client.log_batch(run_id, params=new[i:i + 100])
 
+    def tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in sorted(tags.items())])
+
     def metrics(self, run_id: str, step: int, values: dict[str, float]) -> None:
         """Log one step's metrics unless MLflow already has this step (a resumed run)."""
         from mlflow.entities import Metric

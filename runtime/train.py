@@ -17,7 +17,8 @@ Features, and what controls them (all from the Plan):
   `torch.compile` of the forward pass (`PhaseRun.forward`);
 - checkpoints (model, optimizer, step, tokens seen, RNG) every `checkpoint every` steps and at the
   end of the phase, written beside step_N/ and renamed, the newest few kept;
-- per-language validation loss every `eval every` steps and at the end of the phase.
+- per-language validation loss at step 0 (the baseline: the starting model, and the base model
+  before growth), every `eval every` steps and at the end of the phase.
 
 Exact resume: data and LR depend only on the step, the optimizer state is saved, and nothing else is
 random (no dropout), so on CPU a run killed and resumed ends with the same weights as one that was not.
@@ -104,7 +105,9 @@ def random_base(plan: Plan, out_dir: Path, seed: int) -> None:
         model.save_pretrained(tmp)
 
 
-def load_model(plan: Plan, weights_dir: Path):
+def load_model(plan: Plan, weights_dir: Path, layers: int | None = None):
+    """The checkpoint in `weights_dir`, which must have `layers` layers (the grown count unless
+    told otherwise)."""
     from transformers import LlamaForCausalLM
 
     try:
@@ -112,9 +115,10 @@ def load_model(plan: Plan, weights_dir: Path):
                                                  attn_implementation="sdpa")
     except (OSError, ValueError) as exc:
         raise TrainError(f"cannot load the model from {weights_dir}: {exc}") from None
-    if model.config.num_hidden_layers != plan.growth.layers:
+    expected = layers or plan.growth.layers
+    if model.config.num_hidden_layers != expected:
         raise TrainError(f"{weights_dir} has {model.config.num_hidden_layers} layers, the plan "
-                         f"{plan.growth.layers}")
+                         f"{expected}")
     return model
 
 
@@ -243,6 +247,52 @@ def evaluate(model, eval_data: dict[str, list], autocast) -> dict[str, float]:
     return out
 
 
+def baseline(run: "PhaseRun", autocast) -> dict[str, float]:
+    """Validation before the first update, the reference of a continual-pretraining run: the loss
+    per language of the model training starts from (val_loss at step 0) and, where the model was
+    grown, of the base model before growth (base_val_loss), which function-preserving growth keeps
+    equal (baseline_notes says whether it did)."""
+    metrics = {names.val_loss(code): value
+               for code, value in evaluate(run.model, run.eval_data, autocast).items()}
+    if run.base_dir is not None:
+        base = load_model(run.plan, run.base_dir, layers=run.plan.growth.base_layers)
+        base.to(run.device)
+        metrics |= {names.base_val_loss(code): value
+                    for code, value in evaluate(base, run.eval_data, autocast).items()}
+        del base
+    return metrics
+
+
+def baseline_notes(plan: Plan, metrics: dict[str, float]) -> list[str]:
+    """What the step-0 evaluation says: each language's starting loss, and whether growth kept the
+    base model's loss (within 0.1%, or 1% under bf16 autocast) where it should."""
+    starts = {lang.code: metrics[names.val_loss(lang.code)] for lang in plan.spec.languages
+              if names.val_loss(lang.code) in metrics}
+    if not starts:
+        return []
+    lines = ["baseline (step 0): validation loss " +
+             ", ".join(f"{c} {v:.4f}" for c, v in starts.items())]
+    tolerance = 1e-2 if plan.spec.train.precision == "bf16" else 1e-3
+    differ = []
+    for code, grown in starts.items():
+        base = metrics.get(names.base_val_loss(code))
+        if base is not None and abs(grown - base) > tolerance * max(1.0, abs(base)):
+            differ.append(f"{code} {grown:.4f} grown vs {base:.4f} base")
+    if any(names.base_val_loss(c) in metrics for c in starts):
+        if not differ:
+            lines.append("baseline: the grown model's validation loss equals the base model's "
+                         "(growth preserved the function)")
+        elif plan.growth.function_preserving:
+            lines.append("warning: the grown model's validation loss differs from the base "
+                         f"model's ({'; '.join(differ)}), though this growth should preserve the "
+                         "function: check the base weights and work/grown/growth_report.json")
+        else:
+            lines.append(f"baseline: the grown model starts from another loss than the base "
+                         f"({'; '.join(differ)}), as expected of growth that does not preserve "
+                         "the function")
+    return lines
+
+
 @dataclass
 class PhaseRun:
     """Everything train_phase needs; built by the executor."""
@@ -259,6 +309,7 @@ class PhaseRun:
     on_checkpoint: Callable[[int], None] = lambda step: None
     progress: Callable[[int, dict[str, float]], None] = lambda step, metrics: None  # every rank
     micro_batch: int | None = None
+    base_dir: Path | None = None  # the base before growth, evaluated beside the grown at step 0
     keep_checkpoints: int = KEEP_CHECKPOINTS
     stop_after: int | None = None  # for tests and benchmarks: stop (without saving) after this step
     # DDP: this process is rank `rank` of `world`, and `ddp` (DistributedDataParallel around
@@ -287,9 +338,10 @@ def train_phase(run: PhaseRun, state: TrainState) -> TrainState:
         return torch.autocast(device_type, dtype=torch.bfloat16, enabled=use_bf16)
 
     tokens_per_row = plan.schedule.sequence
-    est_step = plan.estimate.seconds / plan.schedule.total_steps
     trainable = [p for p in model.parameters() if p.requires_grad]
     step = max(state.step, phase.start_step)
+    if step == names.BASELINE_STEP and leader and run.eval_data:
+        run.log_metrics(step, baseline(run, autocast))
     while step < phase.end_step:
         # 1. LR is a pure function of the step
         lr = phase.lr_at(step)
@@ -326,7 +378,6 @@ def train_phase(run: PhaseRun, state: TrainState) -> TrainState:
         for code in codes:
             state.tokens_seen[code] = state.tokens_seen.get(code, 0) + tokens_per_row
         metrics = {names.LOSS: losses.mean().item(), names.LR: lr, names.STEP_TIME: elapsed,
-                   names.ESTIMATED_STEP_TIME: est_step,
                    names.TOKENS_PER_SEC: batch_size * tokens_per_row / elapsed}
         if grad_norm is not None:
             metrics[names.GRAD_NORM] = float(grad_norm)

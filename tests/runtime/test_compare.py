@@ -194,7 +194,9 @@ def test_all_shows_the_identical_fields_too(sqlite_store):
 
 def test_spec_fields_are_named_and_valued_as_the_params_but_never_cut(sqlite_store):
     uri, runs = sqlite_store["uri"], sqlite_store["runs"]
-    params = client(uri).get_run(runs["a"]).data.params
+    # the spec's params; the others are the plan's estimate and the step-0 baseline
+    params = {k: v for k, v in client(uri).get_run(runs["a"]).data.params.items()
+              if not k.startswith(("estimate.", "baseline."))}
     fields = {f["field"]: f["values"] for f in
               compare_json(uri, runs["a"], runs["b"], "--all")["spec"]["fields"]}
     assert fields.keys() >= params.keys()
@@ -215,14 +217,19 @@ def test_spec_fields_are_named_and_valued_as_the_params_but_never_cut(sqlite_sto
 def expected_outcome(uri, run_id):
     """The outcome computed here, straight from MLflow."""
     run = client(uri).get_run(run_id)
-    final = {c: history(uri, run_id, f"val_loss_{c}")[-1][1] for c in LANGUAGES}
-    best = {c: min(v for _, v in history(uri, run_id, f"val_loss_{c}")) for c in LANGUAGES}
-    tokens = {c: history(uri, run_id, f"tokens_{c}")[-1][1] for c in LANGUAGES}
-    seconds = sum(v for _, v in history(uri, run_id, "step_time_s"))
+    final = {c: history(uri, run_id, f"val_loss/{c}")[-1][1] for c in LANGUAGES}
+    best = {c: min(v for _, v in history(uri, run_id, f"val_loss/{c}")) for c in LANGUAGES}
+    start = {c: dict(history(uri, run_id, f"val_loss/{c}")).get(0) for c in LANGUAGES}
+    tokens = {c: history(uri, run_id, f"tokens/{c}")[-1][1] for c in LANGUAGES}
+    rates = sorted(v for _, v in history(uri, run_id, "tokens_per_sec"))
+    median = (rates[len(rates) // 2] if len(rates) % 2 else
+              (rates[len(rates) // 2 - 1] + rates[len(rates) // 2]) / 2)
     wall = (run.info.end_time - run.info.start_time) / 1000 if run.info.end_time else None
-    return {"run_id": run_id, "status": run.info.status, "final_val_loss": final,
+    return {"run_id": run_id, "status": run.info.status, "start_val_loss": start,
+            "final_val_loss": final,
+            "change_val_loss": {c: final[c] - start[c] for c in LANGUAGES},
             "best_val_loss": best, "tokens": tokens,
-            "tokens_per_sec": sum(tokens.values()) / seconds, "wall_time_s": wall}
+            "tokens_per_sec": median, "wall_time_s": wall}
 
 
 def test_outcome_numbers_are_what_mlflow_holds(store):
@@ -240,6 +247,15 @@ def test_outcome_numbers_are_what_mlflow_holds(store):
     row = re.search(r"val loss de \(final\) +(\S+) +(\S+)\n", text)
     assert row.group(1) == f"{want['final_val_loss']['de']:.4f}"
     assert re.search(r"tokens bar +2,048 +2,048\n", text)
+    # the change from the step-0 baseline: the rehearsal learns every language
+    change = want["change_val_loss"]["de"]
+    assert change < 0
+    assert re.search(r"val loss de \(start\) +(\S+) ", text).group(1) == (
+        f"{want['start_val_loss']['de']:.4f}")
+    shown = f"{change:+.4f} (gain)".replace("-", "−")
+    assert re.search(rf"change de \(final − start\) +{re.escape(shown)} ", text)
+    _, markdown, _ = cli("compare", a, b, "--tracking-uri", uri, "--format", "markdown")
+    assert re.search(r"\| change en \(final − start\) \| −\d\.\d{4} \(gain\) \|", markdown)
     assert re.search(r"status +FINISHED +FINISHED\n", text)
     assert f"{want['tokens_per_sec']:,.0f}" in re.search(r"throughput.*", text).group(0)
 
@@ -336,7 +352,7 @@ def test_text_is_aligned_and_markdown_is_tables(sqlite_store):
     header, rule, *rows = outcome
     assert header.split() == ["metric", a[:8], b[:8]]
     assert len({len(line) for line in [header, rule] + rows[:-1]}) == 1  # right-aligned numbers
-    assert len(rows) == 3 * len(LANGUAGES) + 3
+    assert len(rows) == 5 * len(LANGUAGES) + 3  # start, final, change, best, tokens; 3 more
 
     code, md, _ = cli("compare", a, b, "--format", "markdown", "--tracking-uri", uri)
     assert code == 0

@@ -30,7 +30,7 @@ REFERENCE_RUN = """\
 """.splitlines(keepends=True)
 
 LAYOUT = Layout(phases=(PhaseSpan(1, 0, 4), PhaseSpan(2, 4, 6)), eval_languages=("en", "de"),
-                batch=8, sequence=128, estimated_step_time_s=0.5)
+                batch=8, sequence=128)
 
 
 def test_parse_reference_lines():
@@ -67,9 +67,9 @@ def test_lines_become_metrics_at_the_global_step():
     points = [p for line in REFERENCE_RUN for p in follower.feed(parse_line(line))]
     assert points == [
         Point(1, {"loss": 4.86871, "samples_per_sec": 1487.73, "tokens_per_sec": 1487.73 * 128,
-                  "step_time_s": 8 / 1487.73, "estimated_step_time_s": 0.5}),
-        Point(3, {"val_loss_en": 4.830592632293701}),
-        Point(3, {"val_perplexity_en": 125.28518676757812}),
+                  "step_time_s": 8 / 1487.73}),
+        Point(3, {"val_loss/en": 4.830592632293701}),
+        Point(3, {"val_perplexity/en": 125.28518676757812}),
     ]
 
 
@@ -93,9 +93,9 @@ def test_val_dataloaders_map_to_languages_per_phase():
              "| Eval Device=cpu, GlobalStep=6, Batch=1, Loss=4.5",
              "Avg Eval Loss: 4.5"]
     points = [p for line in lines for p in follower.feed(parse_line(line))]
-    assert points == [Point(4, {"val_loss_en": 5.0}), Point(4, {"val_loss_de": 6.0}),
-                      Point(6, {"val_loss_en": 4.0}), Point(6, {"val_accuracy_en": 0.25}),
-                      Point(6, {"val_loss_de": 4.5})]
+    assert points == [Point(4, {"val_loss/en": 5.0}), Point(4, {"val_loss/de": 6.0}),
+                      Point(6, {"val_loss/en": 4.0}), Point(6, {"val_accuracy/en": 0.25}),
+                      Point(6, {"val_loss/de": 4.5})]
 
 
 @pytest.mark.parametrize("output, meaning, quoted", [
@@ -215,20 +215,19 @@ def test_event_files_land_in_mlflow_per_phase_without_duplicates(store):
     assert history(ctx, parent, "loss") == [(s, f32(7.0 - 0.1 * s)) for s in range(1, 7)]
     assert history(ctx, runs[1], "lr") == [(s, f32(1e-3 * s)) for s in (1, 2, 3, 4)]
     assert history(ctx, runs[1], "grad_norm")[-1] == (4, f32(0.54))
-    # samples/s -> tokens/s (sequence 128) and achieved vs estimated seconds per step (batch 8)
+    # samples/s -> tokens/s (sequence 128) and achieved seconds per step (batch 8)
     assert history(ctx, runs[2], "tokens_per_sec") == [(5, f32(15.0) * 128), (6, f32(16.0) * 128)]
     assert history(ctx, runs[2], "step_time_s") == [(5, 8 / f32(15.0)), (6, 8 / f32(16.0))]
-    assert history(ctx, runs[2], "estimated_step_time_s") == [(5, 0.5), (6, 0.5)]
     # validate_<k> is the k-th language with eval data
-    assert history(ctx, runs[1], "val_loss_en") == [(2, f32(5.8)), (4, f32(5.6))]
-    assert history(ctx, runs[1], "val_loss_de") == [(2, f32(6.3)), (4, f32(6.1))]
-    assert history(ctx, runs[2], "val_perplexity_en") == [(6, f32(394.0))]
-    assert history(ctx, runs[2], "val_loss_en") == [(6, f32(5.4))]
-    assert history(ctx, runs[1], "val_loss_en") and not history(ctx, runs[1], "time_remaining")
+    assert history(ctx, runs[1], "val_loss/en") == [(2, f32(5.8)), (4, f32(5.6))]
+    assert history(ctx, runs[1], "val_loss/de") == [(2, f32(6.3)), (4, f32(6.1))]
+    assert history(ctx, runs[2], "val_perplexity/en") == [(6, f32(394.0))]
+    assert history(ctx, runs[2], "val_loss/en") == [(6, f32(5.4))]
+    assert history(ctx, runs[1], "val_loss/en") and not history(ctx, runs[1], "time_remaining")
     assert one and two
 
     # a second ingest (a rerun, the next checkpoint) adds nothing; a fresh sink asks MLflow
-    before = {key: len(history(ctx, runs[1], key)) for key in ("loss", "lr", "val_loss_en")}
+    before = {key: len(history(ctx, runs[1], key)) for key in ("loss", "lr", "val_loss/en")}
     fit.ingest_events(ctx, runs)
     Fit(LAYOUT).ingest_events(ctx, runs)
     assert {key: len(history(ctx, runs[1], key)) for key in before} == before

@@ -121,8 +121,11 @@ def test_two_processes_reach_the_weights_of_one(runs):
     for a, b in zip(sorted((m.step, m.value) for m in loss_one),
                     sorted((m.step, m.value) for m in loss_two)):
         assert a[0] == b[0] and abs(a[1] - b[1]) < 1e-4, (a, b)
-    val = client.get_metric_history(by_name["ddp"].info.run_id, "val_loss_en")
-    assert sorted(m.step for m in val) == [20, 40, STEPS]
+    val = client.get_metric_history(by_name["ddp"].info.run_id, "val_loss/en")
+    assert sorted(m.step for m in val) == [0, 20, 40, STEPS]  # 0: the baseline, by rank 0
+    val_one = client_one.get_metric_history(by_name_one["ddp"].info.run_id, "val_loss/en")
+    assert min(val, key=lambda m: m.step).value == pytest.approx(
+        min(val_one, key=lambda m: m.step).value, rel=1e-6)
 
 
 def test_progress_lines_without_a_terminal_and_in_rank_0s_log(runs):

@@ -3,6 +3,7 @@ server, and bad input. Everything runs for real: transformers model, trained BPE
 SQLite and HTTP MLflow stores."""
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -120,12 +121,12 @@ def test_mlflow_holds_parent_children_and_per_language_curves(rehearsal):
     loss = history(uri, parent.info.run_id, "loss")
     assert [s for s, _ in loss] == list(range(1, 95))
     # Bavarian: zero tokens before its entry step (71), then some
-    bar = dict(history(uri, parent.info.run_id, "tokens_bar"))
+    bar = dict(history(uri, parent.info.run_id, "tokens/bar"))
     assert all(bar[s] == 0 for s in range(1, 72))
     assert bar[94] > 0
-    en_val = history(uri, parent.info.run_id, "val_loss_en")
-    assert [s for s, _ in en_val] == [20, 40, 60, 71, 91, 94]
-    assert [s for s, _ in history(uri, parent.info.run_id, "val_loss_bar")][-1] == 94
+    en_val = history(uri, parent.info.run_id, "val_loss/en")
+    assert [s for s, _ in en_val] == [0, 20, 40, 60, 71, 91, 94]
+    assert [s for s, _ in history(uri, parent.info.run_id, "val_loss/bar")][-1] == 94
     assert history(uri, runs["phase-2"].info.run_id, "loss")[0][0] == 72
     artifacts = {a.path for a in client(uri).list_artifacts(parent.info.run_id)}
     assert {"spec.genba", "plan.json", "steps.json", "mixture.png", "configs"} <= artifacts
@@ -273,3 +274,26 @@ def test_bad_input_is_a_clear_error(case, tmp_path):
         assert r.returncode == 2, (r.stdout[-2000:], r.stderr[-2000:])
     assert "Traceback" not in r.stderr
     assert "genbac: error:" in r.stderr and expect in r.stderr, r.stderr[-2000:]
+
+
+def test_step_zero_baseline_of_grown_and_base_model(rehearsal):
+    """Before the first update every language is evaluated on the grown model (val_loss at step
+    0) and on the base before growth (base_val_loss); identity growth keeps them equal, and the
+    run says so, in its log, a tag and parameters that `genbac runs` reads."""
+    project, uri, r = rehearsal
+    parent = runs_by_name(uri)["tiny-rehearsal"]
+    start, base = {}, {}
+    for code in ("en", "de", "bar"):
+        start[code] = dict(history(uri, parent.info.run_id, f"val_loss/{code}"))[0]
+        base[code] = dict(history(uri, parent.info.run_id, f"base_val_loss/{code}"))[0]
+        assert start[code] == pytest.approx(base[code], rel=1e-5)
+        assert float(parent.data.params[f"baseline.val_loss/{code}"]) == pytest.approx(start[code])
+        # a randomly initialised model of a 1,024-token vocabulary starts near ln(1024)
+        assert abs(start[code] - math.log(1024)) < 0.5
+    assert "equals the base model's" in parent.data.tags["genbac.baseline"]
+    assert "genbac: baseline (step 0): validation loss en " in r.stdout
+    listing = genbac("runs", "--format", "json", "--tracking-uri", uri, cwd=project)
+    row = json.loads(listing.stdout)["runs"][0]
+    final = dict(history(uri, parent.info.run_id, "val_loss/en"))[94]
+    assert row["start_val_loss"]["en"] == pytest.approx(start["en"])
+    assert row["change_val_loss"]["en"] == pytest.approx(final - start["en"])

@@ -116,16 +116,16 @@ def test_a_real_model_trains_and_bavarian_enters_late(rehearsal):
     assert [s for s, _ in history(client, pid, "loss")] == list(range(1, total + 1))
     # a pretrained model, not a random one (ln 49152 = 10.8): English and German from step 1
     uniform = math.log(49152)
-    en, de = history(client, pid, "loss_en"), history(client, pid, "loss_de")
+    en, de = history(client, pid, "loss/en"), history(client, pid, "loss/de")
     assert en[0][0] == 1 and en[0][1] < 6, en
     assert de[0][0] == 1 and de[0][1] < 6, de
-    bar = history(client, pid, "loss_bar")
+    bar = history(client, pid, "loss/bar")
     assert bar[0][0] == entry + 1 and bar[0][1] < uniform - 2, bar
     # Bavarian: no tokens up to its entry step, then some
-    tokens_bar = dict(history(client, pid, "tokens_bar"))
+    tokens_bar = dict(history(client, pid, "tokens/bar"))
     assert all(tokens_bar[s] == 0 for s in range(1, entry + 1))
     assert all(tokens_bar[s] > 0 for s in range(entry + 1, total + 1))
     assert tokens_bar[total] == bavarian["compiled_tokens"]
     # and it is learned: the Bavarian validation loss falls once Bavarian is in the mix
-    val_bar = dict(history(client, pid, "val_loss_bar"))
+    val_bar = dict(history(client, pid, "val_loss/bar"))
     assert val_bar[total] < val_bar[entry]
