@@ -18,6 +18,7 @@ from genbac.text import duration, table
 from .runs import (MISSING, Outcome, ParentRun, StoreError, _loss, change_text, experiments,
                    open_store, outcome, parent_runs, read_plan, resolve, short_ids,
                    val_loss_history)
+from .naming import compare_labels
 from .tracking import flatten
 
 
@@ -34,6 +35,8 @@ class Fields:
 class Comparison:
     runs: list[ParentRun]
     labels: list[str]  # column headers: short run ids
+    differs: list[str]  # each run's values of the spec fields that differ (runtime/naming.py)
+    plans: list[dict | None]
     spec: Fields
     plan: Fields
     languages: list[str]
@@ -69,9 +72,12 @@ def compare_runs(client, runs: list[ParentRun], *, show_all: bool = False) -> Co
             if lang["code"] not in languages:
                 languages.append(lang["code"])
     languages += sorted({c for r in runs for c in r.languages} - set(languages))
+    specs = [flatten("", p["spec"], {}, limit=None) if p else {} for p in plans]
+    spec = fields(specs, show_all=True)
+    differing = [n for n, values in spec.rows if len(set(values)) > 1]
     return Comparison(
-        runs, labels,
-        fields([flatten("", p["spec"], {}, limit=None) if p else {} for p in plans], show_all),
+        runs, labels, compare_labels(specs, differing), plans,
+        fields(specs, show_all),
         fields([plan_facts(p) if p else {} for p in plans], show_all),
         languages, [outcome(client, r, languages) for r in runs],
         [label for label, p in zip(labels, plans) if p is None], show_all)
@@ -149,9 +155,10 @@ def _fields_heading(name: str, f: Fields, c: Comparison, noun: str) -> str:
 def render(c: Comparison, markdown: bool = False) -> str:
     heading = (lambda t: f"### {t}") if markdown else (lambda t: t)
     out = [heading(f"{len(c.runs)} runs")]
-    out += table(["run", "run id", "experiment", "spec", "started (UTC)"],
-                  [[label, r.run_id, r.experiment, r.spec_hash[:12], r.started]
-                   for label, r in zip(c.labels, c.runs)], markdown)
+    out += table(["run", "run id", "experiment", "name", "spec", "started (UTC)", "differs by"],
+                  [[label, r.run_id, r.experiment, _cell(r.name, markdown), r.spec_hash[:12],
+                    r.started, _cell(d or MISSING, markdown)]
+                   for label, r, d in zip(c.labels, c.runs, c.differs)], markdown)
     sections = [("spec", c.spec, "fields", "field"), ("plan", c.plan, "facts", "fact")]
     for name, f, noun, column in sections:
         out += ["", heading(_fields_heading(name, f, c, noun))]
@@ -176,8 +183,9 @@ def to_json(c: Comparison) -> str:
         "format": "genbac.compare/1",
         "shown": "all" if c.show_all else "differing",
         "runs": [{"label": label, "run_id": r.run_id, "experiment": r.experiment,
-                  "spec_hash": r.spec_hash, "started": r.started, "plan": label not in c.no_plan}
-                 for label, r in zip(c.labels, c.runs)],
+                  "name": r.name, "differs_by": d, "spec_hash": r.spec_hash,
+                  "started": r.started, "plan": label not in c.no_plan}
+                 for label, r, d in zip(c.labels, c.runs, c.differs)],
         "spec": section(c.spec),
         "plan": section(c.plan),
         "languages": c.languages,
@@ -192,7 +200,9 @@ def to_json(c: Comparison) -> str:
 
 
 def plot(client, c: Comparison, out: Path) -> Path:
-    """Validation loss against step: one panel per language, one colour per run."""
+    """Validation loss against step: one panel per language, one colour per run, labelled by the
+    values that differ; each run's phase boundaries dashed and the language's entry dotted, in the
+    run's colour (from its plan.json)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -201,22 +211,41 @@ def plot(client, c: Comparison, out: Path) -> Path:
     if not c.languages:
         raise StoreError("none of these runs logged a validation loss: nothing to plot")
     n = len(c.languages)
-    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.4), dpi=110, sharex=True, squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(4.4 * n, 3.6), dpi=110, sharex=True, squeeze=False)
     colours = plt.get_cmap("tab10")
     for ax, code in zip(axes[0], c.languages):
-        for i, (label, run) in enumerate(zip(c.labels, c.runs)):
+        for i, (label, run, plan) in enumerate(zip(c.labels, c.runs, c.plans)):
+            colour = colours(i % 10)
             history = val_loss_history(client, run.run_id, code)
             if history:
                 steps, values = zip(*history)
-                ax.plot(steps, values, marker="o", markersize=3, color=colours(i % 10),
-                        label=label)
+                # a `$` pair would be read as mathtext: the labels are text
+                legend = (f"{c.differs[i]} ({label})" if c.differs[i] else label).replace("$", r"\$")
+                ax.plot(steps, values, marker="o", markersize=3, color=colour, label=legend)
+            for step, style in _marks(plan, code):
+                ax.axvline(step, color=colour, linewidth=0.8, linestyle=style, alpha=0.6)
+                if style == ":":
+                    ax.text(step, 0.98, f" {code} enters", color=colour, fontsize=7, va="top",
+                            transform=ax.get_xaxis_transform())
         ax.set_title(f"validation loss: {code}", fontsize=10)
-        ax.set_xlabel("step")
+        ax.set_xlabel("step (dashed: phase boundary; dotted: the language enters)", fontsize=8)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("loss")
-    axes[0][0].legend(fontsize=8)
+    axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, metadata={"Software": None})
     plt.close(fig)
     return out
+
+
+def _marks(plan: dict | None, code: str) -> list[tuple[int, str]]:
+    """(step, line style) of a run's phase boundaries and the step language `code` enters."""
+    if plan is None:
+        return []
+    schedule = plan["schedule"]
+    marks = [(p["start_step"], "--") for p in schedule["phases"][1:]]
+    for lang in schedule.get("languages", []):
+        if lang["code"] == code and lang.get("first_step"):
+            marks.append((lang["first_step"], ":"))
+    return marks

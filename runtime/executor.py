@@ -101,6 +101,9 @@ def _execute(artifact: Artifact, device: Device, lock, *, tracking_uri: str, res
              log: Callable[[str], None]) -> dict:
     from genbac import __version__
 
+    from genbac.spec.format import leading_comment
+
+    from .naming import run_name
     from .runlock import LOCK_NAME
     from .tracking import Tracker, flatten, git_commit
 
@@ -123,7 +126,10 @@ def _execute(artifact: Artifact, device: Device, lock, *, tracking_uri: str, res
     backend = backend_for(device, plan)
     tracker = Tracker(tracking_uri, plan.name, state)
     ctx = Context(artifact, state, tracker, log, device)
-    parent = tracker.parent(plan.name, {
+    fields = flatten("", json.loads(plan.spec.model_dump_json()), {})  # as the params hold it
+    description = leading_comment(artifact.path(layout.SPEC).read_text(encoding="utf-8"))
+    parent = tracker.parent(lambda previous: run_name(plan.name, plan.spec_hash, fields, previous), {
+        **({"mlflow.note.content": description} if description else {}),
         "genbac.spec_hash": plan.spec_hash, "genbac.version": __version__,
         "genbac.backend": device.backend, "genbac.hardware": plan.spec.hardware.describe(),
         "genbac.device": device.description,

@@ -122,6 +122,7 @@ class ParentRun:
     work_dir: str | None = None  # where it ran (tagged since the run lock)
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    name: str = ""  # MLflow's run name (runtime/naming.py)
 
     @property
     def shown_status(self) -> str:
@@ -185,7 +186,7 @@ def parent_runs(client, experiment_ids: dict[str, str]) -> list[ParentRun]:
     runs = [ParentRun(r.info.run_id, r.info.experiment_id, experiment_ids[r.info.experiment_id],
                       r.data.tags[SPEC_HASH_TAG], r.info.status, r.info.start_time,
                       r.info.end_time, dict(r.data.metrics), r.data.tags.get(WORK_DIR_TAG),
-                      dict(r.data.params), dict(r.data.tags))
+                      dict(r.data.params), dict(r.data.tags), r.info.run_name or "")
             for r in found]
     return sorted(runs, key=lambda r: (-r.start_ms, r.run_id))
 
@@ -359,7 +360,8 @@ def list_runs(uri: str, experiment: str | None = None, fmt: str = "text", limit:
     outcomes = [outcome(client, r, languages, best=False) for r in runs]
     if fmt == "json":
         return json.dumps({"format": "genbac.runs/1", "runs": [
-            {"run_id": r.run_id, "experiment": r.experiment, "spec_hash": r.spec_hash,
+            {"run_id": r.run_id, "experiment": r.experiment, "name": r.name,
+             "spec_hash": r.spec_hash,
              "started": r.started, "status": o.status, "stopped_at": o.stopped_at,
              "start_val_loss": o.start_val_loss, "final_val_loss": o.final_val_loss,
              "change_val_loss": {c: o.change(c) for c in languages},
@@ -373,13 +375,13 @@ def list_runs(uri: str, experiment: str | None = None, fmt: str = "text", limit:
     hashes = short_ids([r.spec_hash for r in runs])
     # a language's final loss, then its change from the step-0 baseline where a run has one
     columns = [(c, any(o.change(c) is not None for o in outcomes)) for c in languages]
-    rows = [[i, r.experiment, r.started, h, o.status_text]
+    rows = [[i, r.experiment, r.name, r.started, h, o.status_text]
             + [cell for c, changed in columns
                for cell in ([_loss(o.final_val_loss[c])]
                             + ([change_text(o.change(c))] if changed else []))]
             + [MISSING if o.tokens_per_sec is None else f"{o.tokens_per_sec:,.0f}"]
             for i, h, r, o in zip(ids, hashes, runs, outcomes)]
-    headers = (["run", "experiment", "started (UTC)", "spec", "status"]
+    headers = (["run", "experiment", "name", "started (UTC)", "spec", "status"]
                + [h for c, changed in columns
                   for h in [f"val loss {c}"] + ([f"change {c}"] if changed else [])]
                + ["tokens/s"])
@@ -387,7 +389,7 @@ def list_runs(uri: str, experiment: str | None = None, fmt: str = "text", limit:
     if markdown:
         rows = [[cell.replace("|", "\\|") for cell in row] for row in rows]
     return "\n".join(table(headers, rows, markdown,
-                            align="l" * 5 + "r" * (len(headers) - 5))) + "\n"
+                            align="l" * 6 + "r" * (len(headers) - 6))) + "\n"
 
 
 def _loss(v: float | None) -> str:

@@ -11,6 +11,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
 from . import metrics as names
 
@@ -88,14 +89,29 @@ class Tracker:
 
     # -- runs ------------------------------------------------------------------------------------
 
-    def parent(self, name: str, tags: dict[str, str]) -> str:
+    def parent(self, name: Callable[[tuple[str, str, dict[str, str]] | None], str],
+               tags: dict[str, str]) -> str:
+        """The execution's parent run, reopened on resume; a new one is named by `name` from the
+        experiment's latest earlier run (runtime/naming.py)."""
         run_id = self.state.get("parent")
         if run_id is None or not self._exists(run_id):
-            run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+            run = self.client.create_run(self.experiment_id, run_name=name(self.latest_parent()),
+                                         tags=tags)
             run_id = self.state["parent"] = run.info.run_id
         else:
             self.client.update_run(run_id, status="RUNNING")
         return run_id
+
+    def latest_parent(self) -> tuple[str, str, dict[str, str]] | None:
+        """The experiment's latest genbac parent run as (name, spec hash, params), or None."""
+        from .runs import SPEC_HASH_TAG
+
+        found = self.client.search_runs([self.experiment_id], f"tags.`{SPEC_HASH_TAG}` LIKE '%'",
+                                        max_results=1, order_by=["attributes.start_time DESC"])
+        if not found:
+            return None
+        run = found[0]
+        return run.info.run_name, run.data.tags[SPEC_HASH_TAG], dict(run.data.params)
 
     def child(self, step_name: str, tags: dict[str, str] | None = None) -> str:
         children = self.state.setdefault("children", {})

@@ -75,6 +75,18 @@ def find_comments(text: str) -> list[Comment]:
             for m in _STRING_OR_COMMENT.finditer(text) if m.group().startswith("#")]
 
 
+def leading_comment(text: str) -> str:
+    """The comment a spec opens with (its lines before the first setting or block, `#` and one
+    space taken off): what the experiment is, in its author's words. "" if it opens with code."""
+    lines = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            break
+        lines.append(line[1:].removeprefix(" ").rstrip() if line else "")
+    return "\n".join(lines).strip("\n")
+
+
 def format_source(text: str, path: str = "<spec>") -> str:
     """The canonical layout of a spec. Raises SpecError (one syntax diagnostic) if it does not parse."""
     doc = parse(text, path)

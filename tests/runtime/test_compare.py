@@ -377,7 +377,16 @@ def test_plot_writes_one_panel_per_language(sqlite_store, tmp_path):
     out = tmp_path / "plots/val.png"
     code, text, err = cli("compare", a, b, "--plot", str(out), "--tracking-uri", uri)
     assert code == 0 and f"wrote {out}" in err and text.startswith("2 runs")
-    assert png_size(out) == (3 * 4 * 110, int(3.4 * 110))  # 3 languages side by side
+    assert png_size(out) == (int(3 * 4.4 * 110), int(3.6 * 110))  # 3 languages side by side
+    # marked on each run's curves: its phase boundary (dashed) and, in Bavarian's panel, the step
+    # Bavarian enters (dotted): step 17 for a (75%), 12 for b (50%)
+    from genbac.runtime.compare import _marks
+
+    project = sqlite_store["project"]
+    plans = {n: json.loads((project / f"out/{n}/plan.json").read_text()) for n in "ab"}
+    assert _marks(plans["a"], "bar") == [(17, "--"), (17, ":")]
+    assert _marks(plans["b"], "bar") == [(12, "--"), (12, ":")]
+    assert _marks(plans["b"], "en") == [(12, "--")] and _marks(None, "en") == []
 
 
 # --------------------------------------------------------------------------------------------------
@@ -410,10 +419,31 @@ def test_runs_lists_parents_newest_first_with_status_and_step(sqlite_store):
 
     code, md, _ = cli("runs", "--format", "markdown", "--experiment", "tiny-rehearsal",
                       "--tracking-uri", uri)
-    assert md.startswith("| run | experiment | started (UTC) | spec | status | val loss bar |")
+    assert md.startswith("| run | experiment | name | started (UTC) | spec | status | "
+                         "val loss bar | change bar |")
     assert len(md.splitlines()) == 2 + 4
     code, _, err = cli("runs", "--experiment", "tiny", "--tracking-uri", uri)
     assert code == 2 and "no experiment called 'tiny'" in err and "tiny-rehearsal" in err
+
+
+def test_runs_are_named_by_what_differs_from_the_previous_run(sqlite_store):
+    """The first run of the experiment is named after it; each later one after the spec fields
+    that differ from the run before it (f repeats a's spec after b; k changes f's interval)."""
+    uri, runs = sqlite_store["uri"], sqlite_store["runs"]
+    names = {k: client(uri).get_run(v).info.run_name for k, v in runs.items()}
+    assert names == {"a": "tiny-rehearsal", "b": "bar.enter=50%, lr=0.001",
+                     "f": "bar.enter=75%, lr=0.003", "k": "checkpoint_every=4"}
+    listed = json.loads(cli("runs", "--format", "json", "--tracking-uri", uri)[1])["runs"]
+    assert [r["name"] for r in listed] == [names[k] for k in "kfba"]
+    # the spec's opening comment is the run's description in MLflow
+    note = client(uri).get_run(runs["a"]).data.tags["mlflow.note.content"]
+    assert note.startswith("A tiny rehearsal of the GENBA recipe") and "#" not in note
+    # compare labels each run by its values of the fields that differ among the compared runs
+    doc = compare_json(uri, runs["a"], runs["b"], runs["k"])
+    assert [r["differs_by"] for r in doc["runs"]] == [
+        "bar.enter=75%, lr=0.003, checkpoint_every=20",
+        "bar.enter=50%, lr=0.001, checkpoint_every=20",
+        "bar.enter=75%, lr=0.003, checkpoint_every=4"]
 
 
 def test_runs_on_a_server(server_store):

@@ -421,3 +421,12 @@ def test_pre_commit_hooks_run_on_the_examples(hook, tmp_path):
     r = subprocess.run(hook_command(spec["entry"]) + [str(bad)], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 1 and str(bad).replace(os.sep, "/") in r.stdout + r.stderr
+
+
+def test_leading_comment_is_the_spec_s_opening_comment():
+    from genbac.spec.format import leading_comment
+
+    text = "\n# What this is:\n#   indented\n#\n# second paragraph\n\nexperiment \"x\" {  # not this\n}\n"
+    assert leading_comment(text) == "What this is:\n  indented\n\nsecond paragraph"
+    assert leading_comment('experiment "x" {}\n# after\n') == ""
+    assert leading_comment("#no space\n") == "no space"
