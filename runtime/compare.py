@@ -16,8 +16,8 @@ from pathlib import Path
 from genbac.text import duration, table
 
 from .runs import (MISSING, Outcome, ParentRun, StoreError, _loss, change_text, experiments,
-                   open_store, outcome, parent_runs, read_plan, resolve, short_ids,
-                   val_loss_history)
+                   open_store, outcome, parent_runs, read_artifact, read_plan, resolve,
+                   short_ids, val_loss_history)
 from .naming import compare_labels
 from .tracking import flatten
 
@@ -39,9 +39,11 @@ class Comparison:
     plans: list[dict | None]
     spec: Fields
     plan: Fields
+    environment: Fields
     languages: list[str]
     outcomes: list[Outcome]
     no_plan: list[str]  # labels of runs without a readable plan.json artifact
+    no_packages: list[str]  # labels of runs that recorded no installed packages (older runs)
     show_all: bool
 
 
@@ -75,12 +77,18 @@ def compare_runs(client, runs: list[ParentRun], *, show_all: bool = False) -> Co
     specs = [flatten("", p["spec"], {}, limit=None) if p else {} for p in plans]
     spec = fields(specs, show_all=True)
     differing = [n for n, values in spec.rows if len(set(values)) > 1]
+    envs = environments(client, runs)
+    no_packages = [label for label, env in zip(labels, envs)
+                   if not any(k.startswith(PACKAGE) for k in env)]
+    if no_packages:  # packages are compared only where every run recorded them
+        envs = [{k: v for k, v in env.items() if not k.startswith(PACKAGE)} for env in envs]
     return Comparison(
         runs, labels, compare_labels(specs, differing), plans,
         fields(specs, show_all),
         fields([plan_facts(p) if p else {} for p in plans], show_all),
+        fields(envs, show_all),
         languages, [outcome(client, r, languages) for r in runs],
-        [label for label, p in zip(labels, plans) if p is None], show_all)
+        [label for label, p in zip(labels, plans) if p is None], no_packages, show_all)
 
 
 def plan_facts(plan: dict) -> dict[str, str]:
@@ -92,6 +100,28 @@ def plan_facts(plan: dict) -> dict[str, str]:
         facts[f"tokens.{lang['code']}"] = str(lang["compiled_tokens"])
     facts["parameters"] = str(plan["growth"]["parameters"])
     return facts
+
+
+PACKAGE = "package "  # an environment fact that is an installed package's version
+
+
+def environments(client, runs: list[ParentRun]) -> list[dict[str, str]]:
+    """Where and with what each run ran (runtime/provenance.py): its device, genbac, the
+    `genbac.env.*` tags, the git commit, and every installed package's version (`package <name>`,
+    from the environment/requirements.txt artifact)."""
+    from .provenance import ARTIFACT_DIR, ENV_TAG, REQUIREMENTS, parse_requirements
+
+    out = []
+    for run in runs:
+        tags = run.tags
+        env = {"device": tags.get("genbac.device"), "genbac": tags.get("genbac.version")}
+        env |= {k[len(ENV_TAG):]: v for k, v in sorted(tags.items()) if k.startswith(ENV_TAG)}
+        env["git commit"] = tags.get("mlflow.source.git.commit")
+        text = read_artifact(client, run.run_id, f"{ARTIFACT_DIR}/{REQUIREMENTS}")
+        packages = parse_requirements(text) if text is not None else {}
+        env |= {f"{PACKAGE}{name}": v for name, v in sorted(packages.items())}
+        out.append({k: v for k, v in env.items() if v is not None})
+    return out
 
 
 def fields(per_run: list[dict[str, str]], show_all: bool) -> Fields:
@@ -159,18 +189,26 @@ def render(c: Comparison, markdown: bool = False) -> str:
                   [[label, r.run_id, r.experiment, _cell(r.name, markdown), r.spec_hash[:12],
                     r.started, _cell(d or MISSING, markdown)]
                    for label, r, d in zip(c.labels, c.runs, c.differs)], markdown)
-    sections = [("spec", c.spec, "fields", "field"), ("plan", c.plan, "facts", "fact")]
-    for name, f, noun, column in sections:
-        out += ["", heading(_fields_heading(name, f, c, noun))]
+
+    def section(name: str, f: Fields, noun: str, column: str) -> list[str]:
+        lines = ["", heading(_fields_heading(name, f, c, noun))]
         if f.rows:
-            out += table([column] + c.labels,
-                          [[_cell(n, markdown)] + [_cell(v, markdown) for v in values]
-                           for n, values in f.rows], markdown)
+            lines += table([column] + c.labels,
+                           [[_cell(n, markdown)] + [_cell(v, markdown) for v in values]
+                            for n, values in f.rows], markdown)
+        return lines
+
+    out += section("spec", c.spec, "fields", "field") + section("plan", c.plan, "facts", "fact")
     if c.no_plan:
         out += ["", f"no plan.json artifact (spec unknown): {', '.join(c.no_plan)}"]
     out += ["", heading("outcome")]
     out += table(["metric"] + c.labels, outcome_rows(c), markdown,
                   align="l" + "r" * len(c.labels))
+    # where and with what they ran: the same machine and packages is the common case
+    out += section("environment", c.environment, "facts", "fact")
+    if c.no_packages:
+        out += ["", f"installed packages not recorded (runs before genbac recorded them): "
+                    f"{', '.join(c.no_packages)}"]
     return "\n".join(out) + "\n"
 
 
@@ -188,6 +226,8 @@ def to_json(c: Comparison) -> str:
                  for label, r, d in zip(c.labels, c.runs, c.differs)],
         "spec": section(c.spec),
         "plan": section(c.plan),
+        "environment": section(c.environment),
+        "packages_not_recorded": c.no_packages,
         "languages": c.languages,
         "outcome": [{"run_id": r.run_id, "status": o.status, "stopped_at": o.stopped_at,
                      "start_val_loss": o.start_val_loss, "final_val_loss": o.final_val_loss,

@@ -105,7 +105,8 @@ def _execute(artifact: Artifact, device: Device, lock, *, tracking_uri: str, res
 
     from .naming import run_name
     from .runlock import LOCK_NAME
-    from .tracking import Tracker, flatten, git_commit
+    from .provenance import environment, git_commit
+    from .tracking import Tracker, flatten
 
     plan = artifact.plan
     work = artifact.path(layout.WORK)
@@ -135,6 +136,7 @@ def _execute(artifact: Artifact, device: Device, lock, *, tracking_uri: str, res
         "genbac.device": device.description,
         "genbac.rehearsal": device.rehearsal or "no",
         WORK_DIR_TAG: str(work),
+        **environment(device.backend, artifact.project / artifact.manifest.spec),
         **({"mlflow.source.git.commit": c} if (c := git_commit(artifact.project)) else {})})
     lock.note(run_id=parent)
     ctx.save_state()
@@ -197,6 +199,9 @@ def _log_inputs(ctx: Context, parent: str, flatten) -> None:
     tracker.params(parent, flatten("estimate", estimate, {}))
     for name in (layout.SPEC, layout.PLAN, layout.STEPS):
         tracker.artifact(parent, artifact.path(name))
+    from .provenance import ARTIFACT_DIR, REQUIREMENTS, requirements
+
+    tracker.text_artifact(parent, requirements(), f"{ARTIFACT_DIR}/{REQUIREMENTS}")
     for path in sorted(artifact.path("cszoo").rglob("*.yaml")):
         tracker.artifact(parent, path, "configs/" + str(path.parent.relative_to(ctx.compiled)))
     from genbac.plot import mixture_plot

@@ -246,16 +246,25 @@ def _parent_of_step(client, key: str, parents: list[ParentRun]) -> ParentRun | N
     return by_id.get(parent_ids.pop()) if steps else None
 
 
-def read_plan(client, run_id: str) -> dict | None:
-    """The run's plan.json artifact; None if it has none (a run stopped before logging it)."""
+def read_artifact(client, run_id: str, path: str) -> str | None:
+    """A text artifact of the run; None if it has none (a run stopped before logging it)."""
     from mlflow.exceptions import MlflowException
 
-    with tempfile.TemporaryDirectory(prefix="genbac-plan-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="genbac-artifact-") as tmp:
         try:
-            path = client.download_artifacts(run_id, "plan.json", tmp)
-            return json.loads(Path(path).read_text(encoding="utf-8"))
+            local = client.download_artifacts(run_id, path, tmp)
+            return Path(local).read_text(encoding="utf-8")
         except (MlflowException, OSError, ValueError):
             return None
+
+
+def read_plan(client, run_id: str) -> dict | None:
+    """The run's plan.json artifact; None if it has none or it is not JSON."""
+    text = read_artifact(client, run_id, "plan.json")
+    try:
+        return None if text is None else json.loads(text)
+    except ValueError:
+        return None
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Callable
@@ -41,15 +40,6 @@ def flatten(prefix: str, value, out: dict[str, str],
         else:
             out[prefix[:250]] = text if len(text) <= limit else text[:limit - 1] + "…"
     return out
-
-
-def git_commit(directory: Path) -> str | None:
-    try:
-        r = subprocess.run(["git", "-C", str(directory), "rev-parse", "HEAD"], capture_output=True,
-                           text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return r.stdout.strip() if r.returncode == 0 else None
 
 
 def close_abandoned(tracking_uri: str, run_ids: list[str]) -> int:
@@ -98,8 +88,9 @@ class Tracker:
             run = self.client.create_run(self.experiment_id, run_name=name(self.latest_parent()),
                                          tags=tags)
             run_id = self.state["parent"] = run.info.run_id
-        else:
+        else:  # a resumed execution: the tags say where and with what it runs now
             self.client.update_run(run_id, status="RUNNING")
+            self.tags(run_id, tags)
         return run_id
 
     def latest_parent(self) -> tuple[str, str, dict[str, str]] | None:
@@ -172,3 +163,6 @@ class Tracker:
 
     def artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def text_artifact(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)

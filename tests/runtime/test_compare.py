@@ -348,7 +348,7 @@ def test_ambiguous_and_unknown_names_are_usage_errors(sqlite_store, tmp_path):
 def test_text_is_aligned_and_markdown_is_tables(sqlite_store):
     uri, a, b = sqlite_store["uri"], sqlite_store["runs"]["a"], sqlite_store["runs"]["b"]
     code, text, _ = cli("compare", a, b, "--tracking-uri", uri)
-    outcome = text.split("\noutcome\n")[1].splitlines()
+    outcome = text.split("\noutcome\n")[1].split("\n\nenvironment")[0].splitlines()
     header, rule, *rows = outcome
     assert header.split() == ["metric", a[:8], b[:8]]
     assert len({len(line) for line in [header, rule] + rows[:-1]}) == 1  # right-aligned numbers
@@ -495,3 +495,23 @@ def test_compare_and_runs_import_mlflow_but_not_the_training_stack(sqlite_store)
         result = json.loads(r.stderr.strip().splitlines()[-1])
         assert (result["code"], result["heavy"]) == (0, ["mlflow"]), r.stderr[-2000:]
         print(f"genbac {args[0]}: {result['seconds']:.2f} s in-process")
+
+
+def test_environment_differences_are_shown(sqlite_store):
+    """Runs on one machine with one interpreter: nothing differs. A run recorded with another torch
+    (its tag and its requirements artifact) shows both, and only them."""
+    uri, a, b = sqlite_store["uri"], sqlite_store["runs"]["a"], sqlite_store["runs"]["b"]
+    env = compare_json(uri, a, b)["environment"]
+    assert env["differing"] == 0 and env["total"] > 20  # the tags and every installed package
+    c = client(uri)
+    old = c.get_run(b).data.tags["genbac.env.torch"]
+    c.set_tag(b, "genbac.env.torch", "2.12.0+cpu")
+    try:
+        doc = compare_json(uri, a, b)
+        assert doc["environment"]["fields"] == [
+            {"field": "torch", "values": [old, "2.12.0+cpu"]}]
+        code, text, _ = cli("compare", a, b, "--tracking-uri", uri)
+        assert re.search(r"environment: 1 of \d+ facts differ", text)
+        assert re.search(rf"torch +{re.escape(old)} +2\.12\.0\+cpu\n", text)
+    finally:
+        c.set_tag(b, "genbac.env.torch", old)

@@ -153,6 +153,8 @@ def test_phases_are_child_runs_with_their_steps_once(crashed_and_resumed):
     # the plan's estimate is a parameter of the run, not a metric repeated at every step
     assert not client(uri).get_metric_history(p2, "estimated_step_time_s")
     assert float(parent.data.params["estimate.step_time_s"]) > 0
+    # the Model Zoo the backend ran: its interpreter (here the fake's) has no cerebras_modelzoo
+    assert parent.data.tags["genbac.env.cszoo"].startswith("unknown (")
     assert runs["prepare-en"].data.metrics["sequences"] == 3
 
 

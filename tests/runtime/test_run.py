@@ -297,3 +297,19 @@ def test_step_zero_baseline_of_grown_and_base_model(rehearsal):
     final = dict(history(uri, parent.info.run_id, "val_loss/en"))[94]
     assert row["start_val_loss"]["en"] == pytest.approx(start["en"])
     assert row["change_val_loss"]["en"] == pytest.approx(final - start["en"])
+
+
+def test_provenance_tags_and_installed_packages(rehearsal):
+    import socket
+    from importlib import metadata
+
+    project, uri, _ = rehearsal
+    parent = runs_by_name(uri)["tiny-rehearsal"]
+    tags = parent.data.tags
+    assert tags["genbac.env.host"] == socket.gethostname()
+    assert tags["genbac.env.torch"] == metadata.version("torch")
+    assert tags["genbac.env.datasets"] == metadata.version("datasets")
+    assert tags["genbac.env.spec_in_git"] == "not a git repository"  # a copy outside any repo
+    path = client(uri).download_artifacts(parent.info.run_id, "environment/requirements.txt",
+                                          str(project / "downloaded-env"))
+    assert f"transformers=={metadata.version('transformers')}\n" in Path(path).read_text()
