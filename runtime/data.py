@@ -92,8 +92,46 @@ def _one_thread_per_process(processes: int) -> Iterator[None]:
         del os.environ["TOKENIZERS_PARALLELISM"]
 
 
+class PrepProgress:
+    """A line every GENBAC_PROGRESS_SECONDS (30 s) while a process tokenises its shard:
+    `genbac: en/train [process 1/2]: 120,000 documents, 1.2 GB, 3.4 MB/s, 0.9M tokens/s`. Each
+    process of a `datasets` map counts its own shard (a copy of this object lives in each)."""
+
+    def __init__(self, what: str, processes: int, every: float | None = None,
+                 write: Callable[[str], Any] | None = None):
+        from .progress import every_seconds
+
+        self.what, self.processes = what, processes
+        self.every = every_seconds() if every is None else every
+        self.write = write or (lambda line: print(line, flush=True))
+        self.documents = self.bytes = self.tokens = 0
+        # CLOCK_MONOTONIC is one clock for the whole machine: the processes' copies share it
+        self.started = self.last = time.monotonic()
+
+    def update(self, rank: int | None, documents: int, nbytes: int, tokens: int) -> None:
+        now = time.monotonic()
+        self.documents += documents
+        self.bytes += nbytes
+        self.tokens += tokens
+        if now - self.last >= self.every:
+            self.last = now
+            where = (f" [process {(rank or 0) + 1}/{self.processes}]" if self.processes > 1
+                     else "")
+            seconds = max(now - self.started, 1e-9)
+            self.write(f"genbac: {self.what}{where}: {self.documents:,} documents, "
+                       f"{self.bytes / 1e6:,.1f} MB, {self.bytes / 1e6 / seconds:,.1f} MB/s, "
+                       f"{self.tokens / seconds:,.0f} tokens/s")
+
+
+def _text_bytes(column) -> int:
+    """The UTF-8 bytes of an arrow string column (arrow's kernel, no Python strings)."""
+    import pyarrow.compute as pc
+
+    return int(pc.sum(pc.binary_length(column)).as_py() or 0)
+
+
 def tokenize_documents(texts, tokenizer, eos_id: int, work_dir: Path, fingerprint: str,
-                       processes: int = 1):
+                       processes: int = 1, progress: PrepProgress | None = None):
     """A dataset with one list<int32> column "input_ids": each non-empty document's ids + EOS.
 
     `tokenizer` is a bare `tokenizers.Tokenizer`: its Rust batch encoder is what we time against,
@@ -107,13 +145,16 @@ def tokenize_documents(texts, tokenizer, eos_id: int, work_dir: Path, fingerprin
     encode_batch = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
     id_type = pa.list_(pa.int32())
 
-    def encode(batch: "pa.Table") -> "pa.Table":
-        documents = [text for text in batch.column("text").to_pylist() if text]
+    def encode(batch: "pa.Table", rank: int | None = None) -> "pa.Table":
+        column = batch.column("text")
+        documents = [text for text in column.to_pylist() if text]
         rows = [encoding.ids for encoding in encode_batch(documents, add_special_tokens=False)]
         offsets = np.zeros(len(rows) + 1, np.int32)
         for row in rows:
             row.append(eos_id)  # a fresh list per call: appending is safe
         np.cumsum([len(row) for row in rows], out=offsets[1:])
+        if progress is not None:
+            progress.update(rank, len(documents), _text_bytes(column), int(offsets[-1]))
         # flat ids + offsets: six times faster than pa.array of the lists of Python ints
         ids = np.fromiter(chain.from_iterable(rows), np.int32, count=int(offsets[-1]))
         return pa.table({"input_ids": pa.ListArray.from_arrays(offsets, ids).cast(id_type)})
@@ -127,7 +168,8 @@ def tokenize_documents(texts, tokenizer, eos_id: int, work_dir: Path, fingerprin
             encode, batched=True, batch_size=TOKENIZE_BATCH, remove_columns=["text"],
             features=features, cache_file_name=str(Path(work_dir) / "tokens.arrow"),
             # (shards append "_00000_of_00002" to it, and datasets allows 64 characters)
-            new_fingerprint=fingerprint[:40], num_proc=processes if processes > 1 else None)
+            new_fingerprint=fingerprint[:40], num_proc=processes if processes > 1 else None,
+            with_rank=True)
 
 
 def pack_sequences(token_ids, sequence: int, out_file: Path, what: str) -> tuple[int, int]:
@@ -270,7 +312,8 @@ def prepare_language(code: str, patterns: list[str], project_dir: Path, tokenize
     with atomic.directory(directory, complete=META_FILE) as work:
         scratch = work / "scratch"
         texts = load_texts(sources, text_key, scratch, split, processes)
-        token_ids = tokenize_documents(texts, tokenizer, eos_id, scratch, key, processes)
+        token_ids = tokenize_documents(texts, tokenizer, eos_id, scratch, key, processes,
+                                       PrepProgress(what, processes))
         documents = len(token_ids)  # one row per non-empty document
         rows, total = pack_sequences(token_ids, sequence, work / SEQUENCES_FILE, what)
         del texts, token_ids  # close the arrow files before their directory goes

@@ -331,6 +331,25 @@ def test_any_number_of_processes_packs_the_same_bytes(tmp_path, tokenizer_dir):
         assert packed[n].path.name == packed[1].path.name  # the cache key ignores the count
 
 
+def test_every_process_reports_its_progress(tmp_path, tokenizer_dir, capfd, monkeypatch):
+    """With a line due at every batch, each of 2 processes says its documents, bytes and rates;
+    the documents of the two add up to the corpus's."""
+    import re
+
+    monkeypatch.setenv("GENBAC_PROGRESS_SECONDS", "0")
+    texts = [t for code in ("en", "de") for t in texts_of(code)] * 12
+    source = write_jsonl(tmp_path / "src" / "all.jsonl", texts)
+    packed = prepare([str(source)], tmp_path, tokenizer_dir, tmp_path / "c", processes=2)
+    out = capfd.readouterr().out
+    line = re.compile(r"genbac: xx/train \[process (\d)/2\]: ([\d,]+) documents, [\d.]+ MB, "
+                      r"[\d.,]+ MB/s, [\d,]+ tokens/s")
+    last = {}
+    for m in line.finditer(out):
+        last[m.group(1)] = int(m.group(2).replace(",", ""))
+    assert set(last) == {"1", "2"}, out
+    assert sum(last.values()) == packed.meta["documents"]
+
+
 def test_the_number_of_processes_comes_from_the_machine_or_the_environment(monkeypatch):
     from genbac.runtime import data
 
