@@ -44,7 +44,9 @@ from genbac.compiler.artifact import CONVERTED, MODEL_DIR, RESUME_YAML, TRAIN_YA
 from genbac.text import comment_line
 
 from . import cszoo_logs as logs
+from . import metrics as names
 from .context import Backend, Context, RunError
+from .progress import Progress
 
 CSZOO_ENV = "GENBAC_CSZOO"
 MISSING = (
@@ -354,12 +356,22 @@ class Fit:
             self.ingest_events(ctx, runs)
             return None
         process = self.process
+        # Model Zoo prints its own step lines; genbac adds the phase's share, tokens/s and time
+        # left every 30 s, as under the local backend, never a bar among Model Zoo's lines
+        planned = ctx.plan.schedule.phases[index - 1]
+        latest = latest_checkpoint(ctx.compiled)
+        progress = Progress(planned, latest[1] if latest else planned.start_step, write=ctx.log,
+                            terminal=False)
         try:
             for line in process.lines():
                 record = logs.parse_line(line)
                 points = self.follower.feed(record)
                 if points:
                     self._log(ctx, runs, points)
+                    for point in points:
+                        if names.LOSS in point.metrics and \
+                                phase.start_step < point.step <= phase.end_step:
+                            progress.update(point.step, point.metrics)
                 if isinstance(record, logs.CheckpointSaved):
                     self.ingest_events(ctx, runs)
                 elif isinstance(record, logs.PhaseDone) and self._trained(ctx, phase):

@@ -78,7 +78,7 @@ def bridged_run(tmp_path_factory):
     uri = f"sqlite:///{tmp}/mlflow.db"
     state = {}
     tracker = Tracker(uri, plan.name, state)
-    parent = tracker.parent(plan.name, {"genbac.spec_hash": plan.spec_hash})
+    parent = tracker.parent(lambda previous: plan.name, {"genbac.spec_hash": plan.spec_hash})
     tracker.artifact(parent, tmp / "plan.json")
     runs = {p.index: tracker.child(f"phase-{p.index}") for p in plan.schedule.phases}
     writer = SummaryWriter(log_dir=str(tmp / MODEL_DIR / "events"))

@@ -10,6 +10,7 @@ The tokenizer, MLflow (SQLite) and everything of genbac's run for real.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -117,6 +118,11 @@ def test_crash_is_reported_and_rerun_resumes(crashed_and_resumed):
     assert "resuming phase 1 from work/model_dir/checkpoint_40.mdl (step 40)" in second.stdout
     assert "starting phase 2 from work/model_dir/checkpoint_71.mdl (step 71)" in third.stdout
     assert "skip phase-1 (done)" in third.stdout
+    # genbac's own progress from Model Zoo's step lines: the resumed phase 2 from step 71, with
+    # a last line at its end (no terminal here, so lines, not a bar)
+    assert re.search(r"genbac: phase-2 step 23/23 \(100\.0%\) · loss \d+\.\d{4} · [\d,]+ "
+                     r"tokens/s\n", third.stdout), third.stdout[-3000:]
+    assert re.search(r"genbac: phase-1 step 71/71 \(100\.0%\)", second.stdout)
     state = json.loads((root / "out/tiny/work/state.json").read_text())
     assert state["backend"] == "cszoo"
     assert state["done"] == [s["name"] for s in json.loads(

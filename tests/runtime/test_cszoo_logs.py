@@ -184,7 +184,7 @@ def store(tmp_path):
 
     state = {}
     tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "bridge", state)
-    parent = tracker.parent("bridge", {})
+    parent = tracker.parent(lambda previous: "bridge", {})
     runs = {1: tracker.child("phase-1"), 2: tracker.child("phase-2")}
     compiled = tmp_path / "compiled"
     ctx = Context(Artifact(compiled, None, None, None), state, tracker, lambda line: None)
