@@ -15,10 +15,10 @@ from pathlib import Path
 
 from genbac.text import duration, table
 
-from .runs import (MISSING, Outcome, ParentRun, StoreError, _loss, change_text, experiments,
-                   open_store, outcome, parent_runs, read_artifact, read_plan, resolve,
-                   short_ids, val_loss_history)
 from .naming import compare_labels
+from .runs import (MISSING, Outcome, ParentRun, StoreError, change_text, experiments,
+                   loss_text, open_store, outcome, parent_runs, read_artifact, read_plan,
+                   resolve, short_ids, val_loss_history)
 from .tracking import flatten
 
 
@@ -151,13 +151,13 @@ def _seconds(v: float | None) -> str:
 
 def outcome_rows(c: Comparison) -> list[list[str]]:
     o = c.outcomes
-    rows = [[f"val loss {code} (start)"] + [_loss(x.start_val_loss[code]) for x in o]
+    rows = [[f"val loss {code} (start)"] + [loss_text(x.start_val_loss[code]) for x in o]
             for code in c.languages if any(x.start_val_loss[code] is not None for x in o)]
-    rows += [[f"val loss {code} (final)"] + [_loss(x.final_val_loss[code]) for x in o]
+    rows += [[f"val loss {code} (final)"] + [loss_text(x.final_val_loss[code]) for x in o]
              for code in c.languages]
     rows += [[f"change {code} (final − start)"] + [change_text(x.change(code)) for x in o]
              for code in c.languages if any(x.change(code) is not None for x in o)]
-    rows += [[f"val loss {code} (best)"] + [_loss(x.best_val_loss[code]) for x in o]
+    rows += [[f"val loss {code} (best)"] + [loss_text(x.best_val_loss[code]) for x in o]
              for code in c.languages]
     rows += [[f"tokens {code}"] + [_count(x.tokens[code]) for x in o] for code in c.languages]
     rows += [["throughput (tokens/s)"] + [_count(x.tokens_per_sec) for x in o],
@@ -260,7 +260,8 @@ def plot(client, c: Comparison, out: Path) -> Path:
             if history:
                 steps, values = zip(*history)
                 # a `$` pair would be read as mathtext: the labels are text
-                legend = (f"{c.differs[i]} ({label})" if c.differs[i] else label).replace("$", r"\$")
+                legend = f"{c.differs[i]} ({label})" if c.differs[i] else label
+                legend = legend.replace("$", r"\$")
                 ax.plot(steps, values, marker="o", markersize=3, color=colour, label=legend)
             for step, style in _marks(plan, code):
                 ax.axvline(step, color=colour, linewidth=0.8, linestyle=style, alpha=0.6)

@@ -129,7 +129,8 @@ def _execute(artifact: Artifact, device: Device, lock, *, tracking_uri: str, res
     ctx = Context(artifact, state, tracker, log, device)
     fields = flatten("", json.loads(plan.spec.model_dump_json()), {})  # as the params hold it
     description = leading_comment(artifact.path(layout.SPEC).read_text(encoding="utf-8"))
-    parent = tracker.parent(lambda previous: run_name(plan.name, plan.spec_hash, fields, previous), {
+    name = lambda previous: run_name(plan.name, plan.spec_hash, fields, previous)  # noqa: E731
+    parent = tracker.parent(name, {
         **({"mlflow.note.content": description} if description else {}),
         "genbac.spec_hash": plan.spec_hash, "genbac.version": __version__,
         "genbac.backend": device.backend, "genbac.hardware": plan.spec.hardware.describe(),
@@ -141,7 +142,7 @@ def _execute(artifact: Artifact, device: Device, lock, *, tracking_uri: str, res
     lock.note(run_id=parent)
     ctx.save_state()
     if not state.get("logged_inputs"):
-        _log_inputs(ctx, parent, flatten)
+        _log_inputs(ctx, parent, fields, flatten)
         state["logged_inputs"] = True
         ctx.save_state()
 
@@ -188,11 +189,11 @@ def _execute(artifact: Artifact, device: Device, lock, *, tracking_uri: str, res
     return state
 
 
-def _log_inputs(ctx: Context, parent: str, flatten) -> None:
+def _log_inputs(ctx: Context, parent: str, fields: dict[str, str], flatten) -> None:
     """The spec's settings as parameters, and what was compiled as artifacts."""
     artifact, tracker = ctx.artifact, ctx.tracker
     plan = artifact.plan
-    tracker.params(parent, flatten("", json.loads(plan.spec.model_dump_json()), {}))
+    tracker.params(parent, fields)
     # the plan's estimates are constants: parameters beside the spec's, never per-step metrics
     estimate = json.loads(plan.estimate.model_dump_json())
     estimate["step_time_s"] = plan.estimate.seconds / plan.schedule.total_steps

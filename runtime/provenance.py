@@ -54,7 +54,7 @@ def environment(backend: str, spec: Path | None) -> dict[str, str]:
 
 
 def _torch_libraries() -> dict[str, str]:
-    """CUDA and NCCL as the torch that trains was built with (the local backend imports it anyway)."""
+    """CUDA and NCCL of the torch that trains (the local backend imports it anyway)."""
     try:
         import torch
     except ImportError:

@@ -386,7 +386,7 @@ def list_runs(uri: str, experiment: str | None = None, fmt: str = "text", limit:
     columns = [(c, any(o.change(c) is not None for o in outcomes)) for c in languages]
     rows = [[i, r.experiment, r.name, r.started, h, o.status_text]
             + [cell for c, changed in columns
-               for cell in ([_loss(o.final_val_loss[c])]
+               for cell in ([loss_text(o.final_val_loss[c])]
                             + ([change_text(o.change(c))] if changed else []))]
             + [MISSING if o.tokens_per_sec is None else f"{o.tokens_per_sec:,.0f}"]
             for i, h, r, o in zip(ids, hashes, runs, outcomes)]
@@ -401,6 +401,6 @@ def list_runs(uri: str, experiment: str | None = None, fmt: str = "text", limit:
                             align="l" * 6 + "r" * (len(headers) - 6))) + "\n"
 
 
-def _loss(v: float | None) -> str:
+def loss_text(v: float | None) -> str:
     return MISSING if v is None else f"{v:.4f}"
 
