@@ -10,6 +10,7 @@ what each run achieved, read from its metrics.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,7 +115,9 @@ def environments(client, runs: list[ParentRun]) -> list[dict[str, str]]:
     out = []
     for run in runs:
         tags = run.tags
-        env = {"device": tags.get("genbac.device"), "genbac": tags.get("genbac.version")}
+        # the memory free when a run started is the moment's, not the environment's
+        device = re.sub(r", [\d.]+ GiB available", "", tags.get("genbac.device") or "") or None
+        env = {"device": device, "genbac": tags.get("genbac.version")}
         env |= {k[len(ENV_TAG):]: v for k, v in sorted(tags.items()) if k.startswith(ENV_TAG)}
         env["git commit"] = tags.get("mlflow.source.git.commit")
         text = read_artifact(client, run.run_id, f"{ARTIFACT_DIR}/{REQUIREMENTS}")
