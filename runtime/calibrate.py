@@ -14,13 +14,13 @@ from .context import RunError
 
 
 def measure(run_id: str, tracking_uri: str) -> Measurement:
-    """The median tokens/s over the training steps of run `run_id` (a genbac parent run or one of
+    """The training rate (runs.training_rate: the median tokens/s over the training steps) of run `run_id` (a genbac parent run or one of
     its phase runs by full id; or, as `genbac compare` takes them, a unique prefix of a parent's
     id or a spec hash), with what is needed to turn it into a utilisation."""
     from mlflow.exceptions import MlflowException
 
-    from .runs import (StoreError, experiments, open_store, parent_runs, read_plan, resolve,
-                       training_rate)
+    from .runs import (PARENT_TAG, StoreError, experiments, open_store, parent_runs, read_plan,
+                       resolve, training_rate)
 
     try:  # refuses a store that is not there instead of creating an empty one
         client = open_store(tracking_uri)
@@ -36,7 +36,7 @@ def measure(run_id: str, tracking_uri: str) -> Measurement:
                            "--tracking-uri)") from None
         run_id = found.run_id
         run = client.get_run(run_id)
-    parent_id = run.data.tags.get("mlflow.parentRunId", run_id)
+    parent_id = run.data.tags.get(PARENT_TAG, run_id)
     # a phase's run measures that phase; the parent holds every phase's per-step values too
     rate, steps = training_rate(client, run_id)
     if rate is None:

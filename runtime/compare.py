@@ -10,16 +10,15 @@ what each run achieved, read from its metrics.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from genbac.text import duration, table
 
 from .naming import compare_labels
-from .runs import (MISSING, Outcome, ParentRun, StoreError, change_text, experiments,
-                   loss_text, open_store, outcome, parent_runs, read_artifact, read_plan,
-                   resolve, short_ids, val_loss_history)
+from .runs import (DEVICE_TAG, GIT_COMMIT_TAG, MISSING, VERSION_TAG, Outcome, ParentRun,
+                   StoreError, change_text, experiments, loss_text, open_store, outcome,
+                   parent_runs, read_artifact, read_plan, resolve, short_ids, val_loss_history)
 from .tracking import flatten
 
 
@@ -76,16 +75,15 @@ def compare_runs(client, runs: list[ParentRun], *, show_all: bool = False) -> Co
                 languages.append(lang["code"])
     languages += sorted({c for r in runs for c in r.languages} - set(languages))
     specs = [flatten("", p["spec"], {}, limit=None) if p else {} for p in plans]
-    spec = fields(specs, show_all=True)
-    differing = [n for n, values in spec.rows if len(set(values)) > 1]
+    spec = fields(specs, show_all)
+    differing = [n for n, values in spec.rows if len(set(values)) > 1]  # rows: all, or these
     envs = environments(client, runs)
     no_packages = [label for label, env in zip(labels, envs)
                    if not any(k.startswith(PACKAGE) for k in env)]
     if no_packages:  # packages are compared only where every run recorded them
         envs = [{k: v for k, v in env.items() if not k.startswith(PACKAGE)} for env in envs]
     return Comparison(
-        runs, labels, compare_labels(specs, differing), plans,
-        fields(specs, show_all),
+        runs, labels, compare_labels(specs, differing), plans, spec,
         fields([plan_facts(p) if p else {} for p in plans], show_all),
         fields(envs, show_all),
         languages, [outcome(client, r, languages) for r in runs],
@@ -110,16 +108,17 @@ def environments(client, runs: list[ParentRun]) -> list[dict[str, str]]:
     """Where and with what each run ran (runtime/provenance.py): its device, genbac, the
     `genbac.env.*` tags, the git commit, and every installed package's version (`package <name>`,
     from the environment/requirements.txt artifact)."""
+    from .preflight import steady_description
     from .provenance import ARTIFACT_DIR, ENV_TAG, REQUIREMENTS, parse_requirements
 
     out = []
     for run in runs:
         tags = run.tags
-        # the memory free when a run started is the moment's, not the environment's
-        device = re.sub(r", [\d.]+ GiB available", "", tags.get("genbac.device") or "") or None
-        env = {"device": device, "genbac": tags.get("genbac.version")}
+        device = tags.get(DEVICE_TAG)
+        env = {"device": steady_description(device) if device else None,
+               "genbac": tags.get(VERSION_TAG)}
         env |= {k[len(ENV_TAG):]: v for k, v in sorted(tags.items()) if k.startswith(ENV_TAG)}
-        env["git commit"] = tags.get("mlflow.source.git.commit")
+        env["git commit"] = tags.get(GIT_COMMIT_TAG)
         text = read_artifact(client, run.run_id, f"{ARTIFACT_DIR}/{REQUIREMENTS}")
         packages = parse_requirements(text) if text is not None else {}
         env |= {f"{PACKAGE}{name}": v for name, v in sorted(packages.items())}

@@ -358,9 +358,9 @@ class Fit:
         process = self.process
         # Model Zoo prints its own step lines; genbac adds the phase's share, tokens/s and time
         # left every 30 s, as under the local backend, never a bar among Model Zoo's lines
-        planned = ctx.plan.schedule.phases[index - 1]
-        latest = latest_checkpoint(ctx.compiled)
-        progress = Progress(planned, latest[1] if latest else planned.start_step, write=ctx.log,
+        saved = latest_checkpoint(ctx.compiled)  # where this attempt starts
+        progress = Progress(ctx.plan.schedule.phases[index - 1],
+                            saved[1] if saved else phase.start_step, write=ctx.log,
                             terminal=False)
         try:
             for line in process.lines():

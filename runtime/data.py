@@ -54,6 +54,7 @@ TOKENIZE_BATCH = 1000  # documents per tokenizer call: large enough for its thre
 PROCESSES_ENV = "GENBAC_DATA_PROCESSES"  # how many processes tokenise (default: data_processes)
 PROCESS_BYTES = 64 * 2**20  # text per tokenising process, at least (see data_processes)
 
+from .progress import PrepProgress
 from .sources import (DataError, is_saved_dataset, load_texts, quiet_datasets,  # noqa: F401
                       resolve_sources, short_error, source_fingerprint, source_size)
 
@@ -90,37 +91,6 @@ def _one_thread_per_process(processes: int) -> Iterator[None]:
         yield
     finally:
         del os.environ["TOKENIZERS_PARALLELISM"]
-
-
-class PrepProgress:
-    """A line every GENBAC_PROGRESS_SECONDS (30 s) while a process tokenises its shard:
-    `genbac: en/train [process 1/2]: 120,000 documents, 1.2 GB, 3.4 MB/s, 0.9M tokens/s`. Each
-    process of a `datasets` map counts its own shard (a copy of this object lives in each)."""
-
-    def __init__(self, what: str, processes: int, every: float | None = None,
-                 write: Callable[[str], Any] | None = None):
-        from .progress import every_seconds
-
-        self.what, self.processes = what, processes
-        self.every = every_seconds() if every is None else every
-        self.write = write or (lambda line: print(line, flush=True))
-        self.documents = self.bytes = self.tokens = 0
-        # CLOCK_MONOTONIC is one clock for the whole machine: the processes' copies share it
-        self.started = self.last = time.monotonic()
-
-    def update(self, rank: int | None, documents: int, nbytes: int, tokens: int) -> None:
-        now = time.monotonic()
-        self.documents += documents
-        self.bytes += nbytes
-        self.tokens += tokens
-        if now - self.last >= self.every:
-            self.last = now
-            where = (f" [process {(rank or 0) + 1}/{self.processes}]" if self.processes > 1
-                     else "")
-            seconds = max(now - self.started, 1e-9)
-            self.write(f"genbac: {self.what}{where}: {self.documents:,} documents, "
-                       f"{self.bytes / 1e6:,.1f} MB, {self.bytes / 1e6 / seconds:,.1f} MB/s, "
-                       f"{self.tokens / seconds:,.0f} tokens/s")
 
 
 def _text_bytes(column) -> int:

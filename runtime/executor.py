@@ -28,7 +28,8 @@ from genbac.errors import UserError
 
 from .context import Context, RunError
 from .preflight import Device, Verdict, preflight
-from .runs import WORK_DIR_TAG
+from .runs import (DESCRIPTION_TAG, DEVICE_TAG, GIT_COMMIT_TAG, SPEC_HASH_TAG, VERSION_TAG,
+                   WORK_DIR_TAG)
 from .steps import run_genbac_step
 
 
@@ -131,14 +132,14 @@ def _execute(artifact: Artifact, device: Device, lock, *, tracking_uri: str, res
     description = leading_comment(artifact.path(layout.SPEC).read_text(encoding="utf-8"))
     name = lambda previous: run_name(plan.name, plan.spec_hash, fields, previous)  # noqa: E731
     parent = tracker.parent(name, {
-        **({"mlflow.note.content": description} if description else {}),
-        "genbac.spec_hash": plan.spec_hash, "genbac.version": __version__,
+        **({DESCRIPTION_TAG: description} if description else {}),
+        SPEC_HASH_TAG: plan.spec_hash, VERSION_TAG: __version__,
         "genbac.backend": device.backend, "genbac.hardware": plan.spec.hardware.describe(),
-        "genbac.device": device.description,
+        DEVICE_TAG: device.description,
         "genbac.rehearsal": device.rehearsal or "no",
         WORK_DIR_TAG: str(work),
         **environment(device.backend, artifact.project / artifact.manifest.spec),
-        **({"mlflow.source.git.commit": c} if (c := git_commit(artifact.project)) else {})})
+        **({GIT_COMMIT_TAG: c} if (c := git_commit(artifact.project)) else {})})
     lock.note(run_id=parent)
     ctx.save_state()
     if not state.get("logged_inputs"):

@@ -122,6 +122,7 @@ def _metric_logger(ctx: Context, run_id: str):
     """Each step's metrics to the phase's run and to the parent run (one curve over all phases);
     the step-0 baseline is also said in the log and tagged on the parent."""
     from . import metrics as names
+    from .runs import BASELINE_TAG
     from .train import baseline_notes
 
     parent = ctx.state["mlflow"]["parent"]
@@ -139,9 +140,6 @@ def _metric_logger(ctx: Context, run_id: str):
         ctx.tracker.metrics(parent, step, metrics)
 
     return log_metrics
-
-
-BASELINE_TAG = "genbac.baseline"  # what the step-0 evaluation found (equal to the base, or not)
 
 
 def base_before_growth(ctx: Context) -> Path | None:

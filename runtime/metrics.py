@@ -67,8 +67,3 @@ def split(key: str) -> tuple[str, str] | None:
 
 def baseline_param(key: str) -> str:
     return f"{BASELINE_PARAM}{key}"
-
-
-def is_tokens_of_language(key: str) -> bool:
-    parts = split(key)
-    return parts is not None and parts[0] == TOKENS

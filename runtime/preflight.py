@@ -16,6 +16,7 @@ Pure apart from looking at this machine (devices, files, free space), so `--dry-
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,15 @@ def free_bytes(path: Path) -> int:
 
 def cpu_description() -> str:
     return f"cpu ({os.cpu_count()} cores, {memory_available() / GIB:.1f} GiB available)"
+
+
+FREE_MEMORY = re.compile(r", [\d.]+ GiB available")  # cpu_description's part of the moment
+
+
+def steady_description(description: str) -> str:
+    """A device description without the memory free when it was taken, which differs from run to
+    run on one machine: what `genbac compare` sets side by side."""
+    return FREE_MEMORY.sub("", description)
 
 
 # ------------------------------------------------------------------------------------------------

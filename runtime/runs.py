@@ -24,11 +24,17 @@ from genbac.errors import UserError
 
 from . import metrics as names
 
-# the tags a run is found by: written by executor.execute (parent) and Tracker.child (steps)
+# the tags a run is found and described by: written by executor.execute (parent) and
+# Tracker.child (steps); runtime/provenance.py adds genbac.env.*
 SPEC_HASH_TAG = "genbac.spec_hash"
 STEP_TAG = "genbac.step"
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own nesting tag
 WORK_DIR_TAG = "genbac.work_dir"  # the execution's work/, where runlock tells whether it is alive
+VERSION_TAG = "genbac.version"
+DEVICE_TAG = "genbac.device"  # the device actually used (preflight's description)
+BASELINE_TAG = "genbac.baseline"  # what the step-0 evaluation found (equal to the base, or not)
+GIT_COMMIT_TAG = "mlflow.source.git.commit"  # MLflow's own
+DESCRIPTION_TAG = "mlflow.note.content"  # MLflow's run description
 SHORT = 8  # characters of a run id or spec hash shown in tables
 MISSING = "—"  # a value a run does not have
 
