@@ -201,9 +201,15 @@ def _log_inputs(ctx: Context, parent: str, fields: dict[str, str], flatten) -> N
     tracker.params(parent, flatten("estimate", estimate, {}))
     for name in (layout.SPEC, layout.PLAN, layout.STEPS):
         tracker.artifact(parent, artifact.path(name))
-    from .provenance import ARTIFACT_DIR, REQUIREMENTS, requirements
+    from .provenance import (ARTIFACT_DIR, CSZOO_REQUIREMENTS, REQUIREMENTS, cszoo_installed,
+                             requirements)
 
     tracker.text_artifact(parent, requirements(), f"{ARTIFACT_DIR}/{REQUIREMENTS}")
+    if ctx.device is not None and ctx.device.backend == "cszoo":
+        found = cszoo_installed()
+        if found is not None and found[1]:
+            tracker.text_artifact(parent, requirements(found[1], found[0]),
+                                  f"{ARTIFACT_DIR}/{CSZOO_REQUIREMENTS}")
     for path in sorted(artifact.path("cszoo").rglob("*.yaml")):
         tracker.artifact(parent, path, "configs/" + str(path.parent.relative_to(ctx.compiled)))
     from genbac.plot import mixture_plot

@@ -6,7 +6,10 @@ in their environment say so (`genbac compare` shows the differences).
   `cszoo` runs; the git state of the spec's directory (`git_dirty`, `spec_in_git`) beside MLflow's
   own `mlflow.source.git.commit`;
 - the artifact `environment/requirements.txt`: every installed distribution as `name==version`,
-  sorted (what `pip freeze` lists, read from the interpreter's metadata without running pip).
+  sorted (what `pip freeze` lists, read from the interpreter's metadata without running pip), and
+  under the cszoo backend `environment/cszoo-requirements.txt`, the same of Model Zoo's
+  interpreter, whose torch and transformers are the ones that train there (tags `cszoo_torch`,
+  `cszoo_transformers`, `cszoo_cerebras_pytorch`).
 
 Everything here reads; a question that cannot be answered (no git, a cszoo whose interpreter does
 not say) is recorded as such, never an error.
@@ -14,7 +17,10 @@ not say) is recorded as such, never an error.
 
 from __future__ import annotations
 
+import functools
+import json
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -23,6 +29,7 @@ from pathlib import Path
 
 ENV_TAG = "genbac.env."
 REQUIREMENTS = "requirements.txt"
+CSZOO_REQUIREMENTS = "cszoo-requirements.txt"
 ARTIFACT_DIR = "environment"
 PACKAGES = ("torch", "transformers", "datasets", "tokenizers", "mlflow")
 NOT_INSTALLED = "not installed"
@@ -48,7 +55,7 @@ def environment(backend: str, spec: Path | None) -> dict[str, str]:
     if backend == "local":
         found |= _torch_libraries()
     else:
-        found["cszoo"] = cszoo_version()
+        found |= cszoo_versions()
     found |= git_state(spec)
     return {env_tag(k): v for k, v in found.items()}
 
@@ -68,31 +75,61 @@ def _torch_libraries() -> dict[str, str]:
     return out
 
 
-def cszoo_version() -> str:
-    """The Model Zoo release `cszoo` runs, asked of the interpreter its script starts (Model Zoo
-    lives in a virtual environment of its own): "2.10.0 (/path/to/cszoo)"."""
+# what an interpreter has installed, as JSON {name: version}: run in genbac's own process and, for
+# the cszoo backend, in Model Zoo's interpreter (its own virtual environment, its own torch)
+_INSTALLED = ("import json, importlib.metadata as m; print(json.dumps({d.metadata['Name']: "
+              "d.version for d in m.distributions() if d.metadata['Name']}))")
+CSZOO_PACKAGES = {"cszoo": "cerebras-modelzoo", "cszoo_cerebras_pytorch": "cerebras-pytorch",
+                  "cszoo_torch": "torch", "cszoo_transformers": "transformers"}
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503: cerebras_modelzoo is cerebras-modelzoo
+
+
+def installed() -> dict[str, str]:
+    """This interpreter's distributions: normalised name -> version."""
+    return {_normal(d.metadata["Name"]): d.version for d in metadata.distributions()
+            if d.metadata["Name"]}
+
+
+@functools.lru_cache(maxsize=None)
+def cszoo_installed() -> tuple[str, dict[str, str] | None] | None:
+    """(the `cszoo` executable, what its interpreter has installed) — asked of the interpreter its
+    script starts, since Model Zoo lives in a virtual environment of its own; None without cszoo,
+    no packages where the interpreter does not answer."""
     from .context import RunError
     from .cszoo_backend import find_cszoo
 
     try:
         path = find_cszoo()
     except RunError:
-        return NOT_INSTALLED
+        return None
     try:
         first = Path(path).read_bytes()[:512].split(b"\n", 1)[0].decode()
     except (OSError, UnicodeDecodeError):
         first = ""
     if not first.startswith("#!"):
-        return f"{UNKNOWN} ({path})"
-    interpreter = first[2:].split()
+        return path, None
     try:
-        r = subprocess.run([*interpreter, "-c", "from importlib.metadata import version; "
-                            "print(version('cerebras_modelzoo'))"],
-                           capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return f"{UNKNOWN} ({path})"
-    found = r.stdout.strip() if r.returncode == 0 else UNKNOWN
-    return f"{found} ({path})"
+        r = subprocess.run([*first[2:].split(), "-c", _INSTALLED], capture_output=True,
+                           text=True, timeout=30)
+        packages = json.loads(r.stdout) if r.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return path, None
+    return path, {_normal(k): v for k, v in packages.items()} if packages else None
+
+
+def cszoo_versions() -> dict[str, str]:
+    """The Model Zoo release `cszoo` runs, "2.10.0 (/path/to/cszoo)", and the torch,
+    transformers and cerebras-pytorch that train under it."""
+    found = cszoo_installed()
+    if found is None:
+        return {"cszoo": NOT_INSTALLED}
+    path, packages = found
+    out = {tag: (packages or {}).get(name, UNKNOWN) for tag, name in CSZOO_PACKAGES.items()}
+    out["cszoo"] = f"{out['cszoo']} ({path})"
+    return out
 
 
 def git_commit(directory: Path) -> str | None:
@@ -136,15 +173,11 @@ def git_state(spec: Path | None) -> dict[str, str]:
     return {"git_dirty": dirty, "spec_in_git": in_git}
 
 
-def requirements() -> str:
-    """Every installed distribution of this interpreter as `name==version`, sorted by name."""
-    seen: dict[str, str] = {}
-    for dist in metadata.distributions():
-        name = dist.metadata["Name"]
-        if name and name.lower() not in seen:
-            seen[name.lower()] = f"{name}=={dist.version}"
-    header = f"# {sys.executable} (Python {platform.python_version()})\n"
-    return header + "".join(f"{line}\n" for _, line in sorted(seen.items()))
+def requirements(packages: dict[str, str] | None = None, interpreter: str = sys.executable) -> str:
+    """Distributions (this interpreter's unless given) as `name==version` lines, sorted by name."""
+    packages = installed() if packages is None else packages
+    header = f"# {interpreter}\n"
+    return header + "".join(f"{name}=={v}\n" for name, v in sorted(packages.items()))
 
 
 def parse_requirements(text: str) -> dict[str, str]:

@@ -161,6 +161,12 @@ def test_phases_are_child_runs_with_their_steps_once(crashed_and_resumed):
     assert float(parent.data.params["estimate.step_time_s"]) > 0
     # the Model Zoo the backend ran: its interpreter (here the fake's) has no cerebras_modelzoo
     assert parent.data.tags["genbac.env.cszoo"].startswith("unknown (")
+    # ... and the torch that trains under it is that interpreter's (the fake's: this one)
+    from importlib import metadata
+
+    assert parent.data.tags["genbac.env.cszoo_torch"] == metadata.version("torch")
+    listed = {a.path for a in client(uri).list_artifacts(parent.info.run_id, "environment")}
+    assert listed == {"environment/requirements.txt", "environment/cszoo-requirements.txt"}
     assert runs["prepare-en"].data.metrics["sequences"] == 3
 
 
