@@ -6,16 +6,18 @@ The corpus is the example texts (en, de, bar) repeated to about --mb megabytes o
 (examples/models/smollm2-135m, after `bash scripts/smollm2.sh`), or --tokenizer DIR; without either,
 a --vocab BPE trained on the examples (not comparable to a real tokenizer: said in the output).
 
-Every case runs in a fresh child process, the cases interleaved, best of --rounds:
+Every case runs in a fresh child process, the cases interleaved; the table has the best of --rounds
+and, as "paired", the median over rounds of each round's floor / case (the machine's speed drifts
+between rounds; cases run back to back compare fairly):
 
 - bare, 1 thread: `tokenizers` encode_batch_fast of the texts already in memory, 1000 per call (the
   batch prepare_language uses), ids collected as Python lists, TOKENIZERS_PARALLELISM=false: one
   core's rate, the floor of the ratios;
 - bare, all threads: the same with the tokenizer's own thread pool (for reference);
-- prepare_language in 1 process on 1 thread, and in 2 processes (one thread each): read the JSONL
-  with `datasets`, tokenize, append EOS, pack into rows, write sequences.npy + meta.json; the 1- and
-  2-process outputs are checked to be byte-identical. Importing `datasets` (about a second, once per
-  process whatever the corpus) happens before the clock starts and is shown apart.
+- prepare_language in 1 process on 1 thread, and in 2 processes (one thread each): cut the files
+  into pieces, read the JSONL with pyarrow, tokenize, append EOS, pack into rows, write
+  sequences.npy + meta.json; the 1- and 2-process outputs are checked to be byte-identical.
+  Everything is timed except importing genbac's data module (light; shown apart).
 
 Rates are JSONL megabytes (and tokens) per second of wall time. Targets (issue 12): prepare in one
 process at least 0.9x bare on one thread; in 2 processes at least 1.7x on 2 cores.
@@ -26,9 +28,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -70,10 +72,8 @@ def run_case(case: str, scratch: Path, tokenizer_dir: Path, sequence: int, tag: 
                                                                  add_special_tokens=False))
         return {"seconds": time.perf_counter() - started, "tokens": tokens}
     started = time.perf_counter()
-    importlib.import_module("datasets")  # once per process, whatever the corpus: timed apart
-
     from genbac.runtime.data import prepare_language
-    imports = time.perf_counter() - started
+    imports = time.perf_counter() - started  # light: pyarrow comes in inside, and is timed
 
     processes = int(case.split("-")[1])
     cache = scratch / f"cache-{tag}"
@@ -133,8 +133,10 @@ def main() -> None:
               f"sequence {args.sequence}; {len(os.sched_getaffinity(0))} CPUs; "
               f"best of {args.rounds} rounds, each case in a fresh process")
         best: dict[str, dict] = {}
+        rounds: list[dict[str, float]] = []  # seconds of each case, per round
         digests = set()
         for round_index in range(args.rounds):
+            rounds.append({})
             for name, (case, extra) in CASES.items():
                 out = subprocess.run(
                     [sys.executable, __file__, "--sequence", str(args.sequence), "--child", case,
@@ -142,19 +144,26 @@ def main() -> None:
                     env={**env, **extra}, check=True, capture_output=True, text=True).stdout
                 result = json.loads(out.strip().splitlines()[-1])
                 digests.add(result.get("sha256")) if "sha256" in result else None
+                rounds[-1][name] = result["seconds"]
                 if name not in best or result["seconds"] < best[name]["seconds"]:
                     best[name] = result
-        floor = best["bare tokenizer, 1 thread (floor)"]
+        floor_name = "bare tokenizer, 1 thread (floor)"
+        floor = best[floor_name]
         print(f"\n| {'method':<40} | {'seconds':>8} | {'MB/s':>6} | {'tokens/s':>10} | "
-              f"{'vs floor':>8} |")
-        print(f"|{'-' * 42}|{'-' * 9}:|{'-' * 7}:|{'-' * 11}:|{'-' * 9}:|")
+              f"{'vs floor':>8} | {'paired':>7} |")
+        print(f"|{'-' * 42}|{'-' * 9}:|{'-' * 7}:|{'-' * 11}:|{'-' * 9}:|{'-' * 8}:|")
         for name, result in best.items():
             ratio = floor["seconds"] / result["seconds"]
+            # this machine's speed drifts by 10-15% over minutes: the ratio of the two cases
+            # run back to back in each round, median over the rounds, is the steadier figure
+            paired = statistics.median(r[floor_name] / r[name] for r in rounds)
             print(f"| {name:<40} | {result['seconds']:8.2f} | "
                   f"{megabytes / result['seconds']:6.2f} | "
-                  f"{result['tokens'] / result['seconds']:10,.0f} | {ratio:7.2f}x |")
+                  f"{result['tokens'] / result['seconds']:10,.0f} | {ratio:7.2f}x | "
+                  f"{paired:6.2f}x |")
         imports = max(r.get("imports", 0) for r in best.values())
-        print(f"\nnot counted above: importing datasets and genbac's data module, {imports:.2f} s")
+        print(f"\nnot counted above: importing genbac's data module, {imports:.2f} s (pyarrow, "
+              "which reads the JSONL, is imported inside and counted)")
         print(f"prepare_language's tokens include one EOS per document; its 1- and 2-process "
               f"outputs are {'byte-identical' if len(digests) == 1 else 'DIFFERENT'} "
               f"(sha256 of sequences.npy over {args.rounds} rounds).")

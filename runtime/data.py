@@ -27,21 +27,27 @@ from (seed, language code, epoch e = k div n): a small corpus repeats, in a new 
 and no row repeats within an epoch. Both are computed per slot and per row, never tabulated, so
 the Mixer's memory and the time of any batch do not grow with the run (bench/mixer.py).
 
-datasets is imported only inside the functions that read sources: importing this module is light.
+pyarrow and datasets are imported only inside the functions that read sources: importing this
+module is light.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
+import queue
 import shutil
+import signal
+import struct
+import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import chain
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, BinaryIO, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -53,9 +59,10 @@ META_FILE = "meta.json"
 TOKENIZE_BATCH = 1000  # documents per tokenizer call: large enough for its thread pool
 PROCESSES_ENV = "GENBAC_DATA_PROCESSES"  # how many processes tokenise (default: data_processes)
 PROCESS_BYTES = 64 * 2**20  # text per tokenising process, at least (see data_processes)
+IDS_CHUNK = 2**20  # ids read back from a worker's file at a time (4 MB: stays in cache)
 
 from .progress import PrepProgress
-from .sources import (DataError, is_saved_dataset, load_texts, quiet_datasets,  # noqa: F401
+from .sources import (DataError, Piece, is_saved_dataset, pieces, read_texts,  # noqa: F401
                       resolve_sources, short_error, source_fingerprint, source_size)
 
 
@@ -93,101 +100,174 @@ def _one_thread_per_process(processes: int) -> Iterator[None]:
         del os.environ["TOKENIZERS_PARALLELISM"]
 
 
-def _text_bytes(column) -> int:
-    """The UTF-8 bytes of an arrow string column (arrow's kernel, no Python strings)."""
-    import pyarrow.compute as pc
-
-    return int(pc.sum(pc.binary_length(column)).as_py() or 0)
-
-
-def tokenize_documents(texts, tokenizer, eos_id: int, work_dir: Path, fingerprint: str,
-                       processes: int = 1, progress: PrepProgress | None = None):
-    """A dataset with one list<int32> column "input_ids": each non-empty document's ids + EOS.
-
+@dataclass
+class PieceTokenizer:
+    """Tokenises pieces of the sources: each non-empty document's ids followed by EOS, as int32.
     `tokenizer` is a bare `tokenizers.Tokenizer`: its Rust batch encoder is what we time against,
-    and it adds no template tokens with add_special_tokens=False. With several `processes`,
-    `datasets` gives each a contiguous shard of the documents and concatenates the results in
-    order: the ids are the same for any number of processes.
-    """
-    import datasets
-    import pyarrow as pa
+    and it adds no template tokens with add_special_tokens=False."""
 
-    encode_batch = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
-    id_type = pa.list_(pa.int32())
+    tokenizer: Any
+    eos_id: int
+    text_key: str
+    split: str
+    scratch: Path
+    progress: PrepProgress | None = None
+    rank: int | None = None  # which of several processes runs this copy (for progress)
 
-    def encode(batch: "pa.Table", rank: int | None = None) -> "pa.Table":
-        column = batch.column("text")
-        documents = [text for text in column.to_pylist() if text]
-        rows = [encoding.ids for encoding in encode_batch(documents, add_special_tokens=False)]
-        offsets = np.zeros(len(rows) + 1, np.int32)
-        for row in rows:
-            row.append(eos_id)  # a fresh list per call: appending is safe
-        np.cumsum([len(row) for row in rows], out=offsets[1:])
-        if progress is not None:
-            progress.update(rank, len(documents), _text_bytes(column), int(offsets[-1]))
-        # flat ids + offsets: six times faster than pa.array of the lists of Python ints
-        ids = np.fromiter(chain.from_iterable(rows), np.int32, count=int(offsets[-1]))
-        return pa.table({"input_ids": pa.ListArray.from_arrays(offsets, ids).cast(id_type)})
+    def ids(self, piece: Piece) -> Iterator[tuple[np.ndarray, int]]:
+        """The piece's ids in chunks (a tokenizer batch each), with the documents of each."""
+        encode_batch = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
+        for texts, nbytes in _read_ahead(read_texts(piece, self.text_key, self.split)):
+            texts = [text for text in texts if text]
+            tokens = 0
+            for first in range(0, len(texts), TOKENIZE_BATCH):
+                encoded = encode_batch(texts[first:first + TOKENIZE_BATCH],
+                                       add_special_tokens=False)
+                rows = [encoding.ids for encoding in encoded]
+                for row in rows:
+                    row.append(self.eos_id)  # a fresh list per call: appending is safe
+                count = sum(map(len, rows))
+                # flat ids: six times faster than an array of each row
+                yield np.fromiter(chain.from_iterable(rows), np.int32, count), len(rows)
+                tokens += count
+            if self.progress is not None:
+                self.progress.update(self.rank, len(texts), nbytes, tokens)
 
-    features = datasets.Features({"input_ids": datasets.List(datasets.Value("int32"))})
-    processes = max(1, min(processes, len(texts)))
-    with quiet_datasets(), _one_thread_per_process(processes):
-        # Explicit cache file and fingerprint: nothing is written beside the sources, and
-        # datasets does not hash (pickle) the tokenizer to name its cache.
-        return texts.with_format("arrow").map(
-            encode, batched=True, batch_size=TOKENIZE_BATCH, remove_columns=["text"],
-            features=features, cache_file_name=str(Path(work_dir) / "tokens.arrow"),
-            # (shards append "_00000_of_00002" to it, and datasets allows 64 characters)
-            new_fingerprint=fingerprint[:40], num_proc=processes if processes > 1 else None,
-            with_rank=True)
-
-
-def pack_sequences(token_ids, sequence: int, out_file: Path, what: str) -> tuple[int, int]:
-    """Write the rows of `sequence + 1` ids to `out_file`; return (rows, tokenized ids in all).
-
-    Streams the arrow column chunk by chunk into a memory-mapped .npy: memory stays bounded by a
-    chunk whatever the corpus size.
-    """
-    column = token_ids.data.table.column("input_ids")
-    chunks = [chunk.flatten() for chunk in column.chunks]  # zero-copy views of the ids
-    total = sum(len(chunk) for chunk in chunks)
-    rows = (total - 1) // sequence if total > sequence else 0
-    if rows < 1:
-        raise DataError(f"{what} has {total:,} tokens, fewer than one sequence of {sequence + 1} "
-                        f"(sequence {sequence} plus the label of its last token): add data")
-    out = np.lib.format.open_memmap(out_file, mode="w+", dtype=np.int32,
-                                    shape=(rows, sequence + 1))
-    packer = _RowPacker(out, sequence)
-    for chunk in chunks:
-        packer.add(chunk.to_numpy(zero_copy_only=False))
-    if packer.row != rows:
-        raise AssertionError(f"packed {packer.row} rows, expected {rows}")
-    out.flush()
-    del out
-    return rows, total
+    def to_file(self, index: int, piece: Piece) -> tuple[Path, int]:
+        """Piece number `index` tokenised into a file of raw int32 ids; (the file, documents)."""
+        out_file = self.scratch / f"piece-{index:06d}.ids"
+        documents = 0
+        with open(out_file, "wb") as out:
+            for ids, count in self.ids(piece):
+                out.write(ids)
+                documents += count
+        return out_file, documents
 
 
-class _RowPacker:
-    """Cuts a stream of id chunks into overlapping rows: row i = ids[i*s : i*s + s + 1]."""
+def _read_ahead(blocks: Iterator[Any]) -> Iterator[Any]:
+    """The items of `blocks`, the next one read by a thread while the caller works on this one:
+    pyarrow parses JSON without the GIL, as the tokenizer encodes, so reading costs no wall time
+    where a core is free. An error while reading is raised here, in order."""
+    ahead: queue.Queue = queue.Queue(maxsize=1)
+    done = object()
+    stop = threading.Event()
 
-    def __init__(self, out: np.ndarray, sequence: int):
+    def read() -> None:
+        try:
+            for item in blocks:
+                if stop.is_set():
+                    return
+                ahead.put((item, None))
+            ahead.put((done, None))
+        except BaseException as error:  # handed to the caller, who raises it
+            ahead.put((done, error))
+
+    reader = threading.Thread(target=read, name="genbac-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item, error = ahead.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting to put, then let it end
+            try:
+                ahead.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        reader.join()
+
+
+_worker: PieceTokenizer | None = None  # the copy a pool process runs
+
+
+def _start_worker(work: PieceTokenizer, ranks) -> None:
+    global _worker
+    # The parent decides about Ctrl-C and stops the pool; a worker just does its pieces.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with ranks.get_lock():
+        rank, ranks.value = ranks.value, ranks.value + 1
+    _worker = replace(work, rank=rank)
+
+
+def _run_piece(numbered: tuple[int, Piece]) -> tuple[Path, int]:
+    assert _worker is not None
+    return _worker.to_file(*numbered)
+
+
+def tokenize_pieces(work: PieceTokenizer, found: list[Piece], processes: int = 1
+                    ) -> Iterator[tuple[np.ndarray, int]]:
+    """The ids of all pieces in order, in chunks, each with its count of documents, tokenised
+    by `processes` processes (each takes the next piece when it is free; the parent reads their
+    files in order). The ids are the same for any number of processes."""
+    processes = max(1, min(processes, len(found)))
+    if processes == 1:
+        for piece in found:
+            yield from work.ids(piece)
+        return
+    # fork where there is one: the tokenizer and the pieces need no pickling, and a worker starts
+    # in milliseconds (tokenizers' own pool is off in the workers: _one_thread_per_process)
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    ranks = context.Value("i", 0)
+    with _one_thread_per_process(processes), \
+            context.Pool(processes, _start_worker, (work, ranks)) as pool:
+        for ids_file, documents in pool.imap(_run_piece, enumerate(found)):
+            yield np.empty(0, np.int32), documents
+            with open(ids_file, "rb") as ids:
+                while len(chunk := np.fromfile(ids, np.int32, IDS_CHUNK)):
+                    yield chunk, 0
+            ids_file.unlink()
+
+
+class RowWriter:
+    """Cuts a stream of id chunks into overlapping rows, row i = ids[i*s : i*s + s + 1], appended to
+    an .npy file whose header (written last: the row count is known at the end) has a fixed size.
+    Memory: a chunk's rows and less than a row of carried ids."""
+
+    HEADER = 128  # bytes, a multiple of 64 as the .npy format asks
+
+    def __init__(self, out: BinaryIO, sequence: int):
         self.out = out
         self.sequence = sequence
-        self.row = 0
+        self.rows = 0
         self.carry = np.empty(0, dtype=np.int32)  # ids not yet in a row (always starts a row)
+        out.write(b"\0" * self.HEADER)
 
     def add(self, chunk: np.ndarray) -> None:
         s = self.sequence
-        buffer = np.concatenate([self.carry, chunk]) if len(self.carry) else chunk
-        rows = min((len(buffer) - 1) // s, len(self.out) - self.row) if len(buffer) else 0
+        c = len(self.carry)
+        if c and c + len(chunk) >= s + 1:  # the carried row completes: write it, go on from its end
+            self.out.write(np.concatenate([self.carry, chunk[:s + 1 - c]]))
+            self.rows += 1
+            chunk, c = chunk[s - c:], 0
+        elif c:
+            self.carry = np.concatenate([self.carry, chunk])
+            return
+        rows = (len(chunk) - 1) // s if len(chunk) else 0
         if rows > 0:
-            block = self.out[self.row:self.row + rows]
-            block[:, :s] = buffer[:rows * s].reshape(rows, s)
-            block[:, s] = buffer[s:rows * s + 1:s]  # each row's extra label token
-            self.row += rows
-            buffer = buffer[rows * s:]
-        # Copy: the chunk may be a view of an arrow buffer that is released after this call.
-        self.carry = np.array(buffer, dtype=np.int32)
+            block = np.empty((rows, s + 1), np.int32)
+            block[:, :s] = chunk[:rows * s].reshape(rows, s)
+            block[:, s] = chunk[s:rows * s + 1:s]  # each row's extra label token
+            self.out.write(block)
+            self.rows += rows
+        # Copy: the chunk may be a view of a buffer that goes when this call returns.
+        self.carry = np.array(chunk[rows * s:], dtype=np.int32)
+
+    def finish(self) -> int:
+        """Write the header; return the number of rows."""
+        header = ("{'descr': '<i4', 'fortran_order': False, "
+                  f"'shape': ({self.rows}, {self.sequence + 1}), }}")
+        magic = b"\x93NUMPY\x01\x00"
+        body = header.ljust(self.HEADER - len(magic) - 3) + "\n"
+        self.out.seek(0)
+        self.out.write(magic + struct.pack("<H", len(body)) + body.encode("latin1"))
+        return self.rows
 
 
 # ------------------------------------------------------------------------------ packed languages
@@ -281,13 +361,22 @@ def prepare_language(code: str, patterns: list[str], project_dir: Path, tokenize
     started = time.perf_counter()
     with atomic.directory(directory, complete=META_FILE) as work:
         scratch = work / "scratch"
-        texts = load_texts(sources, text_key, scratch, split, processes)
-        token_ids = tokenize_documents(texts, tokenizer, eos_id, scratch, key, processes,
-                                       PrepProgress(what, processes))
-        documents = len(token_ids)  # one row per non-empty document
-        rows, total = pack_sequences(token_ids, sequence, work / SEQUENCES_FILE, what)
-        del texts, token_ids  # close the arrow files before their directory goes
+        scratch.mkdir()
+        found = pieces(sources, split, processes)
+        tokenizing = PieceTokenizer(tokenizer, eos_id, text_key, split, scratch,
+                                    PrepProgress(what, min(processes, len(found))))
+        documents = total = 0
+        with open(work / SEQUENCES_FILE, "wb") as out:
+            writer = RowWriter(out, sequence)
+            for ids, count in tokenize_pieces(tokenizing, found, processes):
+                writer.add(ids)
+                documents, total = documents + count, total + len(ids)
+            rows = writer.finish()
         shutil.rmtree(scratch)
+        if rows < 1:
+            raise DataError(f"{what} has {total:,} tokens, fewer than one sequence of "
+                            f"{sequence + 1} (sequence {sequence} plus the label of its last "
+                            "token): add data")
         meta = {"format": FORMAT_VERSION, "code": code, "split": split, "sequence": sequence,
                 "n_sequences": rows, "n_tokens": rows * sequence, "tokenized_tokens": total,
                 "dropped_tokens": total - (rows * sequence + 1), "documents": documents,
@@ -600,4 +689,4 @@ class EvalSet:
 
 
 __all__ = ["DataError", "PackedData", "Mixer", "EvalSet", "resolve_sources", "prepare_language",
-           "load_texts", "eval_batches", "cache_key", "is_saved_dataset"]
+           "eval_batches", "cache_key", "is_saved_dataset"]

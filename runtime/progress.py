@@ -86,16 +86,20 @@ class Progress:
             self.bar.close()
 
 
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
 class PrepProgress:
     """A line every GENBAC_PROGRESS_SECONDS (30 s) while a process tokenises its shard:
     `genbac: en/train [process 1/2]: 120,000 documents, 1.2 GB, 3.4 MB/s, 0.9M tokens/s`. Each
-    process of a `datasets` map counts its own shard (a copy of this object lives in each)."""
+    tokenising process counts its own pieces (a copy of this object lives in each)."""
 
     def __init__(self, what: str, processes: int, every: float | None = None,
                  write: Callable[[str], Any] | None = None):
         self.what, self.processes = what, processes
         self.every = every_seconds() if every is None else every
-        self.write = write or (lambda line: print(line, flush=True))
+        self.write = write or _print  # a module function: picklable for spawned processes
         self.documents = self.bytes = self.tokens = 0
         # CLOCK_MONOTONIC is one clock for the whole machine: the processes' copies share it
         self.started = self.last = time.monotonic()

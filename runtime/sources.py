@@ -1,25 +1,26 @@
 """Data sources: the files a spec's patterns name, and their texts.
 
 `resolve_sources` expands a language's patterns (relative to the project) into files, in pattern
-order, each glob sorted; a pattern that matches nothing is an error. `load_texts` reads them
-(jsonl/json, parquet, plain text one document per line, or a directory written by
-`datasets.Dataset.save_to_disk`) into one `datasets.Dataset` with a "text" column. The stage step,
-the tokenizer trainer, the local data preparation and preflight all use these, so every way of
-running an experiment reads the same files.
+order, each glob sorted; a pattern that matches nothing is an error. `pieces` cuts them (jsonl/json,
+parquet, plain text one document per line, optionally compressed, or a directory written by
+`datasets.Dataset.save_to_disk`) into parts that processes read side by side, and `read_texts`
+reads a part's texts, in order. The stage step, the tokenizer trainer, the local data preparation
+and preflight all use these, so every way of running an experiment reads the same files.
 
-datasets is imported only inside the functions that read sources: importing this module is light.
+pyarrow and datasets are imported only inside the functions that read: importing this is light.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, BinaryIO, Iterator
 
 from genbac.errors import UserError
 
-# File suffixes (before an optional compression suffix) and the `datasets` builder that reads them.
+# File suffixes (before an optional compression suffix) and how their texts are read.
 LOADERS = {".jsonl": "json", ".json": "json", ".ndjson": "json", ".parquet": "parquet",
            ".txt": "text", ".text": "text"}
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
@@ -97,75 +98,324 @@ def source_size(path: Path) -> int:
 
 
 # ---------------------------------------------------------------------------------------- reading
+#
+# A source is read as pieces: contiguous parts that one process reads and tokenises, in order, so
+# that the texts of all pieces one after the other are the texts of the sources, whatever the
+# number of pieces. Reading is pyarrow's (JSON, parquet) or Python's (plain text): no copy of the
+# texts is written anywhere, and memory stays bounded by a block.
 
-def load_texts(sources: list[Path], text_key: str, work_dir: Path, split: str = "train",
-               processes: int = 1):
-    """One `datasets.Dataset` with a single non-null string column "text", rows in source order.
-    With several `processes`, a group of several files is read by that many (each a contiguous
-    run of the files; `datasets` keeps their order).
+PIECE_BYTES = 64 * 2**20  # most bytes of a source one piece holds
+MIN_PIECE_BYTES = 2**20  # fewer bytes are not worth a piece of their own
+PIECES_PER_PROCESS = 8  # pieces are handed out as processes free up: a few each keeps them busy
+BLOCK_BYTES = 4 * 2**20  # line files are parsed in blocks of about this many bytes
+SAVED_BLOCK_ROWS = 10_000  # rows of a saved dataset or parquet file taken at a time
+JSON_ARRAY = "json-array"  # a .json file holding one array of objects (read whole)
 
-    Plain-text files have one document per line in a column that `datasets` names "text", whatever
-    `text_key` says. Arrow files that `datasets` writes go to `work_dir`, never beside the sources.
-    """
-    import datasets
 
+@dataclass(frozen=True)
+class Piece:
+    """A part of one source: bytes [start, stop) of an uncompressed line file (whole lines), row
+    groups [start, stop) of a parquet file, rows [start, stop) of a saved dataset, or a whole file
+    (stop None) where it cannot be cut (compressed, or one JSON array). `size` is its share of
+    the source's bytes, for progress."""
+
+    path: Path
+    loader: str
+    start: int = 0
+    stop: int | None = None
+    size: int = 0
+
+
+def pieces(sources: list[Path], split: str = "train", processes: int = 1) -> list[Piece]:
+    """The sources cut into pieces, in source order: about PIECES_PER_PROCESS per process, each
+    within [MIN_PIECE_BYTES, PIECE_BYTES]. A file's kind and (for parquet and saved datasets) its
+    text column are checked here, before anything is tokenised."""
     if not sources:
         raise DataError("no data sources given")
-    with quiet_datasets():
-        parts = [_load_group(loader, paths, text_key, Path(work_dir), split, processes)
-                 for loader, paths in _group_by_loader(sources)]
-    if len(parts) == 1:
-        return parts[0]
-    if len({part.features["text"].dtype for part in parts}) > 1:  # string vs large_string
-        parts = [part.cast_column("text", datasets.Value("large_string")) for part in parts]
-    return datasets.concatenate_datasets(parts)
-
-
-def _group_by_loader(sources: list[Path]) -> Iterator[tuple[str, list[Path]]]:
-    # Consecutive files of one kind are read by one builder call (a glob of 1,000 jsonl files is
-    # one load, not 1,000); saved datasets are read one by one.
-    group: list[Path] = []
-    group_loader = None
+    total = sum(source_size(path) for path in sources)
+    target = max(MIN_PIECE_BYTES, min(PIECE_BYTES, total // max(1, processes * PIECES_PER_PROCESS)))
+    found: list[Piece] = []
     for path in sources:
-        loader = loader_for(path)
-        if group and (loader != group_loader or loader == SAVED):
-            yield group_loader, group
-            group = []
-        group, group_loader = group + [path], loader
-    if group:
-        yield group_loader, group
+        found += _pieces_of(path, loader_for(path), target, split)
+    return found
 
 
-def _load_group(loader: str, paths: list[Path], text_key: str, work_dir: Path, split: str,
-                processes: int = 1):
-    key = "text" if loader == "text" else text_key
+def read_texts(piece: Piece, text_key: str = "text", split: str = "train"
+               ) -> Iterator[tuple[list[str], int]]:
+    """The texts of a piece in order, a block at a time, with the bytes of the source each block
+    read. Plain-text files have one document per line ("\\n" or "\\r\\n") and no text key. Every
+    problem is a DataError naming the file (and the line of a line file)."""
+    if piece.loader == SAVED:
+        yield from _saved_texts(piece, text_key, split)
+    elif piece.loader == "parquet":
+        yield from _parquet_texts(piece, text_key)
+    elif piece.loader == JSON_ARRAY:
+        yield from _json_array_texts(piece, text_key)
+    else:
+        parse = _json_block if piece.loader == "json" else _text_block
+        for block, offset in _line_blocks(piece):
+            yield parse(block, piece, offset, text_key), len(block)
+
+
+def iter_texts(sources: list[Path], text_key: str = "text", split: str = "train"
+               ) -> Iterator[list[str]]:
+    """Every non-empty text of the sources, in order, in batches (one process)."""
+    for piece in pieces(sources, split):
+        for texts, _ in read_texts(piece, text_key, split):
+            texts = [text for text in texts if text]
+            if texts:
+                yield texts
+
+
+# --------------------------------------------------------------------------- cutting into pieces
+
+def _pieces_of(path: Path, loader: str, target: int, split: str) -> list[Piece]:
+    if loader == SAVED:
+        rows = len(_open_saved(path, split))
+        size = source_size(path)
+        return _even(path, loader, rows, -(-size // target), size)
+    if loader == "parquet":
+        return _parquet_pieces(path, target)
+    size = path.stat().st_size
+    if _compression(path):
+        return [Piece(path, loader, size=size)]
+    if loader == "json" and _first_byte(path) == b"[":
+        return [Piece(path, JSON_ARRAY, size=size)]
+    # Cut at about every `target` bytes, each cut moved to the start of the next line.
+    cuts = [0]
+    with open(path, "rb") as handle:
+        for guess in range(target, size, target):
+            if guess <= cuts[-1]:
+                continue
+            handle.seek(guess - 1)
+            handle.readline()  # to the end of the line holding byte guess - 1
+            if handle.tell() >= size:
+                break
+            cuts.append(handle.tell())
+    cuts.append(size)
+    return [Piece(path, loader, a, b, b - a) for a, b in zip(cuts, cuts[1:])]
+
+
+def _even(path: Path, loader: str, rows: int, parts: int, size: int) -> list[Piece]:
+    parts = max(1, min(parts, rows))
+    cuts = [rows * i // parts for i in range(parts + 1)]
+    return [Piece(path, loader, a, b, size * (b - a) // max(rows, 1))
+            for a, b in zip(cuts, cuts[1:])]
+
+
+def _parquet_pieces(path: Path, target: int) -> list[Piece]:
+    import pyarrow.parquet as pq
+
     try:
-        dataset = _read(loader, paths, work_dir, split, processes)
-    except DataError:
-        raise
-    except Exception as error:  # datasets/pyarrow raise many kinds for a malformed file
-        if len(paths) > 1:
-            _diagnose_each(loader, paths, key, work_dir, split)
-        raise DataError(f"{_names(paths)}: could not be read as {loader}: {short_error(error)}") from None
-    problem = _text_column_problem(dataset, key)
-    if problem:
-        if len(paths) > 1:
-            _diagnose_each(loader, paths, key, work_dir, split)
-        raise DataError(f"{_names(paths)}: {problem}")
-    dataset = dataset.select_columns([key])
-    return dataset.rename_column(key, "text") if key != "text" else dataset
+        metadata = pq.ParquetFile(path).metadata
+    except Exception as error:  # pyarrow raises several kinds for a file that is not parquet
+        raise DataError(f"{path}: could not be read as parquet: {short_error(error)}") from None
+    found, start, size = [], 0, 0
+    for group in range(metadata.num_row_groups):
+        size += metadata.row_group(group).total_byte_size
+        if size >= target or group == metadata.num_row_groups - 1:
+            found.append(Piece(path, "parquet", start, group + 1, size))
+            start, size = group + 1, 0
+    return found or [Piece(path, "parquet", 0, 0, 0)]
 
 
-def _read(loader: str, paths: list[Path], work_dir: Path, split: str, processes: int = 1):
+def _compression(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    return suffix if suffix in COMPRESSIONS else None
+
+
+def _first_byte(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        while chunk := handle.read(4096):
+            stripped = chunk.lstrip()
+            if stripped:
+                return stripped[:1]
+    return b""
+
+
+# ------------------------------------------------------------------------------------ line files
+
+def _open_stream(path: Path) -> BinaryIO:
+    """The (decompressed) bytes of a file."""
+    compression = _compression(path)
+    if compression == ".xz":
+        import lzma
+        return lzma.open(path, "rb")
+    if compression is None:
+        return open(path, "rb")
+    import pyarrow as pa
+    codec = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}[compression]
+    return pa.input_stream(str(path), compression=codec)
+
+
+def _line_blocks(piece: Piece) -> Iterator[tuple[bytes, int]]:
+    """Blocks of whole lines of the piece, each with the offset of its first byte in the (decompressed)
+    file. A compressed file that is not what its suffix says is reported, not read as garbage."""
+    try:
+        with _open_stream(piece.path) as stream:
+            if piece.start:
+                stream.seek(piece.start)
+            left = None if piece.stop is None else piece.stop - piece.start
+            offset, carry = piece.start, b""
+            while left is None or left > 0:
+                chunk = stream.read(BLOCK_BYTES if left is None else min(BLOCK_BYTES, left))
+                if not chunk:
+                    break
+                if left is not None:
+                    left -= len(chunk)
+                block = carry + chunk
+                end = block.rfind(b"\n") + 1
+                if end == 0:  # a line longer than a block: read on
+                    carry = block
+                    continue
+                yield block[:end], offset
+                offset += end
+                carry = block[end:]
+            if carry:
+                yield carry, offset
+    except (OSError, EOFError, ValueError) as error:  # gzip/lzma/arrow for a corrupt stream
+        raise DataError(f"{piece.path}: could not be read: {short_error(error)}") from None
+
+
+def _json_block(block: bytes, piece: Piece, offset: int, key: str) -> list[str]:
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    if not block.strip():
+        return []
+    # Only the text field is parsed: other fields may hold anything.
+    options = pj.ParseOptions(explicit_schema=pa.schema([(key, pa.string())]),
+                              unexpected_field_behavior="ignore")
+    try:
+        table = pj.read_json(pa.BufferReader(block), parse_options=options,
+                             read_options=pj.ReadOptions(use_threads=False,
+                                                         block_size=len(block) + 1))
+    except pa.ArrowInvalid:
+        raise _json_problem(block, piece, offset, key) from None
+    column = table.column(key)
+    if column.null_count:
+        raise _json_problem(block, piece, offset, key)
+    return column.to_pylist()
+
+
+def _json_problem(block: bytes, piece: Piece, offset: int, key: str) -> DataError:
+    """The first line of a block that pyarrow refused, and what is wrong with it, in words."""
+    import json
+
+    position = 0
+    for line in block.split(b"\n"):
+        where, position = offset + position, position + len(line) + 1
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as error:  # JSONDecodeError, or a UnicodeDecodeError
+            problem = f"not valid JSON ({getattr(error, 'msg', short_error(error))})"
+        else:
+            problem = _row_problem(row, key)
+        if problem:
+            return DataError(f"{piece.path}:{_line_number(piece.path, where)}: {problem}")
+    return DataError(f"{piece.path}: could not be read as JSON lines near byte {offset:,}")
+
+
+def _row_problem(row: Any, key: str) -> str | None:
+    if not isinstance(row, dict):
+        return f"a row must be a JSON object with a {key!r} field, not {_json_kind(row)}"
+    if key not in row:
+        fields = ", ".join(repr(name) for name in row) or "none"
+        return (f"this row has no {key!r} field (its fields: {fields}); every row needs its "
+                f"document's text under {key!r}")
+    if not isinstance(row[key], str):
+        return f"its {key!r} field holds {_json_kind(row[key])}, not text"
+    return None
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "true/false", int: "a number", float: "a number", str: "a string",
+            list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _text_block(block: bytes, piece: Piece, offset: int, key: str) -> list[str]:
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = _line_number(piece.path, offset + error.start)
+        raise DataError(f"{piece.path}:{line}: not UTF-8 text (byte "
+                        f"{block[error.start]:#04x}); save the file as UTF-8") from None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    lines = text.split("\n")
+    if lines and not lines[-1]:
+        lines.pop()  # after the last newline
+    return lines
+
+
+def _line_number(path: Path, offset: int) -> int:
+    """The line holding byte `offset` of the (decompressed) file: counted only for an error."""
+    newlines, left = 0, offset
+    with _open_stream(path) as stream:
+        while left > 0 and (chunk := stream.read(min(BLOCK_BYTES, left))):
+            newlines += chunk.count(b"\n")
+            left -= len(chunk)
+    return newlines + 1
+
+
+def _json_array_texts(piece: Piece, key: str) -> Iterator[tuple[list[str], int]]:
+    import json
+
+    try:
+        rows = json.loads(piece.path.read_bytes())
+    except ValueError as error:
+        raise DataError(f"{piece.path}: not valid JSON: {short_error(error)}") from None
+    if not isinstance(rows, list):
+        raise DataError(f"{piece.path}: a .json source holds one JSON object per line or one "
+                        f"array of objects, not {_json_kind(rows)}")
+    for index, row in enumerate(rows):
+        problem = _row_problem(row, key)
+        if problem:
+            raise DataError(f"{piece.path}: item {index} of the array: {problem}")
+    yield [row[key] for row in rows], piece.size
+
+
+# ------------------------------------------------------------------ parquet and saved datasets
+
+def _parquet_texts(piece: Piece, key: str) -> Iterator[tuple[list[str], int]]:
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(piece.path)
+    _check_column(piece.path, file.schema_arrow, key)
+    groups = list(range(piece.start, piece.stop or 0))
+    if not groups:
+        return
+    row = sum(file.metadata.row_group(g).num_rows for g in range(piece.start))
+    share = piece.size // max(1, sum(file.metadata.row_group(g).num_rows for g in groups))
+    for batch in file.iter_batches(SAVED_BLOCK_ROWS, row_groups=groups, columns=[key]):
+        yield _column_texts(batch.column(0), piece.path, row, key), share * batch.num_rows
+        row += batch.num_rows
+
+
+def _saved_texts(piece: Piece, key: str, split: str) -> Iterator[tuple[list[str], int]]:
+    dataset = _open_saved(piece.path, split)
+    _check_column(piece.path, dataset.features.arrow_schema, key)
+    table = dataset.select_columns([key]).with_format("arrow")
+    share = piece.size // max(1, (piece.stop or 0) - piece.start)
+    for start in range(piece.start, piece.stop or 0, SAVED_BLOCK_ROWS):
+        stop = min(start + SAVED_BLOCK_ROWS, piece.stop or 0)
+        yield (_column_texts(table[start:stop].column(0), piece.path, start, key),
+               share * (stop - start))
+
+
+def _open_saved(path: Path, split: str):
     import datasets
 
-    if loader != SAVED:
-        processes = min(processes, len(paths))
-        return datasets.load_dataset(loader, data_files=[str(p) for p in paths], split="train",
-                                     cache_dir=str(work_dir / "hf"),
-                                     num_proc=processes if processes > 1 else None)
-    (path,) = paths
-    saved = datasets.load_from_disk(str(path))
+    with quiet_datasets():
+        try:
+            saved = datasets.load_from_disk(str(path))
+        except Exception as error:  # a damaged directory: datasets raises many kinds
+            raise DataError(f"{path}: could not be read as a saved dataset: "
+                            f"{short_error(error)}") from None
     if isinstance(saved, datasets.DatasetDict):
         if split not in saved:
             raise DataError(f"{path}: the saved dataset has no split {split!r} "
@@ -174,35 +424,25 @@ def _read(loader: str, paths: list[Path], work_dir: Path, split: str, processes:
     return saved
 
 
-def _diagnose_each(loader: str, paths: list[Path], key: str, work_dir: Path, split: str) -> None:
-    """Read the files of a failed group one by one to name the one at fault."""
-    for path in paths:
-        try:
-            dataset = _read(loader, [path], work_dir, split)
-        except DataError:
-            raise
-        except Exception as error:
-            raise DataError(f"{path}: could not be read as {loader}: {short_error(error)}") from None
-        problem = _text_column_problem(dataset, key)
-        if problem:
-            raise DataError(f"{path}: {problem}")
+def _check_column(path: Path, schema, key: str) -> None:
+    import pyarrow as pa
+
+    if key not in schema.names:
+        fields = ", ".join(repr(name) for name in schema.names) or "none"
+        raise DataError(f"{path}: its rows have no {key!r} field (its fields: {fields}); every "
+                        f"row needs its document's text under {key!r}")
+    kind = schema.field(key).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        raise DataError(f"{path}: its {key!r} field holds {kind}, not text")
 
 
-def _text_column_problem(dataset, key: str) -> str | None:
-    if key not in dataset.column_names:
-        fields = ", ".join(repr(c) for c in dataset.column_names) or "none"
-        return f"its rows have no {key!r} field (fields: {fields}); set the text key"
-    dtype = dataset.features[key].dtype if hasattr(dataset.features[key], "dtype") else None
-    if dtype not in ("string", "large_string"):
-        return f"its {key!r} field holds {dataset.features[key]}, not text"
-    missing = dataset.data.column(key).null_count
-    if missing:
-        return f"{missing} of its {len(dataset)} rows have no {key!r} field"
-    return None
+def _column_texts(column, path: Path, first_row: int, key: str) -> list[str]:
+    if column.null_count:
+        import pyarrow.compute as pc
 
-
-def _names(paths: list[Path]) -> str:
-    return str(paths[0]) if len(paths) == 1 else f"{paths[0]} (and {len(paths) - 1} more)"
+        row = first_row + pc.index(column.is_null(), True).as_py()
+        raise DataError(f"{path}: row {row:,} has no text (its {key!r} is null)")
+    return column.to_pylist()
 
 
 def short_error(error: Exception) -> str:

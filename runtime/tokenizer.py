@@ -14,13 +14,12 @@ transformers is imported only by the functions that need it: importing this modu
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from genbac import atomic
 
-from .sources import DataError, load_texts
+from .sources import DataError, iter_texts
 
 if TYPE_CHECKING:  # heavy imports, only for annotations
     import tokenizers
@@ -45,10 +44,7 @@ def train_bpe_tokenizer(files: list[Path], vocab: int, out_dir: Path,
         raise DataError(f"a byte-level BPE needs a vocabulary of at least {minimum} tokens "
                         f"(256 bytes + {len(SPECIAL_TOKENS)} special tokens), not {vocab}")
     out_dir = Path(out_dir)
-    with tempfile.TemporaryDirectory(prefix="genbac-tokenizer-") as scratch:
-        texts = load_texts([Path(f) for f in files], text_key, Path(scratch))
-        tokenizer = _train_bpe(_text_batches(texts), len(texts), vocab)
-        del texts  # its arrow files live in `scratch`
+    tokenizer = _train_bpe(_batches(iter_texts([Path(f) for f in files], text_key)), vocab)
     trained = tokenizer.get_vocab_size(with_added_tokens=True)
     if trained != vocab:
         raise DataError(f"the tokenizer's training texts support only {trained} tokens, not the "
@@ -58,12 +54,13 @@ def train_bpe_tokenizer(files: list[Path], vocab: int, out_dir: Path,
     return out_dir
 
 
-def _text_batches(texts) -> Iterator[list[str]]:
-    for batch in texts.iter(batch_size=TRAINING_BATCH):
-        yield batch["text"]
+def _batches(texts: Iterator[list[str]]) -> Iterator[list[str]]:
+    for block in texts:
+        for first in range(0, len(block), TRAINING_BATCH):
+            yield block[first:first + TRAINING_BATCH]
 
 
-def _train_bpe(batches: Iterator[list[str]], count: int, vocab: int) -> "tokenizers.Tokenizer":
+def _train_bpe(batches: Iterator[list[str]], vocab: int) -> "tokenizers.Tokenizer":
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
@@ -77,7 +74,7 @@ def _train_bpe(batches: Iterator[list[str]], count: int, vocab: int) -> "tokeniz
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(batches, trainer, length=count)
+    tokenizer.train_from_iterator(batches, trainer)
     return tokenizer
 
 

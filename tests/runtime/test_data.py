@@ -264,9 +264,9 @@ def test_empty_lines_are_not_documents(tmp_path, tokenizer_dir):
 
 # -------------------------------------------------------------------------------------- errors
 
-def test_rows_without_the_text_key_name_the_file_and_the_key(tmp_path, tokenizer_dir):
+def test_rows_without_the_text_key_name_the_file_the_line_and_the_key(tmp_path, tokenizer_dir):
     bad = write_jsonl(tmp_path / "bad.jsonl", texts_of("en"), key="body")
-    with pytest.raises(DataError, match=f"{bad}: its rows have no 'text' field .*'body'"):
+    with pytest.raises(DataError, match=f"{bad}:1: this row has no 'text' field .*'body'"):
         prepare(["bad.jsonl"], tmp_path, tokenizer_dir, tmp_path / "cache")
 
 
@@ -274,21 +274,97 @@ def test_the_bad_file_among_many_is_named(tmp_path, tokenizer_dir):
     write_jsonl(tmp_path / "d/1.jsonl", texts_of("en"))
     bad = write_jsonl(tmp_path / "d/2.jsonl", texts_of("de"), key="body")
     write_jsonl(tmp_path / "d/3.jsonl", texts_of("bar"))
-    with pytest.raises(DataError, match=f"{bad}: .*'text'"):
+    with pytest.raises(DataError, match=f"{bad}:1: .*'text'"):
         prepare(["d/*.jsonl"], tmp_path, tokenizer_dir, tmp_path / "cache")
 
 
-def test_some_rows_missing_the_key(tmp_path, tokenizer_dir):
+@pytest.mark.parametrize("line, message", [
+    ('{"title": "no text here"}', r"this row has no 'text' field \(its fields: 'title'\)"),
+    ('{"text": null}', "its 'text' field holds null, not text"),
+    ('{"text": 42}', "its 'text' field holds a number, not text"),
+    ('{"text": ["a", "b"]}', "its 'text' field holds an array, not text"),
+    ('["text", "a"]', "a row must be a JSON object with a 'text' field, not an array"),
+    ('{"text": ', r"not valid JSON \(Expecting value\)"),
+])
+def test_a_bad_row_is_named_by_file_and_line(tmp_path, tokenizer_dir, line, message):
     path = tmp_path / "holes.jsonl"
-    path.write_text('{"text": "Servus"}\n{"title": "no text here"}\n', encoding="utf-8")
-    with pytest.raises(DataError, match=f"{path}: 1 of its 2 rows have no 'text' field"):
+    good = "".join(json.dumps({"text": t}) + "\n" for t in texts_of("en")[:5])
+    # the bad row after blank lines, which do not count as rows but do count as lines
+    path.write_text(good + "\n\n" + line + "\n" + good, encoding="utf-8")
+    with pytest.raises(DataError, match=f"{path}:8: {message}"):
         prepare(["holes.jsonl"], tmp_path, tokenizer_dir, tmp_path / "cache")
 
 
-def test_malformed_json_names_the_file(tmp_path, tokenizer_dir):
-    (tmp_path / "broken.jsonl").write_text('{"text": "fine"}\n{"text": \n', encoding="utf-8")
-    with pytest.raises(DataError, match="broken.jsonl: could not be read as json"):
-        prepare(["broken.jsonl"], tmp_path, tokenizer_dir, tmp_path / "cache")
+def test_a_bad_row_deep_in_a_file_read_in_pieces_has_its_true_line(tmp_path, tokenizer_dir,
+                                                                     monkeypatch):
+    from genbac.runtime import sources
+
+    monkeypatch.setattr(sources, "MIN_PIECE_BYTES", 4096)
+    monkeypatch.setattr(sources, "BLOCK_BYTES", 1000)  # also: lines longer than a block
+    texts = [t for code in ("en", "de") for t in texts_of(code)] * 4
+    path = write_jsonl(tmp_path / "big.jsonl", texts)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write('{"txt": "typo"}\n')
+    found = sources.pieces([path], processes=2)
+    assert len(found) > 4 and found[-1].stop == path.stat().st_size
+    with pytest.raises(DataError, match=f"{path}:{len(texts) + 1}: this row has no 'text'"):
+        prepare([str(path)], tmp_path, tokenizer_dir, tmp_path / "cache", processes=2)
+
+
+def test_text_files_must_be_utf8(tmp_path, tokenizer_dir):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("Servus\nGrüß Gott\n".encode("latin-1"))
+    with pytest.raises(DataError, match=f"{path}:2: not UTF-8 text .*save the file as UTF-8"):
+        prepare(["latin1.txt"], tmp_path, tokenizer_dir, tmp_path / "cache")
+
+
+def test_a_compressed_file_that_is_not_is_refused(tmp_path, tokenizer_dir):
+    write_jsonl(tmp_path / "plain.jsonl.gz", texts_of("en"))
+    with pytest.raises(DataError, match="plain.jsonl.gz: could not be read"):
+        prepare(["plain.jsonl.gz"], tmp_path, tokenizer_dir, tmp_path / "cache")
+
+
+def test_crlf_lines_json_arrays_and_every_compression_read_the_same_texts(tmp_path, tokenizer_dir):
+    import bz2
+    import gzip
+    import lzma
+
+    import pyarrow as pa
+
+    texts = texts_of("de")
+    lines = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts).encode()
+    (tmp_path / "a.txt").write_bytes("\r\n".join(texts).encode() + b"\r\n")
+    (tmp_path / "b.json").write_text(json.dumps([{"text": t, "n": i} for i, t in enumerate(texts)]),
+                                     encoding="utf-8")
+    (tmp_path / "c.jsonl.gz").write_bytes(gzip.compress(lines))
+    (tmp_path / "d.jsonl.bz2").write_bytes(bz2.compress(lines))
+    (tmp_path / "e.jsonl.xz").write_bytes(lzma.compress(lines))
+    with pa.output_stream(str(tmp_path / "f.jsonl.zst"), compression="zstd") as out:
+        out.write(lines)
+    write_jsonl(tmp_path / "ref.jsonl", texts)
+    reference = np.array(prepare(["ref.jsonl"], tmp_path, tokenizer_dir, tmp_path / "cache").array)
+    for name in ["a.txt", "b.json", "c.jsonl.gz", "d.jsonl.bz2", "e.jsonl.xz", "f.jsonl.zst"]:
+        data = prepare([name], tmp_path, tokenizer_dir, tmp_path / "cache")
+        assert np.array_equal(data.array, reference), name
+
+
+def test_parquet_and_saved_datasets_name_their_problem(tmp_path, tokenizer_dir):
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"body": ["x"]}), tmp_path / "nokey.parquet")
+    pq.write_table(pa.table({"text": [1, 2]}), tmp_path / "numbers.parquet")
+    pq.write_table(pa.table({"text": ["a", None, "b"]}), tmp_path / "holes.parquet")
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
+    datasets.Dataset.from_dict({"content": ["a"]}).save_to_disk(str(tmp_path / "saved"))
+    for name, message in [("nokey.parquet", "its rows have no 'text' field \\(its fields: 'body'\\)"),
+                          ("numbers.parquet", "its 'text' field holds int64, not text"),
+                          ("holes.parquet", "row 1 has no text \\(its 'text' is null\\)"),
+                          ("junk.parquet", "could not be read as parquet"),
+                          ("saved", "its rows have no 'text' field \\(its fields: 'content'\\)")]:
+        with pytest.raises(DataError, match=f"{tmp_path / name}: {message}"):
+            prepare([name], tmp_path, tokenizer_dir, tmp_path / "cache")
 
 
 def test_too_little_data_for_one_sequence(tmp_path, tokenizer_dir):
