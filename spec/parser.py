@@ -2,9 +2,9 @@
 
 The parser is lark's LALR parser for that grammar, generated once and cached as bytecode
 (`spec.lalr`), so a CLI start neither analyses the grammar nor imports lark. Syntax errors become
-`Diagnostic`s with a span, what was found and what was expected; the parser stops at the first one
-(everything after a syntax error would be guesswork), while the later stages report every problem
-they find.
+`Diagnostic`s (spec.syntax): every syntax error of a file is reported in one run, the parser going
+on after each by blanking the statement that failed; the later stages run only on a file without
+syntax errors, and report every problem they find.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from . import ast, lalr, limits
+from . import ast, lalr, limits, syntax
 from .diagnostics import Diagnostic, SpecError, error
 from .lalr import runtime
 from .span import Span
 
 if TYPE_CHECKING:  # the classes come from whichever runtime `spec.lalr` loaded
-    from lark import Token, Tree, UnexpectedInput
+    from lark import Token, Tree
 
 GRAMMAR = lalr.GRAMMAR  # tools and tests read the grammar from here
 
@@ -39,7 +39,7 @@ def parse(text: str, path: str = "<spec>") -> ast.Document:
 
 @lru_cache(maxsize=8)
 def _parse(text: str, path: str) -> ast.Document:
-    """Parse a spec; raise SpecError with one syntax diagnostic if the text is not valid .genba.
+    """Parse a spec; raise SpecError with its syntax diagnostics if the text is not valid .genba.
 
     Before the parser runs, the text is checked in one linear pass for what no spec may hold (see
     spec.limits): its size, characters that are not allowed, brackets nested too deep. Number
@@ -48,16 +48,38 @@ def _parse(text: str, path: str) -> ast.Document:
     problems = source_problems(text, path)
     if problems:
         raise SpecError(problems)
-    rt = runtime()
-    try:
-        tree = rt.parser.parse(text)
-    except rt.UnexpectedInput as exc:
-        raise SpecError([syntax_diagnostic(exc, text, path)]) from None
-    shaper = _ToAst(path, rt.Tree)
+    tree = _tree(text, path)
+    shaper = _ToAst(path, runtime().Tree)
     items = tuple(shaper.items(tree))
     if shaper.problems:
         raise SpecError(shaper.problems)
     return ast.Document(path=path, text=text, items=items)
+
+
+def _tree(text: str, path: str):
+    """The parse tree, or SpecError with every syntax error of the file (up to a cap): after each
+    error the failed statement is blanked and the text parsed again (spec.syntax.recover)."""
+    rt = runtime()
+    diagnostics: list[Diagnostic] = []
+    current, last = text, -1
+    while True:
+        try:
+            tree = rt.parser.parse(current)
+        except rt.UnexpectedInput as exc:
+            at = syntax.error_offset(exc)
+            if diagnostics and at <= last:
+                break  # the repair did not get past this point: what follows is guesswork
+            diagnostics.append(syntax.syntax_diagnostic(exc, current, path))
+            last = at
+            repaired = syntax.recover(exc, current)
+            if repaired is None or len(diagnostics) == syntax.MAX_SYNTAX_ERRORS:
+                break
+            current = repaired
+            continue
+        if not diagnostics:
+            return tree
+        break
+    raise SpecError(diagnostics)
 
 
 # Strings and comments are skipped when brackets are counted (a `{` in a string opens nothing).
@@ -273,94 +295,6 @@ _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
 def _unquote(tok: Token) -> str:
     body = str(tok)[1:-1]
     return re.sub(r"\\(.)", lambda m: _ESCAPES[m.group(1)], body)
-
-
-# --------------------------------------------------------------------------------------------------
-# Syntax errors
-# --------------------------------------------------------------------------------------------------
-
-_TERMINAL_WORDS = {
-    "NAME": "a name", "STRING": "a string", "QUANTITY": "a number", "LBRACE": "`{`",
-    "RBRACE": "`}`", "LPAR": "`(`", "RPAR": "`)`", "LSQB": "`[`", "RSQB": "`]`", "COMMA": "`,`",
-    "EQUAL": "`=`", "EVERY": "`every`", "FROM": "`from`", "THEN": "`then`", "TIMES": "`x`",
-    "TRUE": "`true`", "FALSE": "`false`", "IMPORT": "`import`", "AS": "`as`", "$END": "end of file",
-}
-
-
-def _expected_words(names) -> list[str]:
-    words = {_TERMINAL_WORDS.get(n, f"`{n}`") for n in names if not n.startswith("__")}
-    return sorted(words)
-
-
-def _found(tok: Token) -> str:
-    if tok.type == "$END":
-        return "end of file"
-    kind = {"NAME": "name", "STRING": "string", "QUANTITY": "number"}.get(tok.type)
-    return f"{kind} `{tok}`" if kind else f"`{tok}`"
-
-
-def syntax_diagnostic(exc: UnexpectedInput, text: str, path: str) -> Diagnostic:
-    rt = runtime()
-    if isinstance(exc, rt.UnexpectedCharacters):
-        span = Span.at_offset(path, text, exc.pos_in_stream, 1)
-        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
-        if char == '"':
-            return error("GB001", "unterminated string", span, "this string is never closed",
-                         help=("strings end on the line they start; close it with `\"`",))
-        if char == ":":
-            return error("GB001", "unexpected `:`", span, "settings use `=`",
-                         help=("write `key = value`, not `key: value`",))
-        return error("GB001", f"unexpected character {char!r}", span, "not valid here",
-                     help=("expected: " + ", ".join(_expected_words(exc.allowed or [])),)
-                     if exc.allowed else ())
-    if isinstance(exc, (rt.UnexpectedToken, rt.UnexpectedEOF)):
-        tok = exc.token
-        expected = set(exc.expected or [])
-        if tok.type == "$END":
-            span = Span.at_offset(path, text, len(text.rstrip()), 0)
-            if "RBRACE" in expected:
-                return error("GB002", "unexpected end of file: a block is not closed", span,
-                             "expected `}` before the end", help=("close every `{` with `}`",))
-            return error("GB002", "unexpected end of file", span, "the file ends here",
-                         help=("expected " + " or ".join(_expected_words(expected)),))
-        span = _token_span(path, tok)
-        if "LBRACE" in expected and ("EQUAL" not in expected or tok.type == "EQUAL"):
-            # `tokens 82B` then something else: words that start neither a setting nor a block
-            header = _header_tokens(exc)
-            if tok.type == "EQUAL" and len(header) > 1:
-                header = header[:-1]  # `tokens 164B` then `sequence = …`: the last word is a key
-            if header:
-                hstart, hend = header[0].start_pos, header[-1].end_pos
-                words = " ".join(str(t) for t in header)
-                return error("GB003", f"`{words}` is neither a setting nor a block",
-                             Span.at_offset(path, text, hstart, hend - hstart),
-                             "expected `=` after the key, or `{` to open a block",
-                             help=(f"a setting is written `{header[0]} = …`",))
-        label = "expected " + " or ".join(_expected_words(expected))
-        helps = []
-        if "EQUAL" in expected and tok.type in ("QUANTITY", "STRING", "NAME", "LSQB"):
-            helps.append("a setting is written `key = value`")
-        if expected == {"RBRACE", "NAME"} or expected >= {"RBRACE", "NAME"} and tok.type == "EQUAL":
-            helps.append("each setting starts with its key: `key = value`")
-        return error("GB003", f"unexpected {_found(tok)}", span, label, help=tuple(helps))
-    return error("GB001", str(exc).splitlines()[0], Span.at_offset(path, text, 0, 0))  # pragma: no cover
-
-
-def _header_tokens(exc: UnexpectedInput) -> list[Token]:
-    """The words the parser has read of an unfinished block header (`tokens 82B` before `}`)."""
-    state = getattr(getattr(exc, "interactive_parser", None), "parser_state", None)
-    stack = list(getattr(state, "value_stack", []) or [])
-    words: list[Token] = []
-    rt = runtime()
-    for item in reversed(stack):
-        # lark folds repeated labels (`_label*`) into helper trees named `__…`
-        parts = (item.children if isinstance(item, rt.Tree) and item.data.startswith("__")
-                 else [item])
-        if not all(isinstance(p, rt.Token) and p.type in ("NAME", "STRING", "QUANTITY")
-                   for p in parts):
-            break
-        words[:0] = parts
-    return words
 
 
 def quantity_of(text: str) -> Decimal:
