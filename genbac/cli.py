@@ -619,7 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compile", help="validate a spec and write the compiled experiment")
     p.add_argument("spec", help="the .genba file")
-    p.add_argument("-o", "--output", help="output directory (default: out/<spec name>)")
+    p.add_argument("-o", "--output", help="output directory (default: out/<spec file name without .genba>)")
     p.add_argument("--root", help="the project root that imports may not leave (default: the "
                                   "directory above the spec that holds .git)")
     p.add_argument("--target", default="cszoo", choices=["cszoo"],
@@ -672,7 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run an experiment (a .genba spec, compiled first, or a "
                                    "compiled directory), resumably, tracked in MLflow")
     p.add_argument("target", help="a .genba file or a compiled directory")
-    p.add_argument("-o", "--output", help="where to compile a spec (default: out/<spec name>)")
+    p.add_argument("-o", "--output", help="where to compile a spec (default: out/<spec file name without .genba>)")
     p.add_argument("--root", help="the project root that imports may not leave (default: the "
                                   "directory above the spec that holds .git)")
     p.add_argument("--backend", default="auto", choices=["auto", "local", "cszoo"],

@@ -113,10 +113,11 @@ class _Lowering:
             self.expect(value, "a number", what, example)
             return None
         if value.unit not in units:
-            unit = value.unit or "no unit"
             allowed = " or ".join("no unit" if u is None else f"`{u}`" for u in units)
-            self.error("GB111", f"{what} cannot be given in {unit}", value.span,
-                       f"expected {allowed}", help=(f"for example `{example}`",))
+            message = (f"{what} {value.text} has no unit" if value.unit is None else
+                       f"{what} cannot be given in {value.unit}")
+            self.error("GB111", message, value.span, f"expected {allowed}",
+                       help=(f"for example `{example}`",))
             return None
         return value
 
@@ -164,8 +165,13 @@ class _Lowering:
             lo = "" if low is None else ("(" if low_open else "[") + f"{low * scale:g}{unit}"
             hi = "" if high is None else f"{high * scale:g}{unit}" + (")" if high_open else "]")
             rng = f"{lo or '(-∞'}, {hi or '∞)'}"
+            helps = ()
+            if percent_ok and q.unit is None and high == 1 and 1 < result <= 100:
+                # `to = 10`, `en = 50`: a percentage with its `%` forgotten
+                helps = (f"a share is written `{q.text}%` or as a fraction, "
+                         f"`{result / 100:g}`",)
             self.error("GB113", f"{what} is out of range: {q.text} is not in {rng}", q.span,
-                       "out of range")
+                       "out of range", help=helps)
             return None
         return result
 
@@ -661,7 +667,7 @@ class _Lowering:
         start = self.point(block.labels[0], "the phase start", "phase 90% { … }")
         if start is None:
             return None
-        weights, spans = {}, {}
+        weights, spans, written = {}, {}, {}
         errors_before = sum(d.is_error for d in self.diagnostics)
         for entry in block.entries:
             if isinstance(entry, ast.Block):
@@ -683,6 +689,7 @@ class _Lowering:
             if w is not None:
                 weights[code] = w
                 spans[code] = entry.key.span
+                written[code] = entry.value.text
         if sum(d.is_error for d in self.diagnostics) > errors_before:
             return None  # the sum of a mixture with a broken entry says nothing
         if not weights:
@@ -692,9 +699,12 @@ class _Lowering:
             return None
         total = sum(weights.values())
         if abs(total - 1) > 1e-6:
-            self.error("GB135", f"the weights of this phase sum to {total:.6g}, not 1",
+            # said the way they were written: percentages as percentages
+            percent = all(text.endswith("%") for text in written.values())
+            sums = f"{total * 100:.6g}%, not 100%" if percent else f"{total:.6g}, not 1"
+            self.error("GB135", f"the weights of this phase sum to {sums}",
                        block.kind.span.cover(block.labels[0].span), "weights must sum to 100%",
-                       secondary=[(spans[c], f"{weights[c]:.6g}") for c in weights])
+                       secondary=[(spans[c], written[c]) for c in weights])
             return None
         return PhaseMixture.make(start=start, weights=weights, span=block.span,
                                  spans=spans | {"start": block.labels[0].span})
@@ -728,12 +738,14 @@ class _Lowering:
         if "eval" in found:
             v["eval_every"] = self.integer(found["eval"].value, "the evaluation interval",
                                            "1000 steps", units=("steps", None), maximum=MAX_STEPS)
-        for key, example, maximum in (("keep_checkpoints", "keep_checkpoints = 5", MAX_STEPS),
-                                      ("eval_steps", "eval_steps = 50", MAX_STEPS),
-                                      ("micro_batch", "micro_batch = 20", MAX_SEQUENCE)):
+        # each count takes the one unit it counts in, or none: `micro_batch = 20 steps` is refused
+        for key, example, maximum, unit in (
+                ("keep_checkpoints", "keep_checkpoints = 5", MAX_STEPS, None),
+                ("eval_steps", "eval_steps = 50", MAX_STEPS, "steps"),
+                ("micro_batch", "micro_batch = 20", MAX_SEQUENCE, "sequences")):
             if key in found:
                 v[key] = self.integer(found[key].value, f"`{key}`", example,
-                                      units=(None, "steps", "sequences"), maximum=maximum)
+                                      units=(None, unit), maximum=maximum)
         if "seed" in found:
             v["seed"] = self.integer(found["seed"].value, "`seed`", "seed = 1", minimum=0,
                                      maximum=MAX_SEED)
@@ -848,6 +860,13 @@ class _Lowering:
                                    "(0%, 100%]", length.span, "out of range")
                         return None
                     seg["length_percent"] = pct
+                elif isinstance(length, ast.Quantity) and length.unit is None:
+                    # `warmup(1)`: 1% of training or 1 step? Never guessed
+                    self.error("GB111", f"a schedule length {length.text} has no unit",
+                               length.span, "expected `%` or `steps`",
+                               help=(f"write `{length.text}%` for a share of training, or "
+                                     f"`{length.text} steps`",))
+                    return None
                 else:
                     seg["length_steps"] = self.integer(length, "a schedule length", "2000 steps",
                                                        units=("steps",), maximum=MAX_STEPS)
