@@ -5,7 +5,7 @@ Every number printed here is read from the Plan, so what a reviewer sees is exac
 
 from __future__ import annotations
 
-from genbac.spec.ir import Optimizer, Spec, Train
+from genbac.spec.ir import Node, Optimizer, Spec, Train
 from genbac.text import duration
 from genbac.text import table as _table
 
@@ -105,6 +105,41 @@ def headline(plan: Plan) -> str:
     return (f"{plan.growth.parameters / 1e9:.3f}B parameters · {fmt_tokens(s.compiled_tokens)} "
             f"tokens · {s.total_steps:,} steps in {n} phase{'s' if n != 1 else ''} · "
             f"≈ {duration(plan.estimate.seconds)} on {plan.spec.hardware.describe()} (estimate)")
+
+
+def value_origins(spec: Spec) -> dict[str, list[str]]:
+    """The settings of a composed spec grouped by the file they were written in, in the order
+    written, the experiment's own file first. A block written wholly in one file is named once
+    (`language de`, `growth`); a block merged from several files is split into its settings
+    (`train.optimizer.lr` here, `train.optimizer.weight_decay` there)."""
+
+    def origins(node, where: str) -> list[tuple[str, str]]:
+        found = []
+        nested = {name for name in type(node).model_fields if isinstance(getattr(node, name), Node)}
+        for field, span in node.spans.items():
+            if field not in nested and field not in ("code", "name") and hasattr(span, "path"):
+                found.append((f"{where}{field}", span.path))
+        for name in type(node).model_fields:
+            value = getattr(node, name)
+            if isinstance(value, Node):
+                found.extend(collapse(value, f"{where}{name}"))
+            elif name == "languages":
+                for lang in value:
+                    found.extend(collapse(lang, f"language {lang.code}"))
+        return found
+
+    def collapse(node, label: str) -> list[tuple[str, str]]:
+        inner = origins(node, f"{label}.")
+        if not inner and node.span is not None:  # a value with no settings of its own
+            return [(label, node.span.path)]
+        paths = {path for _, path in inner}
+        return [(label, paths.pop())] if len(paths) == 1 else inner
+
+    grouped: dict[str, list[str]] = {}
+    for label, path in origins(spec, ""):
+        grouped.setdefault(path, []).append(label)
+    own = spec.span.path if spec.span is not None else None
+    return dict(sorted(grouped.items(), key=lambda kv: (kv[0] != own, kv[0])))
 
 
 def explain(plan: Plan, warnings=(), *, markdown: bool = False) -> str:
@@ -209,6 +244,13 @@ def explain(plan: Plan, warnings=(), *, markdown: bool = False) -> str:
     out.append(f"{item}time ≈ {duration(e.seconds)}; energy ≈ {energy(e.energy_kwh)} at "
                f"{e.power_kw:g} kW per device")
     out.append(f"{item}profile: {e.source}")
+
+    origins = value_origins(spec)
+    if len(origins) > 1:  # imports are involved: say which file each value was written in
+        out.append("")
+        out.append(f"{h}Where the values come from")
+        for path, names in origins.items():
+            out.append(f"{item}{path}: {', '.join(names)}")
 
     if warnings or markdown:  # a reviewer should see that there are none
         out.append("")

@@ -12,9 +12,11 @@ block if it has one) is the base; the importing experiment's own entries overrid
 replaces the imported setting of the same key; a block merges into the imported block it names
 (`language bar`, `phase 90%`, `architecture tiny`, or by kind for `train`, `grow`, `vocab`), key by
 key, unless it is a different kind of the same block (`grow depth` over `grow blocks`), which
-replaces it. Later imports override earlier ones. Imports resolve relative to the importing file
-and may not leave the project root; a cycle is an error. Every node keeps the span of the file it
-was written in, so diagnostics point into that file.
+replaces it. A call over a call of the same name merges its arguments (`optimizer = adamw(lr = 3e-4)`
+keeps the imported `weight_decay` and `clip`; see merge_call); any other value replaces. Later
+imports override earlier ones. Imports resolve relative to the importing file and may not leave the
+project root; a cycle is an error. Every node keeps the span of the file it was written in, so
+diagnostics point into that file.
 
 `sweep(a, b, …)` may stand for any value; the experiment is expanded into the product of all
 sweeps, each variant named after its values (`genba-bar-85-bar-enter85`).
@@ -237,8 +239,31 @@ def merge(base: list, overrides: list) -> list:
             labels = entry.labels if len(entry.labels) >= len(old.labels) else old.labels
             entry = entry._replace(labels=labels,
                                    entries=tuple(merge(list(old.entries), list(entry.entries))))
+        elif isinstance(entry, ast.Setting) and isinstance(old, ast.Setting):
+            entry = entry._replace(value=merge_call(old.value, entry.value))
         result[i] = entry
     return result
+
+
+def merge_call(old, new):
+    """An override of a call by a call of the same name keeps the imported arguments it does not
+    give: `optimizer = adamw(lr = 3e-4)` over `adamw(lr = 1.5e-4, weight_decay = 0.1, clip = 1.0)`
+    is `adamw(lr = 3e-4, weight_decay = 0.1, clip = 1.0)`. Keyword arguments merge key by key (the
+    override's win, new ones are appended); positional arguments, when the override gives any,
+    replace the imported ones. Any other value, or a call of another name, replaces the old one.
+    Each argument keeps the span of the file it was written in, so errors and `explain` point there."""
+    if not (isinstance(old, ast.Call) and isinstance(new, ast.Call)
+            and old.name.value == new.name.value):
+        return new
+    given = [a.key.value for a in new.args if a.key is not None]
+    if len(given) != len(set(given)):
+        return new  # an argument given twice: lowering reports it where it was written
+    positional = [a for a in new.args if a.key is None] or [a for a in old.args if a.key is None]
+    keywords = {a.key.value: a for a in old.args if a.key is not None}
+    for arg in new.args:
+        if arg.key is not None:
+            keywords[arg.key.value] = arg  # replaces in place, or appends in the override's order
+    return new._replace(args=(*positional, *keywords.values()))
 
 
 def _same_kind(old: ast.Block, new: ast.Block) -> bool:

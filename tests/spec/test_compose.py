@@ -129,6 +129,63 @@ experiment "tiny-rehearsal" {
     assert composed.schedule == written.schedule
 
 
+def test_a_call_over_a_call_of_the_same_name_merges_its_arguments(project):
+    # the obvious learning-rate variant keeps the imported weight decay and clipping
+    write(project, "exp/tiny-rehearsal.genba", TINY)
+    write(project, "exp/lr.genba", 'import "tiny-rehearsal.genba"\n'
+                                   'experiment "tiny-lr" { train { optimizer = adamw(lr = 1e-3) } }\n')
+    write(project, "exp/flat.genba", tiny(lr="1e-3").replace('"tiny-rehearsal"', '"tiny-lr"'))
+    merged, _ = plan_file(project, "exp/lr.genba")
+    flat, _ = plan_file(project, "exp/flat.genba")
+    opt = merged.spec.train.optimizer
+    assert (opt.lr, opt.weight_decay, opt.clip) == (1e-3, 0.1, 1.0)
+    assert merged.spec_hash == flat.spec_hash
+
+
+def test_explain_says_which_file_each_value_came_from(project):
+    write(project, "exp/tiny-rehearsal.genba", TINY)
+    rel = write(project, "exp/lr.genba", 'import "tiny-rehearsal.genba"\nexperiment "tiny-lr" '
+                                         '{ train { optimizer = adamw(lr = 1e-3) } }\n')
+    out = subprocess.run([sys.executable, "-m", "genbac", "explain", rel], capture_output=True,
+                         text=True, cwd=project)
+    assert out.returncode == 0, out.stderr
+    section = out.stdout.split("Where the values come from\n", 1)[1].split("\n\n")[0].splitlines()
+    assert section[0] == "exp/lr.genba: train.optimizer.lr"
+    imported = section[1].removeprefix("exp/tiny-rehearsal.genba: ").split(", ")
+    assert {"language bar", "train.optimizer.weight_decay", "train.optimizer.clip",
+            "hardware"} <= set(imported) and "train.optimizer.lr" not in imported
+    # a spec without imports has no such section
+    alone = subprocess.run([sys.executable, "-m", "genbac", "explain", "exp/tiny-rehearsal.genba"],
+                           capture_output=True, text=True, cwd=project)
+    assert alone.returncode == 0 and "Where the values come from" not in alone.stdout
+
+
+def test_a_call_of_another_name_replaces_the_imported_call(project):
+    write(project, "exp/tiny-rehearsal.genba", TINY)
+    write(project, "exp/sgd.genba", 'import "tiny-rehearsal.genba"\n'
+                                    'experiment "tiny-sgd" { train { optimizer = sgd(lr = 1e-2) } }\n')
+    opt = plan_file(project, "exp/sgd.genba")[0].spec.train.optimizer
+    assert (opt.kind, opt.lr, opt.weight_decay) == ("sgd", 1e-2, 0.0)
+
+
+def test_a_merged_argument_is_reported_in_the_file_it_came_from(project):
+    write(project, "exp/base.genba", TINY.replace("weight_decay = 0.1", "weight_decay = -1"))
+    write(project, "exp/lr.genba", 'import "base.genba"\n'
+                                   'experiment "tiny-lr" { train { optimizer = adamw(lr = 1e-3) } }\n')
+    errors = errors_of(project, "exp/lr.genba")
+    assert [(e.span.path, e.span.line) for e in errors] == [
+        ("exp/base.genba", next(i for i, line in enumerate(TINY.splitlines(), 1)
+                                if "weight_decay" in line))], errors
+
+
+def test_an_argument_given_twice_in_the_override_is_still_reported(project):
+    write(project, "exp/tiny-rehearsal.genba", TINY)
+    write(project, "exp/lr.genba", 'import "tiny-rehearsal.genba"\nexperiment "tiny-lr" {\n'
+                                   '  train { optimizer = adamw(lr = 1e-3, lr = 2e-3) }\n}\n')
+    errors = errors_of(project, "exp/lr.genba")
+    assert [(e.code, e.span.path, e.span.line) for e in errors] == [("GB102", "exp/lr.genba", 3)]
+
+
 def test_a_different_kind_of_block_replaces_the_imported_one(project):
     write(project, "exp/tiny-rehearsal.genba", TINY)
     write(project, "exp/depth.genba", 'import "tiny-rehearsal.genba"\n'
