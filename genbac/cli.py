@@ -605,6 +605,90 @@ def cmd_schema(args) -> int:
 # argument parsing
 # --------------------------------------------------------------------------------------------------
 
+# What each command's --help says above and below its options: one line on what it does, and
+# examples to copy.
+COMMAND_PAGES = {
+    "compile": (
+        "Validate a .genba spec and write the compiled experiment: Model Zoo configs, run.sh, "
+        "steps.json, plan.json. Nothing is written when the spec has an error.",
+        ["genbac compile examples/llama-genba-10b.genba", "genbac compile exp.genba -o out/exp"]),
+    "check": (
+        "Validate specs and report every problem with file:line:col; write nothing. Exit 0 when "
+        "there are no errors (warnings allowed), 1 when there are.",
+        ["genbac check examples/*.genba", "genbac check exp.genba --format github"]),
+    "explain": (
+        "Say what a spec will do: the model and its growth, phases and mixtures, each language's "
+        "window and compiled tokens, the LR schedule, and time and energy estimates.",
+        ["genbac explain examples/llama-genba-10b.genba",
+         "genbac explain exp.genba --format markdown > plan.md"]),
+    "diff": (
+        None,
+        ["genbac diff main:specs/exp.genba specs/exp.genba",
+         "genbac diff old.genba new.genba --format markdown"]),
+    "run": (
+        "Run an experiment: compile the spec (or take a compiled directory), check its "
+        "preconditions, then run its steps; resumable (run it again to continue), tracked in "
+        "MLflow.",
+        ["genbac run examples/tiny-rehearsal.genba",
+         "genbac run out/exp --dry-run",
+         "genbac run exp.genba --backend cszoo"]),
+    "preflight": (
+        "Check a compiled experiment's preconditions (data, weights, tokenizer, devices, disk) "
+        "without running anything.",
+        ["genbac preflight out/exp"]),
+    "step": (
+        "Run one of genbac's own steps of a compiled experiment, as run.sh does; nothing is "
+        "tracked.",
+        ["genbac step out/exp stage-en"]),
+    "grow": (
+        "Grow a Hugging Face checkpoint as a compiled plan says, tensor by tensor, and check that"
+        " the grown model computes what the base did.",
+        ["genbac grow --plan out/exp/plan.json --base ckpt/base --out ckpt/grown"]),
+    "tokenizer": (
+        "Train the byte-level BPE tokenizer a compiled plan asks for, from the spec's data.",
+        ["genbac tokenizer --plan out/exp/plan.json --project . --out tok/"]),
+    "compare": (
+        "Put runs side by side: the spec fields that differ, losses per language and their change"
+        " from the step-0 baseline, tokens, throughput, wall time, status.",
+        ["genbac compare 3f2a9c 8b11d0", "genbac compare 3f2a9c 8b11d0 --format markdown"]),
+    "runs": (
+        "List genbac's runs in the MLflow store, newest first.",
+        ["genbac runs", "genbac runs --experiment llama-genba-10b --limit 10"]),
+    "fmt": (
+        "Rewrite specs in the canonical layout, keeping comments; --check for CI.",
+        ["genbac fmt exp.genba", "genbac fmt --check --diff specs/*.genba"]),
+    "schema": (
+        "Print the JSON Schema of the validated spec, or of plan.json.",
+        ["genbac schema > genba.schema.json", "genbac schema --plan"]),
+}
+
+
+def _add_command(sub, name: str, **kwargs) -> argparse.ArgumentParser:
+    description, examples = COMMAND_PAGES[name]
+    epilog = "examples:\n" + "\n".join(f"  {e}" for e in examples)
+    if kwargs.get("epilog"):
+        epilog = kwargs.pop("epilog") + "\n\n" + epilog
+    kwargs.setdefault("description", description or kwargs.get("help"))
+    return sub.add_parser(name, epilog=epilog, formatter_class=_HelpFormatter, **kwargs)
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' lines as written; wraps the description and an epilog paragraph."""
+
+    def _fill_text(self, text, width, indent):
+        import textwrap
+
+        paragraphs = text.split("\n\n")
+        out = []
+        for para in paragraphs:
+            if para.startswith("examples:"):
+                out.append(para)
+            else:
+                out.append(textwrap.fill(" ".join(para.split()), width, initial_indent=indent,
+                                         subsequent_indent=indent))
+        return "\n\n".join(out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genbac",
@@ -617,9 +701,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     formats = ["text", "concise", "json", "github", "sarif"]
 
-    p = sub.add_parser("compile", help="validate a spec and write the compiled experiment")
+    p = _add_command(sub, "compile", help="validate a spec and write the compiled experiment")
     p.add_argument("spec", help="the .genba file")
-    p.add_argument("-o", "--output", help="output directory (default: out/<spec file name without .genba>)")
+    p.add_argument("-o", "--output",
+                   help="output directory (default: out/<spec file name without .genba>)")
     p.add_argument("--root", help="the project root that imports may not leave (default: the "
                                   "directory above the spec that holds .git)")
     p.add_argument("--target", default="cszoo", choices=["cszoo"],
@@ -627,14 +712,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="text", choices=formats, help="diagnostics format")
     p.set_defaults(func=cmd_compile)
 
-    p = sub.add_parser("check", help="validate specs; report every problem")
+    p = _add_command(sub, "check", help="validate specs; report every problem")
     p.add_argument("specs", nargs="+", metavar="spec", help=".genba files")
     p.add_argument("--root", help="the project root that imports may not leave (default: the "
                                   "directory above the spec that holds .git)")
     p.add_argument("--format", default="text", choices=formats, help="diagnostics format")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("explain", help="what a spec will do: phases, mixtures, layers, estimates")
+    p = _add_command(sub, "explain",
+                     help="what a spec will do: phases, mixtures, layers, estimates")
     p.add_argument("spec", help="the .genba file")
     p.add_argument("--root", help="the project root that imports may not leave (default: the "
                                   "directory above the spec that holds .git)")
@@ -651,8 +737,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "boundaries) to this PNG; needs matplotlib")
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser(
-        "diff", help="what changed between two experiments, and what follows from it",
+    p = _add_command(
+        sub, "diff", help="what changed between two experiments, and what follows from it",
         description="Plan both specs and say what changed in the experiment (the spec) and what "
                     "follows (steps, phases, mixtures, layers, parameters, estimates).",
         epilog="OLD and NEW are files or git revisions REV:PATH (e.g. main:examples/exp.genba; "
@@ -669,10 +755,11 @@ def build_parser() -> argparse.ArgumentParser:
                                   "REV:PATH side imports from the same revision")
     p.set_defaults(func=cmd_diff)
 
-    p = sub.add_parser("run", help="run an experiment (a .genba spec, compiled first, or a "
+    p = _add_command(sub, "run", help="run an experiment (a .genba spec, compiled first, or a "
                                    "compiled directory), resumably, tracked in MLflow")
     p.add_argument("target", help="a .genba file or a compiled directory")
-    p.add_argument("-o", "--output", help="where to compile a spec (default: out/<spec file name without .genba>)")
+    p.add_argument("-o", "--output",
+                   help="where to compile a spec (default: out/<spec file name without .genba>)")
     p.add_argument("--root", help="the project root that imports may not leave (default: the "
                                   "directory above the spec that holds .git)")
     p.add_argument("--backend", default="auto", choices=["auto", "local", "cszoo"],
@@ -692,19 +779,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "first steps wait for the compilation)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("preflight", help="check a compiled experiment's preconditions, as "
+    p = _add_command(sub, "preflight", help="check a compiled experiment's preconditions, as "
                                          "`genbac run` does before its first step")
     p.add_argument("compiled", help="the compiled directory")
     p.add_argument("--backend", default="auto", choices=["auto", "local", "cszoo"])
     p.set_defaults(func=cmd_preflight)
 
-    p = sub.add_parser("step", help="run one of genbac's own steps of a compiled experiment "
+    p = _add_command(sub, "step", help="run one of genbac's own steps of a compiled experiment "
                                     "(what run.sh calls; no tracking)")
     p.add_argument("compiled", help="the compiled directory")
     p.add_argument("name", help="the step's name in steps.json (e.g. stage-en, grow)")
     p.set_defaults(func=cmd_step)
 
-    p = sub.add_parser("grow", help="grow a Hugging Face checkpoint as a plan says (LLaMA Pro / "
+    p = _add_command(sub, "grow", help="grow a Hugging Face checkpoint as a plan says (LLaMA Pro / "
                                     "depth up-scaling), streaming, and check function preservation")
     p.add_argument("--plan", required=True, help="plan.json of a compiled experiment")
     p.add_argument("--base", required=True, help="the base checkpoint directory")
@@ -712,7 +799,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-verify", action="store_true", help="skip the function-preservation check")
     p.set_defaults(func=cmd_grow)
 
-    p = sub.add_parser("tokenizer", help="train the BPE tokenizer a plan asks for")
+    p = _add_command(sub, "tokenizer", help="train the BPE tokenizer a plan asks for")
     p.add_argument("--plan", required=True, help="plan.json of a compiled experiment")
     p.add_argument("--project", required=True, help="where the spec's data paths start")
     p.add_argument("--out", required=True, help="the tokenizer directory to write")
@@ -720,7 +807,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     tracking_help = ("MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db "
                      "in the working directory)")
-    p = sub.add_parser("compare", help="runs side by side in MLflow: the spec fields that differ, "
+    p = _add_command(sub, "compare", help="runs side by side in MLflow: the spec fields that "
+                                          "differ, "
                                        "then losses, tokens, throughput, wall time, status")
     p.add_argument("runs", nargs="+", metavar="RUN",
                    help="a run id or spec hash (or a unique prefix; a spec hash means its latest "
@@ -731,7 +819,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", help=tracking_help)
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("runs", help="list genbac's runs in MLflow, newest first, with status, "
+    p = _add_command(sub, "runs", help="list genbac's runs in MLflow, newest first, with status, "
                                     "final validation loss and throughput")
     p.add_argument("--experiment", metavar="NAME", help="only this experiment (the spec's name)")
     p.add_argument("--limit", type=int, default=50, help="at most this many runs (default 50)")
@@ -739,8 +827,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", help=tracking_help)
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("fmt", help="rewrite specs in the canonical layout, comments kept")
-    p.add_argument("specs", nargs="+", metavar="spec", help=".genba files, or - for stdin to stdout")
+    p = _add_command(sub, "fmt", help="rewrite specs in the canonical layout, comments kept")
+    p.add_argument("specs", nargs="+", metavar="spec",
+                   help=".genba files, or - for stdin to stdout")
     p.add_argument("--check", action="store_true",
                    help="change nothing; list the files that would change and exit 1 if any")
     p.add_argument("--diff", action="store_true", help="with the list, what would change "
@@ -748,7 +837,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="text", choices=formats, help="diagnostics format")
     p.set_defaults(func=cmd_fmt)
 
-    p = sub.add_parser("schema", help="print the JSON Schema of the validated spec (the IR)")
+    p = _add_command(sub, "schema", help="print the JSON Schema of the validated spec (the IR)")
     p.add_argument("--plan", action="store_true", help="the schema of plan.json instead")
     p.set_defaults(func=cmd_schema)
     return parser
