@@ -92,7 +92,8 @@ def solve_schedule(spec: Spec) -> tuple[Schedule | None, list[Diagnostic]]:
                 f"total is {fmt_tokens(total)}", train.where("tokens"),
                 f"differs by {fmt_tokens(abs(total - written))}", secondary=budget_spans,
                 help=("mark the budgets that may absorb the difference as approximate, e.g. "
-                      "`tokens = ~82B`",
+                      f"`tokens = ~{fmt_tokens(max(lang.tokens for lang in languages))}` in "
+                      f"`language {max(languages, key=lambda lang: lang.tokens).code}`",
                       "or drop `tokens` from `train` to train on exactly the sum")))
             return None, diagnostics
 

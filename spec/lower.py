@@ -337,8 +337,8 @@ class _Lowering:
         else:
             self.error("GB104", "the experiment has no `train` block", block.kind.span,
                        "`train { … }` is required",
-                       help=("add `train { sequence = 8192  batch = 480  "
-                             "optimizer = adamw(lr = 1.5e-4)  checkpoint every 1000 steps }`",))
+                       help=("add `train { sequence = 4096  batch = 256  "
+                             "optimizer = adamw(lr = 3e-4)  checkpoint every 1000 steps }`",))
         hw_setting = self.require(found, "hardware", block, "the experiment", "hardware = cs-2 x 1")
         hardware = self.hardware(hw_setting.value) if hw_setting else None
 
@@ -587,7 +587,7 @@ class _Lowering:
             self.error("GB104", "the experiment has no `language` block", experiment.kind.span,
                        "at least one language is required",
                        help=('add `language en "English" { data = "data/en/*.jsonl"  '
-                             'tokens = 82B }`',))
+                             'tokens = 10B }`',))
             return ()
         if len(blocks) > limits.MAX_LANGUAGES:
             self.error("GB119", f"the experiment declares {len(blocks)} languages; at most "
@@ -631,12 +631,12 @@ class _Lowering:
         data_setting = self.require(found, "data", block, where, f'data = "data/{code}/*.jsonl"')
         sources = (self.strings(data_setting.value, "`data`", f'"data/{code}/*.jsonl"', path=True)
                    if data_setting else None)
-        tokens_setting = self.require(found, "tokens", block, where, "tokens = 82B")
+        tokens_setting = self.require(found, "tokens", block, where, "tokens = 10B")
         tokens, approx = None, False
         if tokens_setting:
             approx = getattr(tokens_setting.value, "approx", False)
             value = _exact(tokens_setting.value) if approx else tokens_setting.value
-            tokens = self.integer(value, "a token budget", "82B", units=(None, "tokens"),
+            tokens = self.integer(value, "a token budget", "10B", units=(None, "tokens"),
                                   maximum=MAX_TOKENS)
         corpus = None
         if "corpus" in found:
@@ -646,7 +646,7 @@ class _Lowering:
         enter = Point.make(percent=0.0)
         exit_ = Point.make(percent=100.0)
         if "enter" in found:
-            enter = self.point(found["enter"].value, "the entry point", "enter = 90%")
+            enter = self.point(found["enter"].value, "the entry point", "enter = 50%")
         if "exit" in found:
             exit_ = self.point(found["exit"].value, "the exit point", "exit = 100%")
         evals = ()
@@ -662,9 +662,9 @@ class _Lowering:
     def phase(self, block: ast.Block, codes: set[str]) -> PhaseMixture | None:
         if len(block.labels) != 1:
             self.error("GB106", "a phase is named by where it starts", block.kind.span,
-                       "e.g. `phase 90% { en = 49.75%  de = 49.75%  bar = 0.5% }`")
+                       "e.g. `phase 50% { en = 70%  de = 30% }`")
             return None
-        start = self.point(block.labels[0], "the phase start", "phase 90% { … }")
+        start = self.point(block.labels[0], "the phase start", "phase 50% { … }")
         if start is None:
             return None
         weights, spans, written = {}, {}, {}
@@ -716,15 +716,15 @@ class _Lowering:
         spans = {k: s.value.span for k, s in found.items()}
         v = {}
         if "tokens" in found:
-            v["tokens"] = self.integer(found["tokens"].value, "the total token count", "164B",
+            v["tokens"] = self.integer(found["tokens"].value, "the total token count", "100B",
                                        units=(None, "tokens"), maximum=MAX_TOKENS)
-        s = self.require(found, "sequence", block, "`train`", "sequence = 8192")
-        v["sequence"] = self.integer(s.value, "`sequence`", "sequence = 8192",
+        s = self.require(found, "sequence", block, "`train`", "sequence = 4096")
+        v["sequence"] = self.integer(s.value, "`sequence`", "sequence = 4096",
                                      units=(None, "tokens"), maximum=MAX_SEQUENCE) if s else None
-        s = self.require(found, "batch", block, "`train`", "batch = 480")
-        v["batch"] = self.integer(s.value, "`batch`", "batch = 480",
+        s = self.require(found, "batch", block, "`train`", "batch = 256")
+        v["batch"] = self.integer(s.value, "`batch`", "batch = 256",
                                   units=(None, "sequences"), maximum=MAX_SEQUENCE) if s else None
-        s = self.require(found, "optimizer", block, "`train`", "optimizer = adamw(lr = 1.5e-4)")
+        s = self.require(found, "optimizer", block, "`train`", "optimizer = adamw(lr = 3e-4)")
         v["optimizer"] = self.optimizer(s.value) if s else None
         if "schedule" in found:
             v["schedule"] = self.schedule(found["schedule"].value)
@@ -758,7 +758,7 @@ class _Lowering:
         if isinstance(value, ast.Name):
             call = ast.Call(value, (), value.span)
         if not isinstance(call, ast.Call):
-            self.expect(value, "an optimizer call", "`optimizer`", "adamw(lr = 1.5e-4)")
+            self.expect(value, "an optimizer call", "`optimizer`", "adamw(lr = 3e-4)")
             return None
         kind = self.choice(call.name, OPTIMIZERS, "optimizer")
         if kind is None:
@@ -768,10 +768,10 @@ class _Lowering:
             return None
         if "lr" not in args:
             self.error("GB104", f"`{kind}` needs a learning rate", call.name.span, "missing `lr`",
-                       help=(f"write `{kind}(lr = 1.5e-4, …)`",))
+                       help=(f"write `{kind}(lr = 3e-4, …)`",))
             return None
         v = {"kind": kind}
-        v["lr"] = self.number(args["lr"], "the learning rate `lr`", "lr = 1.5e-4", low=0,
+        v["lr"] = self.number(args["lr"], "the learning rate `lr`", "lr = 3e-4", low=0,
                               low_open=True, high=1)
         if v["lr"] is not None and v["lr"] > 0.01:
             self.warn("GB901", f"learning rate {v['lr']:g} is unusually high for continual "

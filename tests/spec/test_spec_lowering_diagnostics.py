@@ -99,7 +99,7 @@ STRUCTURE = [
          also=frozenset({"GB104"})),
     # GB104: missing required
     Case("missing-sequence", mutate(("    sequence = 8192\n", "")),
-         "GB104", (11, 3), "`train` is missing `sequence`", help="add `sequence = 8192`"),
+         "GB104", (11, 3), "`train` is missing `sequence`", help="add `sequence = 4096`"),
     Case("missing-language-data", mutate(('    data = "data/bar/*.jsonl"\n', "")),
          "GB104", (6, 3), "language `bar` is missing `data`"),
     Case("missing-hardware", mutate(("  hardware = cs-2 x 1\n", "")),
@@ -140,7 +140,7 @@ VALUES = [
     # GB110: wrong kind of value
     Case("string-for-number", mutate(("    sequence = 8192", '    sequence = "8192"')),
          "GB110", (13, 16), "`sequence` must be a number, found string '8192'",
-         help="for example `sequence = 8192`"),
+         help="for example `sequence = 4096`"),
     Case("bool-for-number", mutate(("    batch = 480", "    batch = true")),
          "GB110", (14, 13), "`batch` must be a number, found boolean true"),
     Case("string-for-architecture", mutate(('llama3.1-8b from "hf:meta-llama/Llama-3.1-8B"',
@@ -154,7 +154,7 @@ VALUES = [
          "GB110", (16, 16), "`schedule` must be pieces joined by `then`"),
     # GB111: wrong unit / approximate where exact is needed
     Case("wrong-unit", mutate(("    batch = 480", "    batch = 480 steps")),
-         "GB111", (14, 13), "`batch` cannot be given in steps", help="for example `batch = 480`"),
+         "GB111", (14, 13), "`batch` cannot be given in steps", help="for example `batch = 256`"),
     Case("schedule-length-without-unit", mutate(("warmup(1%)", "warmup(1)")),
          "GB111", (16, 23), "a schedule length 1 has no unit",
          help="write `1%` for a share of training, or `1 steps`"),
