@@ -567,6 +567,41 @@ def _newline_of(path: Path) -> str:
     return "\r\n" if end > 0 and head[end - 1:end] == b"\r" else "\n"
 
 
+def cmd_init(args) -> int:
+    from genbac.compiler.compile import plan_spec
+    from genbac.compiler.starter import StarterProblem, starter_spec
+    from genbac.spec.diagnostics import SpecError
+    from genbac.spec.parser import quantity_of
+
+    path = Path(args.spec)
+    if path.suffix != ".genba":
+        raise UsageError(f"{args.spec}: a spec file ends in .genba")
+    if path.exists() and not args.force:
+        raise UsageError(f"{args.spec} exists; choose another name, or --force to replace it")
+    languages = [c.strip() for c in args.languages.split(",") if c.strip()]
+    try:
+        tokens = int(quantity_of(args.tokens))
+    except ValueError:
+        raise UsageError(f"--tokens {args.tokens!r}: a token count such as 10B or 500M") from None
+    try:
+        text = starter_spec(args.name or path.stem, args.base, languages, tokens=tokens,
+                            hardware=args.hardware, grow=not args.no_grow)
+    except StarterProblem as exc:
+        raise UsageError(str(exc)) from None
+    try:  # the promise is a spec that passes check: a model too large for the hardware is not
+        plan_spec(text, path.name)
+    except SpecError as exc:
+        problems = "; ".join(d.message + (f" ({d.help[0]})" if d.help else "")
+                             for d in exc.diagnostics if d.is_error)
+        raise UsageError(f"these choices would not pass check: {problems}") from None
+    if not path.parent.is_dir():
+        raise UsageError(f"{path.parent}: no such directory")
+    _replace_file(path, text)
+    shown = _display_path(str(path))
+    print(f"genbac: wrote {shown}; next: genbac explain {shown}")
+    return EXIT_OK
+
+
 def _replace_file(path: Path, text: str, newline: str = "\n") -> None:
     """A reader sees the old text or the new, never half (genbac.atomic); the mode is kept."""
     from .atomic import write_file
@@ -657,6 +692,11 @@ COMMAND_PAGES = {
     "fmt": (
         "Rewrite specs in the canonical layout, keeping comments; --check for CI.",
         ["genbac fmt exp.genba", "genbac fmt --check --diff specs/*.genba"]),
+    "init": (
+        "Write a commented starting spec for a base and its languages; it passes `genbac check` "
+        "as written, and every value in it is a starting point to change.",
+        ["genbac init nordic.genba --base llama3.2-3b --languages en,sv,is,fo --hardware "
+         "'h100 x 4'"]),
     "schema": (
         "Print the JSON Schema of the validated spec, or of plan.json.",
         ["genbac schema > genba.schema.json", "genbac schema --plan"]),
@@ -836,6 +876,21 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "(a unified diff; implies --check)")
     p.add_argument("--format", default="text", choices=formats, help="diagnostics format")
     p.set_defaults(func=cmd_fmt)
+
+    p = _add_command(sub, "init", help="write a commented starting spec that passes check")
+    p.add_argument("spec", help="the .genba file to write")
+    p.add_argument("--base", default="llama3.2-1b",
+                   help="the base architecture (default llama3.2-1b): llama3.1-8b, llama3.1-70b, "
+                        "llama3.2-1b, llama3.2-3b, smollm2-135m")
+    p.add_argument("--languages", default="en", metavar="CODES",
+                   help="comma-separated language codes (default: en), e.g. en,sv,is,fo")
+    p.add_argument("--tokens", default="10B", help="the total token budget (default 10B)")
+    p.add_argument("--hardware", help="KIND x N (default: h100 x 1 where the model's training "
+                                      "state fits on one, else cs-2 x 1)")
+    p.add_argument("--name", help="the experiment's name (default: the file name)")
+    p.add_argument("--no-grow", action="store_true", help="no LLaMA-Pro block expansion")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+    p.set_defaults(func=cmd_init)
 
     p = _add_command(sub, "schema", help="print the JSON Schema of the validated spec (the IR)")
     p.add_argument("--plan", action="store_true", help="the schema of plan.json instead")

@@ -32,6 +32,7 @@ print(json.dumps({{"code": code, "heavy": heavy}}), file=sys.stderr)
     ["check", "--format", "sarif", "examples/tiny-rehearsal.genba"],
     ["schema"],
     ["schema", "--plan"],
+    ["init", "{tmp}/starter.genba", "--base", "llama3.2-3b", "--languages", "en,sv"],
 ])
 def test_commands_do_not_import_heavy_packages(args, tmp_path):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
