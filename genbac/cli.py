@@ -602,6 +602,13 @@ def cmd_init(args) -> int:
     return EXIT_OK
 
 
+def cmd_completion(args) -> int:
+    from .completion import script
+
+    sys.stdout.write(script(args.shell, build_parser()))
+    return EXIT_OK
+
+
 def _replace_file(path: Path, text: str, newline: str = "\n") -> None:
     """A reader sees the old text or the new, never half (genbac.atomic); the mode is kept."""
     from .atomic import write_file
@@ -697,6 +704,11 @@ COMMAND_PAGES = {
         "as written, and every value in it is a starting point to change.",
         ["genbac init nordic.genba --base llama3.2-3b --languages en,sv,is,fo --hardware "
          "'h100 x 4'"]),
+    "completion": (
+        "Print a completion script for bash, zsh or fish: commands, options, option values and "
+        ".genba files.",
+        ['genbac completion bash >> ~/.bashrc  # or: eval "$(genbac completion bash)"',
+         "genbac completion fish > ~/.config/fish/completions/genbac.fish"]),
     "schema": (
         "Print the JSON Schema of the validated spec, or of plan.json.",
         ["genbac schema > genba.schema.json", "genbac schema --plan"]),
@@ -891,6 +903,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-grow", action="store_true", help="no LLaMA-Pro block expansion")
     p.add_argument("--force", action="store_true", help="replace an existing file")
     p.set_defaults(func=cmd_init)
+
+    p = _add_command(sub, "completion", help="print a shell completion script")
+    p.add_argument("shell", choices=["bash", "zsh", "fish"])
+    p.set_defaults(func=cmd_completion)
 
     p = _add_command(sub, "schema", help="print the JSON Schema of the validated spec (the IR)")
     p.add_argument("--plan", action="store_true", help="the schema of plan.json instead")
