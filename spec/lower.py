@@ -721,6 +721,15 @@ class _Lowering:
         s = self.require(found, "sequence", block, "`train`", "sequence = 4096")
         v["sequence"] = self.integer(s.value, "`sequence`", "sequence = 4096",
                                      units=(None, "tokens"), maximum=MAX_SEQUENCE) if s else None
+        seq_value = s.value if s else None
+        if (v["sequence"] and isinstance(seq_value, ast.Quantity) and seq_value.text.endswith("K")
+                and v["sequence"] % 1000 == 0 and _power_of_two(v["sequence"] // 1000)):
+            # `8K` is 8,000 tokens; sequence lengths are powers of two, and 8K usually means 8,192
+            meant = 1024 * (v["sequence"] // 1000)
+            self.warn("GB911", f"`sequence = {seq_value.text}` is {v['sequence']:,} tokens, not "
+                      f"{meant:,}", seq_value.span, f"K is a thousand: {v['sequence']:,}",
+                      help=(f"write `sequence = {meant}` for {meant:,} tokens, or "
+                            f"`sequence = {v['sequence']}` to keep {v['sequence']:,}",))
         s = self.require(found, "batch", block, "`train`", "batch = 256")
         v["batch"] = self.integer(s.value, "`batch`", "batch = 256",
                                   units=(None, "sequences"), maximum=MAX_SEQUENCE) if s else None
@@ -909,6 +918,10 @@ class _Lowering:
             return None
         return Hardware.make(kind=kind, count=count, span=value.span,
                              spans={"count": count_span} if count_span else {})
+
+
+def _power_of_two(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
 
 
 def _exact(q: ast.Quantity) -> ast.Quantity:
