@@ -522,7 +522,7 @@ def cmd_fmt(args) -> int:
     machine = args.format in ("json", "github", "sarif")
     if args.diff and machine:
         raise UsageError(f"--diff prints a diff, which --format {args.format} output cannot hold")
-    found, sources, failed, changed = [], {}, False, False
+    found, sources, failed, changed, hint = [], {}, False, False, False
     for path in args.specs:
         # stdin read with the file limit (+1, so that too much is seen and refused by the parser)
         text = sys.stdin.read(MAX_FILE_BYTES + 1) if path == "-" else _read_spec(path)
@@ -548,10 +548,18 @@ def cmd_fmt(args) -> int:
             elif machine:
                 found.append(unformatted_diagnostic(shown, text, formatted))
             else:
-                print(_printable(shown))
+                print(_printable(shown))  # stdout stays the list of files, for scripts
                 if args.diff:
                     sys.stdout.write(_unified_diff(text, formatted, shown))
+                else:  # where, on stderr: the first line fmt would change
+                    where = unformatted_diagnostic(shown, text, formatted).span
+                    print(f"{_printable(shown)}:{where.line}: not in genbac fmt's layout from "
+                          "this line", file=sys.stderr)
+                    hint = True
     _report(found, sources, args.format)
+    if hint:
+        print("genbac: `genbac fmt --check --diff` shows what would change; `genbac fmt FILE` "
+              "changes it", file=sys.stderr)
     return EXIT_SPEC if failed or (check and changed) else EXIT_OK
 
 

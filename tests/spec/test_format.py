@@ -335,7 +335,10 @@ def mtime(name: str) -> int:
 def test_check_lists_what_would_change_and_changes_nothing(files, capsys):
     assert main(["fmt", "--check", "pretty.genba"]) == 0
     assert main(["fmt", "--check", "pretty.genba", "ugly.genba"]) == 1
-    assert capsys.readouterr().out == "ugly.genba\n"
+    captured = capsys.readouterr()
+    assert captured.out == "ugly.genba\n"  # the list, for scripts
+    assert "ugly.genba:2: not in genbac fmt's layout from this line" in captured.err
+    assert "`genbac fmt --check --diff` shows what would change" in captured.err
     assert Path("ugly.genba").read_text() == UGLY and mtime("ugly.genba") == 10 ** 18
     assert main(["fmt", "--check", "--diff", "ugly.genba"]) == 1
     out = capsys.readouterr().out
