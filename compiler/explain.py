@@ -117,7 +117,7 @@ def value_origins(spec: Spec) -> dict[str, list[str]]:
         found = []
         nested = {name for name in type(node).model_fields if isinstance(getattr(node, name), Node)}
         for field, span in node.spans.items():
-            if field not in nested and field not in ("code", "name") and hasattr(span, "path"):
+            if field not in nested and field not in ("code", "name"):
                 found.append((f"{where}{field}", span.path))
         for name in type(node).model_fields:
             value = getattr(node, name)
@@ -126,6 +126,9 @@ def value_origins(spec: Spec) -> dict[str, list[str]]:
             elif name == "languages":
                 for lang in value:
                     found.extend(collapse(lang, f"language {lang.code}"))
+            elif name == "phases":
+                for phase in value:
+                    found.extend(collapse(phase, f"phase {phase.start.describe()}"))
         return found
 
     def collapse(node, label: str) -> list[tuple[str, str]]:

@@ -12,6 +12,7 @@ from genbac.spec.architectures import BUILTIN, DEFAULT_WEIGHTS, parameter_count
 from genbac.spec.format import format_source
 from genbac.spec.diagnostics import did_you_mean
 from genbac.spec.ir import HARDWARE_KINDS
+from genbac.spec.limits import is_identifier
 
 from .schedule import fmt_tokens
 
@@ -27,8 +28,9 @@ LANGUAGE_NAMES = {
     "pt": "Portuguese", "ro": "Romanian", "ru": "Russian", "sk": "Slovak", "sl": "Slovenian",
     "sr": "Serbian", "sv": "Swedish", "tr": "Turkish", "uk": "Ukrainian", "zh": "Chinese",
 }
+# Stricter than the language's own rule (spec.limits.LANGUAGE_CODE), on purpose: on the command
+# line `--languages en,English` is far more often a name given for a code than a code.
 _CODE = re.compile(r"[a-z]{2,3}(?:_[a-z0-9]{2,8})?")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _HARDWARE = re.compile(r"(?P<kind>[a-z0-9-]+)(?:\s*x\s*(?P<count>[0-9]+))?")
 
 
@@ -48,7 +50,7 @@ def starter_spec(name: str, base: str, languages: list[str], *, tokens: int = 10
     """The text of a spec, in `genbac fmt`'s layout; raises StarterProblem for a choice no spec
     can hold. Whether the result passes every check (a model too large for the hardware) is
     for the caller to ask the planner."""
-    if not _NAME.fullmatch(name):
+    if not is_identifier(name):
         raise StarterProblem(f"experiment name {name!r}: use letters, digits, `.`, `_` and `-` "
                              "(it becomes directory names and job labels)")
     if base not in BUILTIN:

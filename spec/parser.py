@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from . import ast, lalr, limits, syntax
 from .diagnostics import Diagnostic, SpecError, error
 from .lalr import runtime
-from .span import Span
+from .span import Span, token_span
 
 if TYPE_CHECKING:  # the classes come from whichever runtime `spec.lalr` loaded
     from lark import Token, Tree
@@ -62,7 +62,7 @@ def _tree(text: str, path: str):
     rt = runtime()
     diagnostics: list[Diagnostic] = []
     current, last = text, -1
-    while True:
+    while current is not None and len(diagnostics) < syntax.MAX_SYNTAX_ERRORS:
         try:
             tree = rt.parser.parse(current)
         except rt.UnexpectedInput as exc:
@@ -71,14 +71,11 @@ def _tree(text: str, path: str):
                 break  # the repair did not get past this point: what follows is guesswork
             diagnostics.append(syntax.syntax_diagnostic(exc, current, path))
             last = at
-            repaired = syntax.recover(exc, current)
-            if repaired is None or len(diagnostics) == syntax.MAX_SYNTAX_ERRORS:
-                break
-            current = repaired
-            continue
-        if not diagnostics:
-            return tree
-        break
+            current = syntax.recover(exc, current)
+        else:
+            if not diagnostics:
+                return tree
+            break  # the rest parses: every syntax error is found
     raise SpecError(diagnostics)
 
 
@@ -143,9 +140,6 @@ def _span(path: str, meta) -> Span:
                 meta.end_pos)
 
 
-def _token_span(path: str, tok: Token) -> Span:
-    return Span(path, tok.line, tok.column, tok.end_line, tok.end_column, tok.start_pos, tok.end_pos)
-
 
 class LiteralOutOfRange(ValueError):
     """A number literal no setting could take (`1e400`, 5,000 digits): refused before arithmetic."""
@@ -207,7 +201,7 @@ class _ToAst:
         return getattr(self, tree.data)(tree.meta, children)  # one method per rule of genba.lark
 
     def _tspan(self, tok: Token) -> Span:
-        return _token_span(self.path, tok)
+        return token_span(self.path, tok)
 
     def _label(self, tok: Token):
         if tok.type == "STRING":

@@ -40,3 +40,8 @@ class Span(NamedTuple):  # a named tuple, not a dataclass: cheaper to define at 
         last = self if self.end >= other.end else other
         return Span(self.path, first.line, first.col, last.end_line, last.end_col,
                     first.start, last.end)
+
+
+def token_span(path: str, tok) -> Span:
+    """The span of a lark token (anything with lark's line/column/position attributes)."""
+    return Span(path, tok.line, tok.column, tok.end_line, tok.end_column, tok.start_pos, tok.end_pos)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from .diagnostics import Diagnostic, error
 from .lalr import runtime
-from .span import Span
+from .span import Span, token_span
 
 if TYPE_CHECKING:
     from lark import Token, UnexpectedInput
@@ -54,9 +54,6 @@ def _found(tok: Token) -> str:
     kind = {"NAME": "name", "STRING": "string", "QUANTITY": "number"}.get(tok.type)
     return f"{kind} `{tok}`" if kind else f"`{tok}`"
 
-
-def _token_span(path: str, tok: Token) -> Span:
-    return Span(path, tok.line, tok.column, tok.end_line, tok.end_column, tok.start_pos, tok.end_pos)
 
 
 def _number_before(text: str, offset: int) -> re.Match | None:
@@ -111,7 +108,7 @@ def _token_diagnostic(exc, text: str, path: str) -> Diagnostic:
                          "expected `}` before the end", help=("close every `{` with `}`",))
         return error("GB002", "unexpected end of file", span, "the file ends here",
                      help=("expected " + " or ".join(_expected_words(expected)),))
-    span = _token_span(path, tok)
+    span = token_span(path, tok)
     header = _header_tokens(exc) if "LBRACE" in expected else []
     if header and (_number_before(text, header[0].start_pos) is not None
                    or re.fullmatch(r"x\d+", str(header[0]))):
@@ -124,7 +121,7 @@ def _token_diagnostic(exc, text: str, path: str) -> Diagnostic:
             return _header_diagnostic(header, text, path)
     unclosed = _unclosed_bracket(exc, tok)
     if unclosed is not None:
-        opener = _token_span(path, unclosed)
+        opener = token_span(path, unclosed)
         closer = {"(": ")", "[": "]"}[str(unclosed)]
         return error("GB003", f"`{unclosed}` is never closed", opener, "opened here",
                      secondary=[(span, f"the next setting starts here, before `{closer}`")],
@@ -177,7 +174,7 @@ def _header_diagnostic(header: list[Token], text: str, path: str) -> Diagnostic:
                      "unknown unit", help=(UNITS_HELP,))
     if re.fullmatch(r"x\d+", first):
         return error("GB003", f"`{first}` is neither a setting nor a block",
-                     _token_span(path, header[0]), "a count needs spaces around `x`",
+                     token_span(path, header[0]), "a count needs spaces around `x`",
                      help=(f"write `x {first[1:]}`, e.g. `cs-2 x {first[1:]}`",))
     return error("GB003", f"`{words}` is neither a setting nor a block",
                  Span.at_offset(path, text, hstart, hend - hstart),
@@ -239,7 +236,8 @@ def _unclosed_bracket(exc, tok: Token):
 
 # A string is only what is closed on its line: after an unterminated one, a `{` or `(` on the same
 # line is most likely the structure the missing quote ran into.
-_SCAN = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|[\[(]|[\])]|[{}]|\n')
+_STRING_OR_COMMENT = r'"(?:[^"\\\n]|\\.)*"|#[^\n]*'
+_SCAN = re.compile(_STRING_OR_COMMENT + r'|[\[(]|[\])]|[{}]|\n')
 
 
 def recover(exc: UnexpectedInput, text: str) -> str | None:
@@ -327,7 +325,7 @@ def _blank(text: str, start: int, end: int) -> str | None:
     """Spaces over text[start:end], keeping newlines and braces (a `{` gets a placeholder name
     before it, so that its block still parses); None if a `{` has no room for one."""
     out = list(text[start:end])
-    for m in re.finditer(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|[^\n{}]', text[start:end]):
+    for m in re.finditer(_STRING_OR_COMMENT + r"|[^\n{}]", text[start:end]):
         out[m.start():m.end()] = " " * (m.end() - m.start())
     for i, char in enumerate(out):
         if char == "{":

@@ -160,6 +160,16 @@ def test_explain_says_which_file_each_value_came_from(project):
     assert alone.returncode == 0 and "Where the values come from" not in alone.stdout
 
 
+def test_explain_names_a_phase_written_in_the_importing_file(project):
+    write(project, "exp/tiny-rehearsal.genba", TINY)
+    rel = write(project, "exp/ph.genba", 'import "tiny-rehearsal.genba"\nexperiment "tiny-ph" {\n'
+                '  phase 75% { en = 33.2%  de = 33.2%  bar = 33.6% }\n}\n')
+    out = subprocess.run([sys.executable, "-m", "genbac", "explain", rel], capture_output=True,
+                         text=True, cwd=project)
+    assert out.returncode == 0, out.stderr
+    assert "\nexp/ph.genba: phase 75%\n" in out.stdout
+
+
 def test_a_call_of_another_name_replaces_the_imported_call(project):
     write(project, "exp/tiny-rehearsal.genba", TINY)
     write(project, "exp/sgd.genba", 'import "tiny-rehearsal.genba"\n'
