@@ -26,6 +26,9 @@ class Diagnostic:
     label: str | None = None  # printed after the carets
     secondary: tuple[tuple[Span, str], ...] = ()
     help: tuple[str, ...] = ()
+    # edits that apply what a help line says, best first: (span, text to write there); an editor
+    # offers each as a quick fix, so only a change that is surely what the help means goes here
+    fixes: tuple[tuple[Span, str], ...] = ()
 
     @property
     def is_error(self) -> bool:
@@ -50,17 +53,22 @@ class Diagnostic:
             "label": self.label,
             "related": [{"location": loc(s), "message": m} for s, m in self.secondary],
             "help": list(self.help),
+            "fixes": [{"location": loc(s), "replacement": text} for s, text in self.fixes],
         }
 
 
 def error(code: str, message: str, span: Span | None, label: str | None = None, *,
-          secondary: Iterable[tuple[Span, str]] = (), help: Iterable[str] = ()) -> Diagnostic:
-    return Diagnostic(code, "error", message, span, label, tuple(secondary), tuple(help))
+          secondary: Iterable[tuple[Span, str]] = (), help: Iterable[str] = (),
+          fixes: Iterable[tuple[Span, str]] = ()) -> Diagnostic:
+    return Diagnostic(code, "error", message, span, label, tuple(secondary), tuple(help),
+                      tuple(fixes))
 
 
 def warning(code: str, message: str, span: Span | None, label: str | None = None, *,
-            secondary: Iterable[tuple[Span, str]] = (), help: Iterable[str] = ()) -> Diagnostic:
-    return Diagnostic(code, "warning", message, span, label, tuple(secondary), tuple(help))
+            secondary: Iterable[tuple[Span, str]] = (), help: Iterable[str] = (),
+            fixes: Iterable[tuple[Span, str]] = ()) -> Diagnostic:
+    return Diagnostic(code, "warning", message, span, label, tuple(secondary), tuple(help),
+                      tuple(fixes))
 
 
 def unique(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
@@ -92,15 +100,18 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     return match[0] if match else None
 
 
-def suggestion(word: str, choices: Iterable[str]) -> tuple[str, ...]:
-    """Help lines: a "did you mean" when there is a close name, and the list of valid names."""
+def suggestion(word: str, choices: Iterable[str], span: Span | None = None) -> dict:
+    """The `help` (a "did you mean" when there is a close name, and the list of valid names) and
+    the `fixes` (the close name written over `span`) of a diagnostic about an unknown name:
+    `error(…, **suggestion(word, choices, span))`."""
     choices = sorted(choices)
     close = did_you_mean(word, choices)
     lines = []
     if close:
         lines.append(f"did you mean `{close}`?")
     lines.append("expected one of: " + ", ".join(f"`{c}`" for c in choices))
-    return tuple(lines)
+    fixes = ((span, close),) if close and span is not None else ()
+    return {"help": tuple(lines), "fixes": fixes}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -71,8 +71,8 @@ class _Lowering:
                                "not a block", help=(f"write `{kind} = …`",))
                 else:
                     self.error("GB101", f"unknown block `{kind}` in {where}", entry.kind.span,
-                               "unknown block", help=suggestion(kind, blocks | keys) if blocks | keys
-                               else ())
+                               "unknown block", **(suggestion(kind, blocks | keys, entry.kind.span)
+                                                   if blocks | keys else {}))
                 continue
             key = entry.key.value
             if key not in keys:
@@ -81,7 +81,7 @@ class _Lowering:
                                "not a setting", help=(f"write `{key} {{ … }}`",))
                 else:
                     self.error("GB101", f"unknown key `{key}` in {where}", entry.key.span,
-                               "unknown key", help=suggestion(key, keys | blocks))
+                               "unknown key", **suggestion(key, keys | blocks, entry.key.span))
                 continue
             if entry.op == "every" and key not in EVERY_KEYS:
                 self.error("GB103", f"`{key} every …` is not a setting", entry.key.span,
@@ -165,13 +165,14 @@ class _Lowering:
             lo = "" if low is None else ("(" if low_open else "[") + f"{low * scale:g}{unit}"
             hi = "" if high is None else f"{high * scale:g}{unit}" + (")" if high_open else "]")
             rng = f"{lo or '(-∞'}, {hi or '∞)'}"
-            helps = ()
+            helps, fixes = (), ()
             if percent_ok and q.unit is None and high == 1 and 1 < result <= 100:
                 # `to = 10`, `en = 50`: a percentage with its `%` forgotten
                 helps = (f"a share is written `{q.text}%` or as a fraction, "
                          f"`{result / 100:g}`",)
+                fixes = ((q.span, f"{q.text}%"), (q.span, f"{result / 100:g}"))
             self.error("GB113", f"{what} is out of range: {q.text} is not in {rng}", q.span,
-                       "out of range", help=helps)
+                       "out of range", help=helps, fixes=fixes)
             return None
         return result
 
@@ -234,7 +235,7 @@ class _Lowering:
             return None
         if value.value not in choices:
             self.error(code, f"unknown {what} `{value.value}`", value.span, f"unknown {what}",
-                       help=suggestion(value.value, choices))
+                       **suggestion(value.value, choices, value.span))
             return None
         return value.value
 
@@ -258,7 +259,8 @@ class _Lowering:
             self.error("GB111", f"{what} {value.text} has no unit", value.span,
                        "a share of training or a number of tokens?",
                        help=(f"write `{value.text}%` for a share of training, or "
-                             f"`{value.text} tokens` for a point after that many tokens",))
+                             f"`{value.text} tokens` for a point after that many tokens",),
+                       fixes=((value.span, f"{value.text}%"), (value.span, f"{value.text} tokens")))
             return None
         n = self.integer(value, what, example, minimum=0, units=(None, "tokens"),
                          maximum=MAX_TOKENS)
@@ -279,7 +281,7 @@ class _Lowering:
             elif isinstance(item, ast.Block):
                 self.error("GB101", f"unknown top-level block `{item.kind.value}`", item.kind.span,
                            "expected `experiment`",
-                           help=suggestion(item.kind.value, ["experiment"]))
+                           **suggestion(item.kind.value, ["experiment"], item.kind.span))
             else:
                 self.error("GB101", f"`{item.key.value}` must be inside the experiment block",
                            item.key.span, "outside `experiment { … }`",
@@ -453,8 +455,9 @@ class _Lowering:
         known = {**BUILTIN, **declared}
         arch = known.get(value.value)
         if arch is None:
+            hint = suggestion(value.value, known, value.span)
             self.error("GB121", f"unknown base architecture `{value.value}`", value.span,
-                       "unknown architecture", help=suggestion(value.value, known)
+                       "unknown architecture", fixes=hint["fixes"], help=hint["help"]
                        + ("or declare your own: `architecture NAME { hidden = … layers = … }`",))
             return None
         if weights is None:
@@ -677,8 +680,8 @@ class _Lowering:
             code = entry.key.value
             if code not in codes:
                 self.error("GB134", f"unknown language `{code}` in the mixture", entry.key.span,
-                           "not a declared language", help=suggestion(code, codes) if codes
-                           else ())
+                           "not a declared language",
+                           **(suggestion(code, codes, entry.key.span) if codes else {}))
                 continue
             if code in weights:
                 self.error("GB102", f"`{code}` is given twice in this phase", entry.key.span,
@@ -729,7 +732,8 @@ class _Lowering:
             self.warn("GB911", f"`sequence = {seq_value.text}` is {v['sequence']:,} tokens, not "
                       f"{meant:,}", seq_value.span, f"K is a thousand: {v['sequence']:,}",
                       help=(f"write `sequence = {meant}` for {meant:,} tokens, or "
-                            f"`sequence = {v['sequence']}` to keep {v['sequence']:,}",))
+                            f"`sequence = {v['sequence']}` to keep {v['sequence']:,}",),
+                      fixes=((seq_value.span, str(meant)), (seq_value.span, str(v["sequence"]))))
         s = self.require(found, "batch", block, "`train`", "batch = 256")
         v["batch"] = self.integer(s.value, "`batch`", "batch = 256",
                                   units=(None, "sequences"), maximum=MAX_SEQUENCE) if s else None
@@ -826,10 +830,10 @@ class _Lowering:
                 return None, None
             key = arg.key.value
             if key not in allowed:
-                helps = (suggestion(key, allowed) if allowed else
-                         (f"`{call.name.value}` takes no named arguments",))
+                hint = (suggestion(key, allowed, arg.key.span) if allowed else
+                        {"help": (f"`{call.name.value}` takes no named arguments",)})
                 self.error("GB101", f"`{call.name.value}` has no argument `{key}`", arg.key.span,
-                           "unknown argument", help=helps)
+                           "unknown argument", **hint)
                 return None, None
             if key in args:
                 self.error("GB102", f"argument `{key}` is given twice", arg.key.span,
@@ -874,7 +878,9 @@ class _Lowering:
                     self.error("GB111", f"a schedule length {length.text} has no unit",
                                length.span, "expected `%` or `steps`",
                                help=(f"write `{length.text}%` for a share of training, or "
-                                     f"`{length.text} steps`",))
+                                     f"`{length.text} steps`",),
+                               fixes=((length.span, f"{length.text}%"),
+                                      (length.span, f"{length.text} steps")))
                     return None
                 else:
                     seg["length_steps"] = self.integer(length, "a schedule length", "2000 steps",

@@ -86,13 +86,14 @@ def _character_diagnostic(exc, text: str, path: str) -> Diagnostic:
                      help=("strings end on the line they start; close it with `\"`",))
     if char == ":":
         return error("GB001", "unexpected `:`", span, "settings use `=`",
-                     help=("write `key = value`, not `key: value`",))
+                     help=("write `key = value`, not `key: value`",), fixes=((span, " ="),)
+                     if pos > 0 and text[pos - 1] not in " \t" else ((span, "="),))
     number = _number_before(text, pos)
     if char == "%" and number is not None and number["space"]:
         written = text[number.start():number.start("space")]
         gap = Span.at_offset(path, text, number.start(), pos + 1 - number.start())
         return error("GB001", f"a space between `{written}` and `%`", gap, "no space before `%`",
-                     help=(f"write `{written}%`",))
+                     help=(f"write `{written}%`",), fixes=((gap, f"{written}%"),))
     return error("GB001", f"unexpected character {char!r}", span, "not valid here",
                  help=("expected: " + ", ".join(_expected_words(exc.allowed or [])),)
                  if exc.allowed else ())
@@ -131,9 +132,12 @@ def _token_diagnostic(exc, text: str, path: str) -> Diagnostic:
         after = re.match(r"\d{3}(?!\d)", text[tok.end_pos:tok.end_pos + 4])
         if before is not None and not before["space"] and after is not None:
             written = text[before.start():tok.end_pos + 3]
+            number = Span.at_offset(path, text, before.start(), len(written))
             return error("GB003", f"`{written}`: numbers have no thousands separators", span,
                          "a separator", help=(f"write `{written.replace(',', '')}` or "
-                                              f"`{written.replace(',', '_')}`",))
+                                              f"`{written.replace(',', '_')}`",),
+                         fixes=((number, written.replace(",", "")),
+                                (number, written.replace(",", "_"))))
         return error("GB003", "unexpected `,`", span, "a setting holds one value",
                      help=("several values are written as a list `[a, b]` or a tuple `(a, b)`",))
     label = "expected " + " or ".join(_expected_words(expected))
@@ -157,25 +161,30 @@ def _header_diagnostic(header: list[Token], text: str, path: str) -> Diagnostic:
         word = first.lower()
         if first == "x" and len(header) > 1:
             kind = str(header[1])
+            swapped = Span.at_offset(path, text, number.start(), hend - number.start())
             return error("GB003", f"`{written} x {kind}`: the count comes after the kind",
-                         Span.at_offset(path, text, number.start(), hend - number.start()),
-                         "count first", help=(f"write `{kind} x {written}`",))
+                         swapped, "count first", help=(f"write `{kind} x {written}`",),
+                         fixes=((swapped, f"{kind} x {written}"),))
         if word in _BYTE_UNITS:
             fix = f"{written}{_BYTE_UNITS[word]}"
             return error("GB003", f"`{first}` is not a unit: budgets count tokens, not bytes",
                          whole, "a unit of bytes",
-                         help=(f"write `{fix}` for {_scale_name(fix)} tokens", UNITS_HELP))
+                         help=(f"write `{fix}` for {_scale_name(fix)} tokens", UNITS_HELP),
+                         fixes=((whole, fix),))
         if word in _SCALE_WORDS:
             fix = f"{written}{_SCALE_WORDS[word]}"
             return error("GB003", f"`{written}{number['space']}{first}` is not how a number is "
                          "written", whole, "unknown unit",
-                         help=(f"write `{fix}` for {_scale_name(fix)}", UNITS_HELP))
+                         help=(f"write `{fix}` for {_scale_name(fix)}", UNITS_HELP),
+                         fixes=((whole, fix),))
         return error("GB003", f"`{first}` after the number `{written}` is not a unit", whole,
                      "unknown unit", help=(UNITS_HELP,))
     if re.fullmatch(r"x\d+", first):
-        return error("GB003", f"`{first}` is neither a setting nor a block",
-                     token_span(path, header[0]), "a count needs spaces around `x`",
-                     help=(f"write `x {first[1:]}`, e.g. `cs-2 x {first[1:]}`",))
+        glued = token_span(path, header[0])
+        return error("GB003", f"`{first}` is neither a setting nor a block", glued,
+                     "a count needs spaces around `x`",
+                     help=(f"write `x {first[1:]}`, e.g. `cs-2 x {first[1:]}`",),
+                     fixes=((glued, f"x {first[1:]}"),))
     return error("GB003", f"`{words}` is neither a setting nor a block",
                  Span.at_offset(path, text, hstart, hend - hstart),
                  "expected `=` after the key, or `{` to open a block",
