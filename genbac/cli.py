@@ -610,6 +610,16 @@ def cmd_init(args) -> int:
     return EXIT_OK
 
 
+def cmd_lsp(args) -> int:
+    try:
+        from genbac.lsp.server import serve
+    except ImportError as exc:  # pygls is a dependency; a broken install should say so
+        raise UsageError(f"`genbac lsp` needs pygls 2 ({exc}); reinstall genbac, or "
+                         "`pip install 'pygls>=2,<3'`") from None
+    serve()
+    return EXIT_OK
+
+
 def cmd_completion(args) -> int:
     from .completion import script
 
@@ -717,6 +727,12 @@ COMMAND_PAGES = {
         ".genba files.",
         ['genbac completion bash >> ~/.bashrc  # or: eval "$(genbac completion bash)"',
          "genbac completion fish > ~/.config/fish/completions/genbac.fish"]),
+    "lsp": (
+        "Run the language server for .genba files, speaking LSP over stdin and stdout: "
+        "diagnostics as you type (with quick fixes), hover with what the compiler decided, "
+        "completion, formatting, outline and go to definition. Editors start it; see the "
+        "README for VS Code, Neovim and Helix.",
+        ["genbac lsp", "genbac lsp --stdio  # what VS Code's client passes"]),
     "schema": (
         "Print the JSON Schema of the validated spec, or of plan.json.",
         ["genbac schema > genba.schema.json", "genbac schema --plan"]),
@@ -915,6 +931,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add_command(sub, "completion", help="print a shell completion script")
     p.add_argument("shell", choices=["bash", "zsh", "fish"])
     p.set_defaults(func=cmd_completion)
+
+    p = _add_command(sub, "lsp", help="run the language server for editors (LSP over stdio)")
+    p.add_argument("--stdio", action="store_true",
+                   help="talk over stdin and stdout (the default and only transport)")
+    p.set_defaults(func=cmd_lsp)
 
     p = _add_command(sub, "schema", help="print the JSON Schema of the validated spec (the IR)")
     p.add_argument("--plan", action="store_true", help="the schema of plan.json instead")

@@ -37,6 +37,11 @@ OPTIMIZERS = {"adamw": {"lr", "betas", "eps", "weight_decay", "clip"},
               "sgd": {"lr", "momentum", "weight_decay", "clip"}}
 SCHEDULE_PIECES = ("warmup", "constant", "linear", "cosine")
 PRECISIONS = ("bf16", "fp16", "fp32")
+PLACEMENTS = ("interleave", "top", "bottom")  # `grow blocks { place = … }`
+GROW_INITS = ("identity", "copy")
+GROW_TRAIN = {"blocks": ("all", "new"), "depth": ("all",)}
+VOCAB_INITS = ("mean",)
+TOKENIZER_ALGORITHMS = ("bpe",)
 
 
 class _Lowering:
@@ -479,7 +484,7 @@ class _Lowering:
             drop_setting = self.require(found, "drop", block, "`grow depth`", "drop = 8")
             drop = (self.integer(drop_setting.value, "`drop`", "drop = 8", maximum=MAX_LAYERS)
                     if drop_setting else None)
-            if "train" in found and self.choice(found["train"].value, ("all",),
+            if "train" in found and self.choice(found["train"].value, GROW_TRAIN["depth"],
                                                 "training policy") is None:
                 return None
             if drop is None:
@@ -535,16 +540,15 @@ class _Lowering:
             self.require(found, "add", block, "`grow blocks`", "add = 8")
             return None
         if "place" in found:
-            placement = self.choice(found["place"].value, ("interleave", "top", "bottom"),
-                                    "placement")
+            placement = self.choice(found["place"].value, PLACEMENTS, "placement")
             if placement is None:
                 return None
         init = "identity"
         if "init" in found:
-            init = self.choice(found["init"].value, ("identity", "copy"), "initialisation")
+            init = self.choice(found["init"].value, GROW_INITS, "initialisation")
         train = "all"
         if "train" in found:
-            train = self.choice(found["train"].value, ("all", "new"), "training policy")
+            train = self.choice(found["train"].value, GROW_TRAIN["blocks"], "training policy")
         if init is None or train is None:
             return None
         return Growth.make(method="blocks", add=add, placement=placement, after=after or (),
@@ -557,7 +561,8 @@ class _Lowering:
             return None
         add = self.integer(setting.value, "`add`", "add = 27447", units=(None, "tokens"),
                            maximum=MAX_VOCAB)
-        if "init" in found and self.choice(found["init"].value, ("mean",), "initialisation") is None:
+        if ("init" in found
+                and self.choice(found["init"].value, VOCAB_INITS, "initialisation") is None):
             return None
         if add is None:
             return None
@@ -565,7 +570,7 @@ class _Lowering:
 
     def tokenizer(self, value) -> tuple[str | None, TokenizerTraining | None]:
         if isinstance(value, ast.Call):
-            if self.choice(value.name, ("bpe",), "tokenizer algorithm") is None:
+            if self.choice(value.name, TOKENIZER_ALGORITHMS, "tokenizer algorithm") is None:
                 return None, None
             args, spans = self.keyword_args(value, {"vocab"})
             if args is None:

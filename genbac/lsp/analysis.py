@@ -1,0 +1,64 @@
+"""One document, checked the way `genbac check` checks a file: its syntax tree, its plans (one per
+sweep variant) and every diagnostic, in this file or in a file it imports.
+
+Pure but for reading imports, which goes through the `read` function given (spec.compose.Reader);
+the server passes one that prefers the text of files open in the editor over the saved files.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+from genbac.compiler.compile import Planned, plan_all
+from genbac.spec import ast
+from genbac.spec.compose import Files, compose, is_fragment
+from genbac.spec.diagnostics import Diagnostic, SpecError, unique
+from genbac.spec.parser import parse
+
+
+class Analysis(NamedTuple):
+    path: str  # the document's file system path, as spans name it
+    text: str
+    document: ast.Document | None  # this file's own syntax tree; None when it does not parse
+    planned: tuple[Planned, ...]  # empty for a fragment or a spec with errors
+    diagnostics: tuple[Diagnostic, ...]  # of every file read, sorted
+    sources: dict[str, str]  # every file read, by path (imports included)
+    fragment: bool  # shared settings for other specs to import: checked where imported
+
+
+def analyse(text: str, path: str, read) -> Analysis:
+    sources: dict[str, str] = {path: text}
+    try:
+        document = parse(text, path)
+    except SpecError as exc:
+        return Analysis(path, text, None, (), _sorted(exc.diagnostics), sources, False)
+    if is_fragment(document):
+        try:
+            compose(text, path, read, sources)
+        except SpecError as exc:
+            return Analysis(path, text, document, (), _sorted(exc.diagnostics), sources, True)
+        return Analysis(path, text, document, (), (), sources, True)
+    try:
+        planned = plan_all(text, path, read, sources)
+    except SpecError as exc:
+        return Analysis(path, text, document, (), _sorted(exc.diagnostics), sources, False)
+    found = unique(d for p in planned for d in p.diagnostics)
+    return Analysis(path, text, document, tuple(planned), _sorted(found), sources, False)
+
+
+def _sorted(diagnostics) -> tuple[Diagnostic, ...]:
+    return tuple(sorted(unique(diagnostics), key=lambda d: d.sort_key()))
+
+
+def editor_reader(root: str, open_texts: dict[str, str]):
+    """Imports read from disk under `root` (with the CLI's rules: relative, inside the project),
+    but the text of a file open in the editor is its unsaved text, so that an edit to an imported
+    file shows in the specs that import it before it is saved."""
+    files = Files(root)
+
+    def read(importer: str, target: str) -> tuple[str, str]:
+        shown, text = files.read(importer, target)
+        return shown, open_texts.get(os.path.realpath(shown), text)
+
+    return read
