@@ -16,3 +16,10 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   "${pip[@]}" "${TORCH_SPEC:-torch==2.13.0}"
 fi
 "${pip[@]}" -e '.[run,test]'
+# The editor grammar's test tokenizes with the real vscode-textmate and vscode-oniguruma (npm), as
+# VS Code does; `npm ci` installs the locked versions into editors/vscode/node_modules (a few MB).
+if command -v npm >/dev/null; then
+  (cd editors/vscode && npm ci --no-audit --no-fund --silent)
+else
+  echo "setup: npm not found: the TextMate grammar test (tests/editors) will be skipped" >&2
+fi
