@@ -32,7 +32,8 @@ BLOCK_DOCS = {
                      "models): `hidden`, `layers`, `heads`, `kv_heads`, `ffn`, `vocab`."),
     "grow": ("How the base grows before training: `grow blocks { add = 8 }` (LLaMA-Pro block "
              "expansion) or `grow depth { drop = 8 }` (SOLAR depth up-scaling)."),
-    "vocab": "A vocabulary extension: `vocab { add = 27447 }`; new rows start at the mean embedding.",
+    "vocab": ("A vocabulary extension: `vocab { add = 27447 }`; new rows start at the mean "
+              "embedding."),
     "language": ('One language of the mixture: `language CODE "Name" { data = … tokens = … }`, '
                  "with when it enters and leaves training."),
     "phase": ("An explicit mixture for the phase that starts there: `phase 90% { en = 49.75%  "
@@ -81,8 +82,8 @@ KEY_DOCS: dict[str, dict[str, str]] = {
         "tokens": "The declared total in tokens (default: the sum of the language budgets).",
         "sequence": "Tokens per sequence (`8192`; `8K` is 8,000, warned about).",
         "batch": "Sequences per step (global batch).",
-        "optimizer": "`adamw(lr = …, betas = (…), weight_decay = …, clip = …)`, `adam(…)` or "
-                     "`sgd(…)`.",
+        "optimizer": ("`adamw(lr = …, betas = (…), weight_decay = …, clip = …)`, `adam(…)` "
+                      "or `sgd(…)`."),
         "schedule": ("The LR curve: pieces joined by `then`, e.g. `warmup(1%) then cosine(to = "
                      "10%)`; lengths in `%` or `steps`, the last piece runs to the end."),
         "precision": "`bf16` (default), `fp16` or `fp32`.",
@@ -147,7 +148,7 @@ def _architecture_doc(name: str) -> str:
 
 def _hardware_doc(kind: str) -> str:
     if kind in CSX_KINDS:
-        return f"Cerebras {kind.upper()}: compiled to Cerebras Model Zoo configs and run with cszoo."
+        return f"Cerebras {kind.upper()}: compiled to Model Zoo configs and run with cszoo."
     if kind in GPU_KINDS:
         return f"NVIDIA {kind.upper()}: `genbac run` trains with one process per GPU."
     return "CPU: `genbac run` trains with gloo, one process per `x N`."
@@ -188,7 +189,8 @@ def values(context: str, key: str) -> list[Entry]:
     if context == "experiment" and key == "hardware":
         return [Entry(k, _hardware_doc(k), f"{k} x ${{1:1}}") for k in HARDWARE_KINDS]
     if context == "experiment" and key == "tokenizer":
-        return [Entry(a, _CHOICE_DOCS[a], f"{a}(vocab = ${{1:1024}})") for a in TOKENIZER_ALGORITHMS]
+        return [Entry(a, _CHOICE_DOCS[a], f"{a}(vocab = ${{1:1024}})")
+                for a in TOKENIZER_ALGORITHMS]
     if context == "train" and key == "optimizer":
         return [Entry(k, "Arguments: " + ", ".join(f"`{a}`" for a in sorted(args)) + ".",
                       _OPTIMIZER_SNIPPETS[k]) for k, args in OPTIMIZERS.items()]

@@ -13,8 +13,9 @@ from typing import NamedTuple
 from genbac.compiler.compile import Planned, plan_all
 from genbac.spec import ast
 from genbac.spec.compose import Files, compose, is_fragment
-from genbac.spec.diagnostics import Diagnostic, SpecError, unique
+from genbac.spec.diagnostics import Diagnostic, SpecError, error, unique
 from genbac.spec.parser import parse
+from genbac.spec.span import Span
 
 
 class Analysis(NamedTuple):
@@ -45,6 +46,16 @@ def analyse(text: str, path: str, read) -> Analysis:
         return Analysis(path, text, document, (), _sorted(exc.diagnostics), sources, False)
     found = unique(d for p in planned for d in p.diagnostics)
     return Analysis(path, text, document, tuple(planned), _sorted(found), sources, False)
+
+
+def internal_error(text: str, path: str, exc: Exception) -> Analysis:
+    """What a document shows when checking it failed inside genbac: the CLI's GB999 line."""
+    detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+    d = error("GB999", f"internal error in genbac: {type(exc).__name__}"
+              f"{': ' + detail if detail else ''}", Span.at_offset(path, text, 0, 0),
+              help=("this is a genbac bug, please report it with the spec; the server's log "
+                    "has the traceback",))
+    return Analysis(path, text, None, (), (d,), {path: text}, False)
 
 
 def _sorted(diagnostics) -> tuple[Diagnostic, ...]:

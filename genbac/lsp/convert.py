@@ -28,10 +28,11 @@ def uri_of(path: str) -> str:
 
 
 class Ranges:
-    """Spans -> LSP ranges, for every file an analysis read (one line index per file, built once)."""
+    """Spans -> LSP ranges, for every file an analysis read (a line index per file, built once)."""
 
-    def __init__(self, sources: dict[str, str], encoding: str):
+    def __init__(self, sources: dict[str, str], encoding: str, uris: dict[str, str] | None = None):
         self.sources, self.encoding = sources, encoding
+        self.uris = uris or {}  # paths whose URI is not their file's (an unsaved new document)
         self._index: dict[str, LineIndex] = {}
 
     def index(self, path: str) -> LineIndex:
@@ -45,11 +46,11 @@ class Ranges:
         return lsp.Range(lsp.Position(*start), lsp.Position(*end))
 
     def location(self, span: Span) -> lsp.Location:
-        return lsp.Location(uri_of(span.path), self.range(span))
+        return lsp.Location(self.uris.get(span.path) or uri_of(span.path), self.range(span))
 
 
-def diagnostics(analysis: Analysis, encoding: str) -> list[lsp.Diagnostic]:
-    ranges = Ranges(analysis.sources, encoding)
+def diagnostics(analysis: Analysis, encoding: str, uri: str) -> list[lsp.Diagnostic]:
+    ranges = Ranges(analysis.sources, encoding, {analysis.path: uri})
     return [_diagnostic(d, analysis, ranges) for d in analysis.diagnostics]
 
 
@@ -91,7 +92,7 @@ def _import_of(analysis: Analysis, path: str) -> Span:
 def quick_fixes(analysis: Analysis, uri: str, wanted: lsp.Range, encoding: str
                 ) -> list[lsp.CodeAction]:
     """A quick fix for each fix of each diagnostic in this file whose range meets `wanted`."""
-    ranges = Ranges(analysis.sources, encoding)
+    ranges = Ranges(analysis.sources, encoding, {analysis.path: uri})
     actions = []
     for d in analysis.diagnostics:
         if d.span is None or d.span.path != analysis.path or not d.fixes:

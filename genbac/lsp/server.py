@@ -8,6 +8,7 @@ with the unsaved text.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -22,7 +23,7 @@ from genbac.spec.diagnostics import SpecError
 from genbac.spec.format import FormatError, format_source
 
 from . import complete, convert, hover, outline
-from .analysis import Analysis, analyse, editor_reader
+from .analysis import Analysis, analyse, editor_reader, internal_error
 from .positions import LineIndex
 
 _DECLARED = {kind: re.compile(rf"^[ \t]*{kind}[ \t]+([A-Za-z_][\w.\-]*)", re.M)
@@ -60,7 +61,11 @@ class GenbaServer(LanguageServer):
         root = project_root(Path(path)) if os.path.isabs(path) else Path.cwd()
         open_texts = {os.path.realpath(self.path_of(u)): d.source
                       for u, d in self.workspace.text_documents.items() if u != uri}
-        found = analyse(doc.source, path, editor_reader(root, open_texts))
+        try:
+            found = analyse(doc.source, path, editor_reader(root, open_texts))
+        except Exception as exc:  # a genbac bug: said in the editor, and the server goes on
+            logging.getLogger("genbac.lsp").exception("checking %s failed", path)
+            found = internal_error(doc.source, path, exc)
         self.analyses[uri] = found
         return found
 
@@ -76,8 +81,12 @@ class GenbaServer(LanguageServer):
 
     def publish(self, uri: str, analysis: Analysis) -> None:
         version = self.workspace.get_text_document(uri).version
+        found = convert.diagnostics(analysis, self.encoding, uri)
         self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(
-            uri=uri, version=version, diagnostics=convert.diagnostics(analysis, self.encoding)))
+            uri=uri, version=version, diagnostics=found))
+
+    def ranges(self, analysis: Analysis, uri: str) -> convert.Ranges:
+        return convert.Ranges(analysis.sources, self.encoding, {analysis.path: uri})
 
     def offset(self, uri: str, position: lsp.Position) -> tuple[Analysis, int]:
         analysis = self.analysis(uri)
@@ -117,7 +126,7 @@ def on_hover(ls: GenbaServer, params: lsp.HoverParams) -> lsp.Hover | None:
     if found is None:
         return None
     text, span = found
-    ranges = convert.Ranges(analysis.sources, ls.encoding)
+    ranges = ls.ranges(analysis, params.text_document.uri)
     return lsp.Hover(contents=lsp.MarkupContent(lsp.MarkupKind.Markdown, text),
                      range=ranges.range(span) if span is not None else None)
 
@@ -160,7 +169,7 @@ def on_symbols(ls: GenbaServer, params: lsp.DocumentSymbolParams) -> list[lsp.Do
     analysis = ls.analysis(params.text_document.uri)
     if analysis.document is None:
         return []
-    ranges = convert.Ranges(analysis.sources, ls.encoding)
+    ranges = ls.ranges(analysis, params.text_document.uri)
 
     def convert_symbol(s: outline.Symbol) -> lsp.DocumentSymbol:
         return lsp.DocumentSymbol(
@@ -180,7 +189,8 @@ def on_definition(ls: GenbaServer, params: lsp.DefinitionParams) -> lsp.Location
     if target.span is None:
         start = lsp.Position(0, 0)
         return lsp.Location(convert.uri_of(target.path), lsp.Range(start, start))
-    return convert.Ranges(analysis.sources, ls.encoding).location(target.span)
+    ranges = ls.ranges(analysis, params.text_document.uri)
+    return ranges.location(target.span)
 
 
 @server.feature(lsp.TEXT_DOCUMENT_CODE_ACTION,

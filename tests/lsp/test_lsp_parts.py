@@ -78,7 +78,8 @@ def test_where_the_cursor_is(text, kind, context, key):
 
 
 def test_keys_set_before_and_after_the_cursor_are_not_offered():
-    text = 'experiment "x" {\n  train {\n    batch = 8\n    |\n    sequence = 64\n  }\n  base = t\n}'
+    text = ('experiment "x" {\n  train {\n    batch = 8\n    |\n    sequence = 64\n  }\n'
+            "  base = t\n}")
     labels = {i.label for i in complete.items(text.replace("|", ""), text.index("|"))}
     assert "batch" not in labels and "sequence" not in labels and "base" not in labels
     assert {"tokens", "optimizer", "schedule", "checkpoint"} <= labels

@@ -136,8 +136,9 @@ def test_hover_of_a_sweep_shows_each_variant(client, project):
     text = path.read_text()
     uri = client.open(path)
     assert client.diagnostics(uri, 1) == []
-    value = client.request("textDocument/hover",
-                           client.at(uri, *position_of(text, "language bar", 9)))["contents"]["value"]
+    at = client.at(uri, *position_of(text, "language bar", 9))
+    found = client.request("textDocument/hover", at)
+    value = found["contents"]["value"]
     for variant in ("bar-enter85", "bar-enter90", "bar-enter95"):
         assert variant in value
     assert "first step 37,536" in value  # the 90% variant: the paper's
