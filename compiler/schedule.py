@@ -209,7 +209,8 @@ def solve_schedule(spec: Spec) -> tuple[Schedule | None, list[Diagnostic]]:
         if (not support[c] and abs(left) > train.batch) or left < -train.batch:
             got = fixed[c] / scale
             phase_spans = [(explicit_at[ranges[p][0]].where(c) or explicit_at[ranges[p][0]].span,
-                            f"{explicit[p][c]:g}") for p in explicit if explicit[p][c] > 0]
+                            f"{100 * explicit[p][c]:.4g}% of the phase")
+                           for p in explicit if explicit[p][c] > 0]
             diagnostics.append(error(
                 "GB139", f"the explicit mixtures give `{c}` {fmt_tokens(got)} tokens, but its "
                 f"budget is {fmt_tokens(targets[c])}", lang.where("tokens"), "budget",

@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
                 run.progress = Progress(run.phase, state.step, terminal=False,
                                         write=lambda line: print(line, flush=True)).update
             train_phase(run, state)
+        # every rank leaves together: a rank that tears down its gloo connections while another
+        # still talks to it makes that one abort (SIGABRT, seen once in a loaded test run)
+        dist.barrier()
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
         return _fail(events, rank, f"cannot write or read{where}: {exc.strerror or exc}")

@@ -819,6 +819,22 @@ class _Lowering:
             return None
         return Optimizer.make(span=call.span, spans=spans, **v)
 
+    def several_values(self, named: ast.Arg, extra: ast.Arg) -> None:
+        """An unnamed value right after a named one: most often a tuple without its brackets."""
+        key = named.key.value
+        values, fixes = None, ()
+        first = named.value.span
+        if first.path == self.doc.path == extra.span.path:
+            values = self.doc.text[first.start:extra.span.end]
+            fixes = ((Span(first.path, first.line, first.col, extra.span.end_line,
+                           extra.span.end_col, first.start, extra.span.end), f"({values})"),)
+        self.error("GB115", f"a value after `{key} = …` with no name of its own", extra.span,
+                   "unnamed argument",
+                   secondary=[(named.key.span, f"`{key}` is given here")],
+                   help=(f"several values are a tuple: `{key} = ({values})`" if values else
+                         f"several values are a tuple: `{key} = (a, b)`",
+                         "or name the argument: `name = value`"), fixes=fixes)
+
     def keyword_args(self, call: ast.Call, allowed: set[str], positional: int = 0):
         """A call's arguments by name (the first `positional` may be unnamed, as `_0`, `_1`)."""
         args, spans = {}, {}
@@ -828,6 +844,10 @@ class _Lowering:
                     args[f"_{i}"] = arg.value
                     spans[f"_{i}"] = arg.value.span
                     continue
+                before = call.args[i - 1] if i else None
+                if before is not None and before.key is not None:  # `betas = 0.9, 0.95`
+                    self.several_values(before, arg)
+                    return None, None
                 self.error("GB115", f"arguments of `{call.name.value}` must be named",
                            arg.span, "unnamed argument",
                            help=("for example `" + call.name.value + "(" +

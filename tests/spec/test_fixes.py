@@ -64,6 +64,16 @@ def test_a_thousands_separator_is_fixed_either_way():
         assert plan.schedule.batch == 1024
 
 
+def test_a_tuple_without_brackets_gets_them():
+    text = mutate(("adamw(lr = 1.5e-4)", "adamw(lr = 1.5e-4, betas = 0.9, 0.95)"))
+    (d,) = diagnose(text)
+    assert d.code == "GB115" and "`betas = (0.9, 0.95)`" in d.help[0]
+    (span, replacement), = d.fixes
+    assert (text[span.start:span.end], replacement) == ("0.9, 0.95", "(0.9, 0.95)")
+    plan, _ = plan_spec(apply(text, span, replacement), PATH)
+    assert plan.spec.train.optimizer.betas == (0.9, 0.95)
+
+
 def test_sequence_8k_offers_both_lengths():
     text = mutate(("sequence = 8192", "sequence = 8K"))
     plan, warnings = plan_spec(text, PATH)

@@ -58,6 +58,11 @@ SCHEDULE = [
     Case("explicit-mixture-misses-budget",
          with_phase("  phase 90% { en = 50%  de = 50%  bar = 0% }"),
          "GB139", (8, 14), "the explicit mixtures give `bar` 0 tokens, but its budget is 80M"),
+    # the weights are shown as shares, as written, not as the fraction 0.2
+    Case("explicit-mixture-over-budget",
+         with_phase("  phase 90% { en = 40%  de = 40%  bar = 20% }"),
+         "GB139", (8, 14), "the explicit mixtures give `bar` 3.28",
+         secondary=((11, 35, "20% of the phase"),)),
     # GB140: budgets against the declared total
     Case("exact-budgets-do-not-sum", mutate((EN, EN.replace("~", "")), (DE, DE.replace("~", ""))),
          "GB140", (12, 14), "the language budgets sum to 164.08B, but the declared total is 164B",
