@@ -29,35 +29,36 @@ def check_hardware(spec: Spec, growth: GrowthPlan | None) -> list[Diagnostic]:
             train.where("precision"), "unsupported precision",
             secondary=[(hw.span, "hardware")],
             help=("use one of " + ", ".join(f"`{p}`" for p in profile.precisions),)))
-    if profile.memory_gb is not None and growth is not None:
-        need = growth.state_bytes / 1e9
-        if need > profile.memory_gb:
-            out.append(error(
-                "GB171", f"{growth.parameters / 1e9:.2f}B parameters need about {need:.0f} GB per "
-                f"{hw.kind} for weights, gradients and optimizer state, but it has "
-                f"{profile.memory_gb:.0f} GB", hw.span, "model does not fit",
-                secondary=[(spec.base.where("architecture"), f"{growth.parameters:,} parameters")],
-                help=("each data-parallel GPU holds the whole model (16 bytes per trained "
-                      "parameter): use a smaller base, `train = new`, or CS-X weight streaming",)))
+    # whether the model fits on a GPU is the parallelism planner's (compiler/parallelism.py)
     if hw.kind == "cpu" and growth is not None and growth.parameters > 2e9:
         out.append(warning(
             "GB907", f"training {growth.parameters / 1e9:.1f}B parameters on a CPU is only "
             "practical as a dry run", hw.span, "cpu"))
-    if hw.is_csx or hw.count > 1:
+    if hw.is_csx or hw.devices > 1:
         # data parallel: every system (CS-X) or process (GPU, CPU) takes an equal share
         unit = "system" if hw.is_csx else ("process" if hw.kind == "cpu" else "device")
         units = "processes" if unit == "process" else f"{unit}s"
-        if train.batch % hw.count:
+        devices = hw.devices
+        if train.batch % devices:
+            fits = [n for n in range(devices, 0, -1) if train.batch % n == 0][0]
             out.append(error(
-                "GB172", f"batch {train.batch} does not split over {hw.count} {units}",
+                "GB172", f"batch {train.batch} does not split over {devices} {units}",
                 train.where("batch"), f"not a multiple of the {unit} count",
-                secondary=[(hw.where("count"), f"{hw.count} {units}")]))
-        elif train.micro_batch and (train.batch // hw.count) % train.micro_batch:
+                secondary=[(hw.where("nodes", "count"), f"{devices} {units}")],
+                help=("a batch that " + f"{devices} {units} share equally: " + " or ".join(
+                    f"{b:,}" for b in (train.batch - train.batch % devices,
+                                       train.batch + devices - train.batch % devices) if b)
+                    + f"; or {fits} {units}",)))
+        elif train.micro_batch and (train.batch // devices) % train.micro_batch:
             out.append(error(
-                "GB172", f"the per-{unit} batch {train.batch // hw.count} is not a multiple of "
+                "GB172", f"the per-{unit} batch {train.batch // devices} is not a multiple of "
                 f"micro_batch {train.micro_batch}", train.where("micro_batch"),
                 f"does not divide the per-{unit} batch",
-                secondary=[(train.where("batch"), "global batch")]))
+                secondary=[(train.where("batch"), "global batch")],
+                help=(f"`micro_batch` is sequences per forward pass on each {unit}: one of "
+                      + ", ".join(str(d) for d in range(1, train.batch // devices + 1)
+                                  if (train.batch // devices) % d == 0)
+                      + (", or remove it (the planner chooses for GPUs)" if hw.is_gpu else ""),)))
     elif train.micro_batch and train.batch % train.micro_batch:
         out.append(error(
             "GB172", f"batch {train.batch} is not a multiple of micro_batch {train.micro_batch}",

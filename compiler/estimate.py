@@ -24,7 +24,7 @@ def estimate(spec: Spec, growth: GrowthPlan, schedule: Schedule) -> Estimate:
     attention = 6 * growth.layers * schedule.sequence * arch.hidden
     per_token = 4 * n + 2 * growth.trainable_parameters + attention
     flops = per_token * schedule.compiled_tokens
-    count = spec.hardware.count
+    count = spec.hardware.devices
     seconds = flops / (count * profile.peak_flops * profile.utilisation)
     return Estimate.make(
         flops=float(flops), flops_per_token=float(per_token),

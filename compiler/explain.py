@@ -145,6 +145,37 @@ def value_origins(spec: Spec) -> dict[str, list[str]]:
     return dict(sorted(grouped.items(), key=lambda kv: (kv[0] != own, kv[0])))
 
 
+def describe_parallelism(plan: Plan, h: str, item: str, markdown: bool) -> list[str]:
+    """The GPUs' share of the model: the choice and why, and every strategy's memory per GPU."""
+    from .parallelism import GIB, best_option, strategies
+
+    p, spec = plan.parallelism, plan.spec
+    how = {"ddp": "DDP: a whole copy of the model on every GPU",
+           "fsdp": f"FSDP: sharded over all {p.shard} GPUs",
+           "hsdp": f"HSDP: sharded over each node's {p.shard} GPUs, replicated across "
+                   f"{p.replicas} nodes"}[p.strategy]
+    why = ("as the spec asks (`parallelism`)" if p.chosen_by == "spec" else
+           "the first that fits of DDP, HSDP, FSDP (in the order of least communication)")
+    out = [f"{h}Parallelism", f"{item}{how}; {why}",
+           f"{item}{p.per_device_batch} sequences per GPU per step: micro-batch {p.micro_batch} "
+           f"x {p.accumulation} accumulation step{'s' if p.accumulation != 1 else ''}, activation"
+           f" checkpointing {'on' if p.activation_checkpointing else 'off'}",
+           f"{item}per GPU ≈ {p.memory.total / GIB:.1f} GB of {p.usable_bytes / GIB:.0f} GB usable"
+           f" ({p.device_bytes / GIB:.0f} GB x 90%; estimate, see README \"Parallelism\")", ""]
+    rows = []
+    for strategy, shard in strategies(spec):
+        option, fits = best_option(spec, plan.growth, strategy, shard, p.usable_bytes)
+        m = option.memory
+        rows.append([strategy, str(shard), str(option.micro_batch),
+                     "on" if option.checkpointing else "off", f"{m.state / GIB:.1f}",
+                     f"{m.gathered / GIB:.1f}", f"{m.activations / GIB:.1f}",
+                     f"{m.logits / GIB:.1f}", f"{m.total / GIB:.1f}",
+                     ("chosen" if strategy == p.strategy else "fits") if fits else "does not fit"])
+    out += _table(["strategy", "shard", "micro-batch", "checkpointing", "state GB", "gathered GB",
+                   "activations GB", "logits GB", "total GB", ""], rows, markdown, "lrrlrrrrrl")
+    return out
+
+
 def explain(plan: Plan, warnings=(), *, markdown: bool = False) -> str:
     spec = plan.spec
     g = plan.growth
@@ -238,6 +269,10 @@ def explain(plan: Plan, warnings=(), *, markdown: bool = False) -> str:
                   "language" if any(lang.eval for lang in spec.languages) else "")
                + f"; seed {train.seed}")
     out.append("")
+
+    if plan.parallelism is not None:
+        out += describe_parallelism(plan, h, item, markdown)
+        out.append("")
 
     # estimate -----------------------------------------------------------------------------------
     out.append(f"{h}Estimate (assumed, not measured)")

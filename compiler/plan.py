@@ -10,7 +10,9 @@ import math
 
 from typing import Literal, NamedTuple, Optional
 
-from genbac.spec.ir import Architecture, Model, Spec
+from pydantic import Field
+
+from genbac.spec.ir import OMITTED_WHILE_UNSET, Architecture, Model, Spec
 
 
 KEEP_CHECKPOINTS = 3  # checkpoints the local trainer keeps when the spec sets no keep_checkpoints
@@ -171,6 +173,36 @@ class Measurement(NamedTuple):
     steps: int  # how many steps the median is over
 
 
+class MemoryUse(Model):
+    """Estimated bytes per GPU while training (compiler/parallelism.py)."""
+
+    state: int  # weights, gradients and optimizer state (this GPU's shard)
+    gathered: int  # unsharded layers held at once under FSDP
+    activations: int  # kept for the backward pass
+    logits: int
+
+    @property
+    def total(self) -> int:
+        return self.state + self.gathered + self.activations + self.logits
+
+
+class Parallelism(Model):
+    """How the GPUs hold the model (compiler/parallelism.py)."""
+
+    strategy: Literal["ddp", "fsdp", "hsdp"]
+    chosen_by: Literal["planner", "spec"]
+    devices: int
+    shard: int  # GPUs a shard group spans (1 for DDP)
+    replicas: int  # shard groups (copies of the model)
+    per_device_batch: int  # sequences per step per GPU
+    micro_batch: int  # sequences per forward pass
+    accumulation: int  # micro-batches per step
+    activation_checkpointing: bool
+    memory: MemoryUse
+    device_bytes: int
+    usable_bytes: int
+
+
 class Plan(Model):
     genbac_version: str
     spec_hash: str
@@ -185,4 +217,5 @@ class Plan(Model):
     tokenizer: Optional[str]  # a local directory (spec-relative) or "hf:org/name"
     tokenizer_training: Optional[int]  # train a BPE tokenizer of this vocabulary size instead
     base_weights: Optional[str]
+    parallelism: Optional[Parallelism] = Field(**OMITTED_WHILE_UNSET)
     format: Literal["genbac.plan/1"] = "genbac.plan/1"

@@ -14,6 +14,7 @@ from genbac.spec.ir import Spec
 from .checks import check_hardware, check_training
 from .estimate import estimate
 from .growth import plan_growth
+from .parallelism import plan_parallelism
 from .plan import Plan
 from .schedule import solve_schedule
 from .spec_hash import spec_hash
@@ -27,6 +28,8 @@ def plan(spec: Spec) -> tuple[Plan, list[Diagnostic]]:
     schedule, found = solve_schedule(spec)
     diagnostics += found
     diagnostics += check_hardware(spec, growth)
+    parallelism, found = plan_parallelism(spec, growth)
+    diagnostics += found
     diagnostics += check_training(spec, schedule)
     if growth is None or schedule is None or any(d.is_error for d in diagnostics):
         raise SpecError(diagnostics)
@@ -49,4 +52,5 @@ def plan(spec: Spec) -> tuple[Plan, list[Diagnostic]]:
         tokenizer=None if spec.tokenizer_training else tokenizer,
         tokenizer_training=spec.tokenizer_training.vocab if spec.tokenizer_training else None,
         base_weights=weights,
+        parallelism=parallelism,
     ), diagnostics

@@ -169,6 +169,16 @@ def choose_device(artifact: Artifact, requested: str, problems: list[str]) -> De
         return Device("local", "cpu", hw.count, cpu_description() +
                       (f", {hw.count} processes" if hw.count > 1 else ""), memory_available())
     if hw.is_gpu and len(gpus) >= hw.count:
+        parallelism = artifact.plan.parallelism
+        if hw.nodes or (parallelism is not None and parallelism.strategy != "ddp"):
+            # planned (compiler/parallelism.py) but not yet trained by genbac: say so, not DDP
+            what = (f"{parallelism.strategy.upper()} over {hw.nodes or 1} node(s)"
+                    if parallelism is not None else f"{hw.nodes} nodes")
+            problems.append(f"hardware = {declared} is planned as {what}; `genbac run` trains "
+                            "GPUs with DDP on one node only so far (sharded training and "
+                            "multi-node launch are not implemented yet). `genbac explain` shows "
+                            "the plan; a spec whose model fits on one GPU trains with DDP")
+            return None
         return Device("local", "cuda", hw.count, f"cuda x {hw.count} ({gpus[0][0]})", gpus[0][1])
     here = f"cuda x 1 ({gpus[0][0]})" if gpus else cpu_description()
     if requested == "auto":  # only GPU kinds get here: CS-X chose cszoo above

@@ -21,6 +21,19 @@ from pydantic import BaseModel, ConfigDict, Field, SkipValidation
 from .span import Span
 
 
+# How data-parallel GPUs hold the model: each a whole copy (DDP), sharded over all of them (FSDP),
+# or sharded within a node and replicated across nodes (HSDP).
+PARALLELISMS = ("ddp", "fsdp", "hsdp")
+
+def _unset(value) -> bool:
+    return value is None
+
+
+# A field added after specs were compiled and hashed: absent from the JSON (plan.json, the spec
+# hash) while unset, so that a spec that does not use it keeps its hash across genbac versions.
+OMITTED_WHILE_UNSET = {"default": None, "exclude_if": _unset}
+
+
 class Model(BaseModel):
     """Base of the IR and Plan models: frozen, no unknown fields, validators built when used."""
 
@@ -36,8 +49,13 @@ class Model(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         """What `model_dump(mode="json")` gives, without building pydantic's serialiser."""
-        return {name: _jsonable(getattr(self, name))
-                for name, field in type(self).__pydantic_fields__.items() if not field.exclude}
+        out = {}
+        for name, field in type(self).__pydantic_fields__.items():
+            value = getattr(self, name)
+            if field.exclude or (field.exclude_if is not None and field.exclude_if(value)):
+                continue
+            out[name] = _jsonable(value)
+        return out
 
 
 def _jsonable(value: Any) -> Any:
@@ -181,6 +199,9 @@ class Train(Node):
     eval_steps: int = 50
     seed: int = 1
     micro_batch: Optional[int] = None
+    # how GPUs share the model (compiler/parallelism.py); None: the planner chooses
+    parallelism: Optional[Literal[PARALLELISMS]] = Field(  # type: ignore[valid-type]
+        **OMITTED_WHILE_UNSET)
 
 
 # The hardware kinds, the one definition (the grammar's choices, the profiles, the targets and the
@@ -191,8 +212,17 @@ HARDWARE_KINDS = (*CSX_KINDS, *GPU_KINDS, "cpu")
 
 
 class Hardware(Node):
+    """`hardware = h100 x 8`: a kind and a count (systems, or devices per node); `h100 x 8 x 4`:
+    8 GPUs on each of 4 nodes."""
+
     kind: Literal[HARDWARE_KINDS]  # type: ignore[valid-type]  (Literal of the tuple's values)
     count: int = Field(default=1, gt=0)
+    nodes: Optional[int] = Field(gt=0, **OMITTED_WHILE_UNSET)
+
+    @property
+    def devices(self) -> int:
+        """All devices (systems, GPUs or processes) over all nodes."""
+        return self.count * (self.nodes or 1)
 
     @property
     def is_csx(self) -> bool:
@@ -203,6 +233,8 @@ class Hardware(Node):
         return self.kind in GPU_KINDS
 
     def describe(self) -> str:
+        if self.nodes:
+            return f"{self.kind} x {self.count} x {self.nodes}"
         return "cpu" if (self.kind, self.count) == ("cpu", 1) else f"{self.kind} x {self.count}"
 
 

@@ -15,7 +15,7 @@ from typing import Iterable, NamedTuple
 from . import ast, limits
 from .architectures import BUILTIN, DEFAULT_WEIGHTS
 from .diagnostics import Diagnostic, SpecError, error, suggestion, unique, warning
-from .ir import (HARDWARE_KINDS, Architecture, Base, Growth, Hardware, Language, Optimizer,
+from .ir import (GPU_KINDS, HARDWARE_KINDS, PARALLELISMS, Architecture, Base, Growth, Hardware, Language, Optimizer,
                  PhaseMixture, Point, ScheduleSegment, Spec, TokenizerTraining, Train, VocabExtension)
 from .limits import (MAX_ANY, MAX_LAYERS, MAX_SEED, MAX_SEQUENCE, MAX_STEPS, MAX_SYSTEMS,
                      MAX_TOKENS, MAX_VOCAB, MAX_WIDTH)
@@ -30,7 +30,7 @@ GROW_KEYS = {"blocks": {"add", "place", "after", "init", "train"}, "depth": {"dr
 VOCAB_KEYS = {"add", "init"}
 LANGUAGE_KEYS = {"data", "tokens", "corpus", "enter", "exit", "eval"}
 TRAIN_KEYS = {"tokens", "sequence", "batch", "optimizer", "schedule", "precision", "checkpoint",
-              "keep_checkpoints", "eval", "eval_steps", "seed", "micro_batch"}
+              "keep_checkpoints", "eval", "eval_steps", "seed", "micro_batch", "parallelism"}
 EVERY_KEYS = {"checkpoint", "eval"}
 OPTIMIZERS = {"adamw": {"lr", "betas", "eps", "weight_decay", "clip"},
               "adam": {"lr", "betas", "eps", "weight_decay", "clip"},
@@ -750,6 +750,8 @@ class _Lowering:
             v["schedule"] = (ScheduleSegment.make(kind="constant"),)
         if "precision" in found:
             v["precision"] = self.choice(found["precision"].value, PRECISIONS, "precision")
+        if "parallelism" in found:
+            v["parallelism"] = self.choice(found["parallelism"].value, PARALLELISMS, "parallelism")
         s = self.require(found, "checkpoint", block, "`train`", "checkpoint every 1000 steps")
         v["checkpoint_every"] = self.integer(s.value, "the checkpoint interval", "1000 steps",
                                              units=("steps", None), maximum=MAX_STEPS) if s else None
@@ -932,23 +934,40 @@ class _Lowering:
     # -- hardware ----------------------------------------------------------------------------------
 
     def hardware(self, value) -> Hardware | None:
-        count = 1
-        count_span = None
+        count, nodes = 1, None
+        spans = {}
         if isinstance(value, ast.Chain):
-            if value.connectors != ("x",) or not isinstance(value.terms[0], ast.Name):
-                self.expect(value, "a hardware kind, optionally `x N`", "`hardware`", "cs-2 x 1")
+            if (value.connectors not in (("x",), ("x", "x"))
+                    or not isinstance(value.terms[0], ast.Name)):
+                self.expect(value, "a hardware kind, optionally `x N` (or `x N x NODES`)",
+                            "`hardware`", "cs-2 x 1")
                 return None
-            value, count_value = value.terms
+            value, count_value, *nodes_value = value.terms
             count = self.integer(count_value, "the number of systems", "cs-2 x 1",
                                  maximum=MAX_SYSTEMS)
-            count_span = count_value.span
+            spans["count"] = count_value.span
+            if nodes_value:
+                nodes = self.integer(nodes_value[0], "the number of nodes", "h100 x 8 x 4",
+                                     maximum=MAX_SYSTEMS)
+                spans["nodes"] = nodes_value[0].span
+                if nodes is None:
+                    return None
             if count is None:
                 return None
         kind = self.choice(value, HARDWARE_KINDS, "hardware", code="GB122")
         if kind is None:
             return None
-        return Hardware.make(kind=kind, count=count, span=value.span,
-                             spans={"count": count_span} if count_span else {})
+        if nodes is not None and kind not in GPU_KINDS:
+            self.error("GB122", f"`{kind} x {count} x {nodes}`: only GPUs are counted per node",
+                       spans["nodes"], "nodes of GPUs only",
+                       help=(f"write `{kind} x {count * nodes}`" if kind != "cpu" else
+                             "CPU processes run on one machine: `cpu x N`",))
+            return None
+        if count * (nodes or 1) > MAX_SYSTEMS:
+            self.error("GB113", f"{count * nodes:,} devices is more than the "
+                       f"{MAX_SYSTEMS:,} a spec may ask for", value.span, "too many")
+            return None
+        return Hardware.make(kind=kind, count=count, nodes=nodes, span=value.span, spans=spans)
 
 
 def _power_of_two(n: int) -> bool:

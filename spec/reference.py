@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .architectures import BUILTIN, DEFAULT_WEIGHTS, parameter_count
-from .ir import CSX_KINDS, GPU_KINDS, HARDWARE_KINDS
+from .ir import CSX_KINDS, GPU_KINDS, HARDWARE_KINDS, PARALLELISMS
 from .lower import (ARCHITECTURE_KEYS, EXPERIMENT_BLOCKS, EXPERIMENT_KEYS, GROW_INITS, GROW_KEYS,
                     GROW_METHODS, GROW_TRAIN, LANGUAGE_KEYS, OPTIMIZERS, PLACEMENTS, PRECISIONS,
                     SCHEDULE_PIECES, TOKENIZER_ALGORITHMS, TRAIN_KEYS, VOCAB_INITS, VOCAB_KEYS)
@@ -63,8 +63,9 @@ KEY_DOCS: dict[str, dict[str, str]] = {
                  "initialisation)."),
         "tokenizer": ('The tokenizer for preprocessing: a directory or `"hf:org/name"` (default: '
                       "the base weights'), or `bpe(vocab = N)` to train one on the spec's data."),
-        "hardware": ("What trains it: `cs-2 x 1`, `cs-3 x 2`, `h100 x 8`, `a100 x 4`, `cpu x 2`; "
-                     "`genbac run` trains GPUs and CPUs with that many processes."),
+        "hardware": ("What trains it: `cs-2 x 1`, `cs-3 x 2`, `h100 x 8`, `a100 x 4`, `cpu x 2`, "
+                     "or GPUs per node x nodes, `h100 x 8 x 4`; `genbac run` trains GPUs and CPUs "
+                     "with that many processes."),
     },
     "language": {
         "data": 'Training text: a path or glob, or a list of them (`"data/en/*.jsonl"`).',
@@ -93,6 +94,9 @@ KEY_DOCS: dict[str, dict[str, str]] = {
         "eval_steps": "Batches per validation (default 50).",
         "seed": "The seed of initialisation and data order (default 1).",
         "micro_batch": "Sequences per forward pass (gradient accumulation up to `batch`).",
+        "parallelism": ("How GPUs hold the model: `ddp` (a whole copy each), `fsdp` (sharded over "
+                        "all) or `hsdp` (sharded in a node, replicated across nodes); default: "
+                        "the planner's choice, shown by `genbac explain`."),
     },
     "architecture": {
         "hidden": "The model width.",
@@ -178,6 +182,9 @@ _CHOICE_DOCS = {
     "bf16": "bfloat16 mixed precision (fp32 master weights).",
     "fp16": "float16 mixed precision with loss scaling.",
     "fp32": "Full precision.",
+    "ddp": "Every GPU holds the whole model and its optimizer state (fastest, where it fits).",
+    "fsdp": "Weights, gradients and optimizer state sharded over all GPUs (FSDP2 fully_shard).",
+    "hsdp": "Sharded within each node, replicated across nodes (FSDP2 with a 2-D device mesh).",
     "bpe": "Train a byte-level BPE tokenizer on the spec's data: `bpe(vocab = 1024)`.",
 }
 
@@ -196,7 +203,7 @@ def values(context: str, key: str) -> list[Entry]:
                       _OPTIMIZER_SNIPPETS[k]) for k, args in OPTIMIZERS.items()]
     if context == "train" and key == "schedule":
         return [Entry(p, _PIECE_DOCS[p][1], _PIECE_DOCS[p][0]) for p in SCHEDULE_PIECES]
-    choices = {("train", "precision"): PRECISIONS, ("grow blocks", "place"): PLACEMENTS,
+    choices = {("train", "precision"): PRECISIONS, ("train", "parallelism"): PARALLELISMS, ("grow blocks", "place"): PLACEMENTS,
                ("grow blocks", "init"): GROW_INITS, ("grow blocks", "train"): GROW_TRAIN["blocks"],
                ("grow depth", "train"): GROW_TRAIN["depth"], ("vocab", "init"): VOCAB_INITS,
                }.get((context, key), ())

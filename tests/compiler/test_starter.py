@@ -49,7 +49,7 @@ def test_hardware_the_model_does_not_fit_is_refused_with_the_reason(tmp_path, ca
     path = tmp_path / "big.genba"
     assert main(["init", str(path), "--base", "llama3.1-8b", "--hardware", "h100 x 1"]) == 2
     err = capsys.readouterr().err
-    assert "would not pass check" in err and "156 GB per h100" in err
+    assert "would not pass check" in err and "training state 156 GB" in err
     assert not path.exists()
     assert main(["init", str(path), "--base", "llama3.1-8b"]) == 0  # default: a CS-2
     assert "hardware = cs-2 x 1" in path.read_text()

@@ -111,7 +111,9 @@ MODEL = [
     # GB171: the model does not fit one GPU
     Case("70b-on-h100", mutate(('llama3.1-8b from "hf:meta-llama/Llama-3.1-8B"', SEVENTY_B),
                                ("cs-2 x 1", "h100 x 8")),
-         "GB171", (20, 14), "need about 1238 GB per h100", secondary=((2, 10, "parameters"),)),
+         "GB171", (20, 14), "sharded over all 8, with activation checkpointing and micro-batch 1, "
+         "a GPU needs 179 GB (training state 155 GB", secondary=((2, 10, "parameters"),),
+         help="FSDP over 30 or more h100 GPUs would fit (`hardware = h100 x 8 x 4`: 32 GPUs"),
     # GB172: batches that do not divide
     Case("batch-over-systems", mutate(("cs-2 x 1", "cs-2 x 7")),
          "GB172", (14, 13), "batch 480 does not split over 7 systems",
