@@ -180,7 +180,16 @@ def base_summary(plan: Plan) -> str:
 
 
 def estimate_summary(plan: Plan) -> str:
-    e = plan.estimate
-    return (f"{headline(plan)}\n\n- {e.flops:.3g} FLOPs at an assumed {100 * e.utilisation:.0f}% "
-            f"of {e.peak_flops / 1e15:.4g} PFLOP/s per device\n- time ≈ {duration(e.seconds)}; "
-            f"energy ≈ {energy(e.energy_kwh)} (estimate, not measured)")
+    e, p = plan.estimate, plan.parallelism
+    lines = [headline(plan), "",
+             f"- {e.flops:.3g} FLOPs at an assumed {100 * e.utilisation:.0f}% of "
+             f"{e.peak_flops / 1e15:.4g} PFLOP/s per device",
+             f"- time ≈ {duration(e.seconds)}; energy ≈ {energy(e.energy_kwh)} (estimate, not "
+             "measured)"]
+    if p is not None:
+        lines.append(f"- {p.strategy.upper()} over {p.devices} GPUs (shards of {p.shard}), "
+                     f"micro-batch {p.micro_batch} x {p.accumulation}, activation checkpointing "
+                     f"{'on' if p.activation_checkpointing else 'off'}: ≈ "
+                     f"{p.memory.total / 1e9:.1f} GB per GPU of {p.usable_bytes / 1e9:.0f} GB "
+                     "usable")
+    return "\n".join(lines)

@@ -140,6 +140,14 @@ def test_hover_over_a_phase_block_shows_its_mixture():
     assert "steps 37,536–41,707" in found
 
 
+def test_hover_over_gpu_hardware_shows_the_parallelism():
+    text = GENBA.read_text().replace("hardware = cs-2 x 1", "hardware = h100 x 8 x 4").replace(
+        "    micro_batch      = 20\n", "")
+    analysis = analyse(text, str(GENBA), editor_reader(str(ROOT), {}))
+    found, _ = hover(analysis, text.index("hardware =") + 2)
+    assert "HSDP over 32 GPUs (shards of 8)" in found and "GB per GPU of 72 GB usable" in found
+
+
 def test_definition_of_a_declared_architecture():
     path = ROOT / "examples" / "tiny-rehearsal.genba"
     text = path.read_text()
