@@ -163,7 +163,10 @@ def describe_parallelism(plan: Plan, h: str, item: str, markdown: bool) -> list[
            f"{item}per GPU ≈ {p.memory.total / GIB:.1f} GB of {p.usable_bytes / GIB:.0f} GB usable"
            f" ({p.device_bytes / GIB:.0f} GB x 90%; estimate, see README \"Parallelism\")", ""]
     rows = []
-    for strategy, shard in strategies(spec):
+    candidates = strategies(spec)
+    if (p.strategy, p.shard) not in candidates:  # forced: FSDP on one GPU
+        candidates.append((p.strategy, p.shard))
+    for strategy, shard in candidates:
         option, fits = best_option(spec, plan.growth, strategy, shard, p.usable_bytes)
         m = option.memory
         rows.append([strategy, str(shard), str(option.micro_batch),

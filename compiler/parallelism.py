@@ -9,7 +9,7 @@ Per GPU, in bytes (estimates; the README's "Parallelism" says where each number 
   computing and the one prefetched: 2 x 2 x layer parameters;
 - activations kept for the backward pass at a micro-batch of m sequences of s tokens, hidden h, L
   layers: 34 s m h per layer (Korthikanti et al. 2022, 16-bit activations, flash attention: no
-  s x s scores). With activation checkpointing a layer keeps only its input, 2 s m h, and one
+  s x s scores; twice that in fp32). With activation checkpointing a layer keeps only its input, 2 s m h, and one
   layer at a time is recomputed: 2 s m h L + 34 s m h;
 - logits: s m V x 6 (16-bit logits and their fp32 copy for the loss).
 
@@ -50,13 +50,14 @@ class Option(NamedTuple):
 def memory(spec: Spec, growth: GrowthPlan, shard: int, micro: int,
            checkpointing: bool) -> MemoryUse:
     s, h, layers = spec.train.sequence, spec.base.architecture.hidden, growth.layers
-    per_layer = s * micro * h
+    wide = 2 if spec.train.precision == "fp32" else 1  # the byte counts are for 16-bit tensors
+    per_layer = s * micro * h * wide
     activations = (CHECKPOINTED_BYTES * per_layer * layers + ACTIVATION_BYTES * per_layer
                    if checkpointing else ACTIVATION_BYTES * per_layer * layers)
     return MemoryUse.make(
         state=-(-growth.state_bytes // shard),
-        gathered=2 * 2 * growth.layer_parameters if shard > 1 else 0,
-        activations=activations, logits=LOGIT_BYTES * s * micro * growth.vocab)
+        gathered=2 * 2 * wide * growth.layer_parameters if shard > 1 else 0,
+        activations=activations, logits=(LOGIT_BYTES + 2 * (wide - 1)) * s * micro * growth.vocab)
 
 
 def _divisors_down(n: int) -> list[int]:
@@ -148,12 +149,15 @@ def _does_not_fit(spec: Spec, growth: GrowthPlan, option: Option, usable: float,
         how = "on one GPU"
     helps = []
     # the fewest GPUs FSDP would need, at the smallest activations (checkpointing, micro-batch 1)
-    least = memory(spec, growth, 2, 1, True)
+    smallest = memory(spec, growth, max(2, option.shard), 1, True)
+    if train.micro_batch and train.micro_batch > 1 and smallest.total <= usable:
+        helps.append(f"a smaller `micro_batch` (1 needs {smallest.total / GIB:.0f} GB here)")
+    least = memory(spec, growth, 2, train.micro_batch or 1, True)  # at the spec's micro-batch
     rest = least.activations + least.logits + least.gathered
-    if train.micro_batch and train.micro_batch > 1 and rest + use.state <= usable:
-        helps.append(f"a smaller `micro_batch` (1 needs {(rest + use.state) / GIB:.0f} GB)")
-    if rest < usable:
-        need = max(2, -(-growth.state_bytes // int(usable - rest)))
+    need = max(2, -(-growth.state_bytes // int(usable - rest))) if rest < usable else None
+    if need is not None and need <= hw.devices:
+        pass  # more GPUs would not help: the activations are what does not fit
+    elif need is not None:
         splits = [n for n in range(need, 4 * need + 1) if train.batch % n == 0]
         need = splits[0] if splits else need  # a count the batch splits over
         if need <= 8:
@@ -164,14 +168,16 @@ def _does_not_fit(spec: Spec, growth: GrowthPlan, option: Option, usable: float,
                          nodes)
             spelled = f"`hardware = {hw.kind} x 8 x {nodes}`: {8 * nodes} GPUs in nodes of 8"
         helps.append(f"FSDP over {need} or more {hw.kind} GPUs would fit ({spelled})")
-    else:
+    elif not helps:
         helps.append(f"even one sequence's activations and logits ({rest / GIB:.1f} GB) do not "
                      f"fit: a shorter `sequence`, or a larger device")
     if train.parallelism:
         helps.append(f"or remove `parallelism = {train.parallelism}` and let the planner choose")
     helps.append("or a smaller base, or `train = new` in `grow` (only the new blocks train)")
+    what = (f"{growth.parameters / 1e9:.2f}B parameters do not fit" if use.state > usable / 2 else
+            f"training {growth.parameters / 1e9:.2f}B parameters at this micro-batch does not fit")
     return error(
-        "GB171", f"{growth.parameters / 1e9:.2f}B parameters do not fit on {hw.describe()}: "
+        "GB171", f"{what} on {hw.describe()}: "
         f"{how}, with activation checkpointing and micro-batch {option.micro_batch}, a GPU needs "
         f"{use.total / GIB:.0f} GB (training state {use.state / GIB:.0f} GB, activations "
         f"{use.activations / GIB:.1f} GB, logits {use.logits / GIB:.1f} GB), and {USABLE:.0%} of "

@@ -170,7 +170,7 @@ def choose_device(artifact: Artifact, requested: str, problems: list[str]) -> De
                       (f", {hw.count} processes" if hw.count > 1 else ""), memory_available())
     if hw.is_gpu and len(gpus) >= hw.count:
         parallelism = artifact.plan.parallelism
-        if hw.nodes or (parallelism is not None and parallelism.strategy != "ddp"):
+        if (hw.nodes or 1) > 1 or (parallelism is not None and parallelism.strategy != "ddp"):
             # planned (compiler/parallelism.py) but not yet trained by genbac: say so, not DDP
             what = (f"{parallelism.strategy.upper()} over {hw.nodes or 1} node(s)"
                     if parallelism is not None else f"{hw.nodes} nodes")

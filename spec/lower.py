@@ -76,8 +76,9 @@ class _Lowering:
                                "not a block", help=(f"write `{kind} = …`",))
                 else:
                     self.error("GB101", f"unknown block `{kind}` in {where}", entry.kind.span,
-                               "unknown block", **(suggestion(kind, blocks | keys, entry.kind.span)
-                                                   if blocks | keys else {}))
+                               "unknown block", **(_same_shape(suggestion(
+                                   kind, blocks | keys, entry.kind.span), blocks)
+                                   if blocks | keys else {}))
                 continue
             key = entry.key.value
             if key not in keys:
@@ -86,7 +87,8 @@ class _Lowering:
                                "not a setting", help=(f"write `{key} {{ … }}`",))
                 else:
                     self.error("GB101", f"unknown key `{key}` in {where}", entry.key.span,
-                               "unknown key", **suggestion(key, keys | blocks, entry.key.span))
+                               "unknown key", **_same_shape(
+                                   suggestion(key, keys | blocks, entry.key.span), keys))
                 continue
             if entry.op == "every" and key not in EVERY_KEYS:
                 self.error("GB103", f"`{key} every …` is not a setting", entry.key.span,
@@ -968,6 +970,13 @@ class _Lowering:
                        f"{MAX_SYSTEMS:,} a spec may ask for", value.span, "too many")
             return None
         return Hardware.make(kind=kind, count=count, nodes=nodes, span=value.span, spans=spans)
+
+
+def _same_shape(hint: dict, names: set[str]) -> dict:
+    """A did-you-mean's fix only where the name it writes is of the same shape (a block's name
+    for a block, a key for a setting): `hardwre { … }` -> `hardware { … }` would not parse as
+    meant, so it stays a help line."""
+    return {**hint, "fixes": tuple(f for f in hint["fixes"] if f[1] in names)}
 
 
 def _power_of_two(n: int) -> bool:

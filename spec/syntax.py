@@ -129,9 +129,9 @@ def _token_diagnostic(exc, text: str, path: str) -> Diagnostic:
                      help=(f"close it with `{closer}`",))
     if tok.type == "COMMA" and "COMMA" not in expected:
         before = _number_before(text, tok.start_pos)
-        after = re.match(r"\d{3}(?!\d)", text[tok.end_pos:tok.end_pos + 4])
+        after = re.match(r"\d{3}(?:,\d{3})*(?!\d)", text[tok.end_pos:tok.end_pos + 64])
         if before is not None and not before["space"] and after is not None:
-            written = text[before.start():tok.end_pos + 3]
+            written = text[before.start():tok.end_pos + after.end()]
             number = Span.at_offset(path, text, before.start(), len(written))
             return error("GB003", f"`{written}`: numbers have no thousands separators", span,
                          "a separator", help=(f"write `{written.replace(',', '')}` or "
@@ -161,10 +161,12 @@ def _header_diagnostic(header: list[Token], text: str, path: str) -> Diagnostic:
         word = first.lower()
         if first == "x" and len(header) > 1:
             kind = str(header[1])
+            rest = " ".join(text[header[1].end_pos:hend].split())  # `4 x h100 x 2`: the nodes
+            fixed = f"{kind} x {written}" + (f" {rest}" if rest else "")
             swapped = Span.at_offset(path, text, number.start(), hend - number.start())
             return error("GB003", f"`{written} x {kind}`: the count comes after the kind",
-                         swapped, "count first", help=(f"write `{kind} x {written}`",),
-                         fixes=((swapped, f"{kind} x {written}"),))
+                         swapped, "count first", help=(f"write `{fixed}`",),
+                         fixes=((swapped, fixed),))
         if word in _BYTE_UNITS:
             fix = f"{written}{_BYTE_UNITS[word]}"
             return error("GB003", f"`{first}` is not a unit: budgets count tokens, not bytes",

@@ -14,7 +14,7 @@ from typing import NamedTuple
 from genbac.spec import reference
 
 # strings (closed or not), comments, words (names, numbers with units), single punctuation
-_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*|[A-Za-z_~0-9][\w.\-%~]*|\S')
+_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*(?P<closed>")?|#[^\n]*|[A-Za-z_~0-9][\w.\-%~]*|\S')
 _WORD = re.compile(r"[A-Za-z_][\w.\-]*$")
 CONNECTORS = {"from", "then", "x"}
 UNIT_WORDS = {"step", "steps", "token", "tokens", "sequence", "sequences", "seq", "seqs"}
@@ -57,7 +57,7 @@ def where(text: str, offset: int) -> Where:
             if m.end() == start:
                 return Where("none", stack[-1].context if stack else "")  # inside a comment
             continue
-        if tok.startswith('"') and (len(tok) == 1 or not tok.endswith('"')) and m.end() == start:
+        if tok.startswith('"') and m.group("closed") is None and m.end() == start:
             return Where("none", stack[-1].context if stack else "")  # inside a string
         if tok == "{" and not parens:
             stack.append(Frame(_context([t for t in statement if not t.startswith('"')]), set()))

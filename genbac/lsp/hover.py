@@ -13,7 +13,7 @@ from __future__ import annotations
 from genbac.compiler.explain import (describe_growth, describe_lr_schedule, describe_optimizer,
                                      energy, headline, layer_diagram)
 from genbac.compiler.plan import Plan
-from genbac.compiler.schedule import fmt_tokens
+from genbac.compiler.schedule import fmt_tokens, round_half_up
 from genbac.spec import ast, reference
 from genbac.text import duration
 
@@ -131,10 +131,10 @@ def language_summary(plan: Plan, code: str) -> str:
 
 def phase_summary(plan: Plan, start: ast.Quantity) -> str:
     s = plan.schedule
-    if start.unit == "%":
-        step = round(float(start.value) / 100 * s.total_steps)
-    else:
-        step = round(int(start.value) / s.tokens_per_step)
+    # where the schedule put it (compiler/schedule.py: the same fraction, rounded the same way)
+    fraction = (float(start.value) / 100 if start.unit == "%" else
+                int(start.value) / s.requested_tokens)
+    step = round_half_up(fraction * s.total_steps)
     phase = next((p for p in s.phases if p.start_step == step), None)
     if phase is None:
         return ""

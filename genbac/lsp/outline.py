@@ -39,14 +39,15 @@ def symbols(document: ast.Document) -> list[Symbol]:
 
 
 def _symbol(item, text: str) -> Symbol:
-    if isinstance(item, ast.Import):
-        return Symbol(item.path.value, "import", "file", item.span, item.path.span)
+    if isinstance(item, ast.Import):  # names may not be empty (VS Code refuses the outline)
+        return Symbol(item.path.value or '""', "import", "file", item.span, item.path.span)
     if isinstance(item, ast.Setting):
         return Symbol(item.key.value, _written(item.value.span, text), "property", item.span,
                       item.key.span)
     kind = item.kind.value
     labels = [label_text(label) for label in item.labels]
-    name = labels[0] if kind == "experiment" and labels else " ".join([kind, *labels[:1]])
+    name = (labels[0] or kind) if kind == "experiment" and labels else " ".join(
+        [kind, *(label or '""' for label in labels[:1])])
     detail = " ".join(labels[1:]) if kind != "experiment" else ""
     children = () if kind in ("language", "phase") else tuple(
         _symbol(e, text) for e in item.entries)

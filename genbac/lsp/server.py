@@ -72,6 +72,10 @@ class GenbaServer(LanguageServer):
     def refresh(self, uri: str) -> None:
         """Check a document and publish its diagnostics; then every open spec that imports it."""
         self.publish(uri, self.analysis(uri))
+        self.recheck_importers(uri)
+
+    def recheck_importers(self, uri: str) -> None:
+        """Check again the open specs that read `uri` (an edit, or closing it unsaved)."""
         changed = os.path.realpath(self.path_of(uri))
         for other, previous in list(self.analyses.items()):
             if other != uri and other in self.workspace.text_documents and any(
@@ -117,6 +121,7 @@ def did_close(ls: GenbaServer, params: lsp.DidCloseTextDocumentParams) -> None:
     uri = params.text_document.uri
     ls.analyses.pop(uri, None)
     ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
+    ls.recheck_importers(uri)  # they read its unsaved text: now the saved file
 
 
 @server.feature(lsp.TEXT_DOCUMENT_HOVER)

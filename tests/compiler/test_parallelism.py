@@ -83,6 +83,34 @@ def test_a_forced_parallelism_is_kept_or_refused():
     assert d.code == "GB173" and "cs-2 x 1 streams its weights" in d.message
 
 
+def test_a_micro_batch_too_large_is_said_as_such_not_as_too_few_gpus():
+    text = on("h100 x 8 x 4").replace("    precision = bf16\n",
+                                       "    precision = bf16\n    micro_batch = 15\n")
+    (d,) = errors(text)
+    assert d.code == "GB171" and d.message.startswith("training 9.78B parameters at this "
+                                                      "micro-batch does not fit")
+    assert d.help[0].startswith("a smaller `micro_batch` (1 needs")
+    assert not any("FSDP over" in h for h in d.help)
+
+
+def test_fp32_activations_cost_twice_as_much():
+    plan, _ = plan_spec(on("h100 x 8 x 4"), "exp.genba")
+    fp32 = plan.spec.model_copy(update={"train": plan.spec.train.model_copy(
+        update={"precision": "fp32"})})
+    assert memory(fp32, plan.growth, 8, 1, False).activations == 2 * memory(
+        plan.spec, plan.growth, 8, 1, False).activations
+
+
+def test_fsdp_forced_on_one_gpu_is_the_chosen_row():
+    text = on("h100 x 1").replace("llama3.1-8b from", "llama3.2-1b from").replace(
+        "Llama-3.1-8B", "Llama-3.2-1B").replace("    precision = bf16\n",
+                                                "    precision = bf16\n    parallelism = fsdp\n")
+    plan, _ = plan_spec(text, "exp.genba")
+    assert (plan.parallelism.strategy, plan.parallelism.shard) == ("fsdp", 1)
+    rows = [line for line in explain(plan).splitlines() if line.strip().startswith("fsdp")]
+    assert len(rows) == 1 and rows[0].rstrip().endswith("chosen")
+
+
 def test_a_model_that_fits_one_gpu_stays_ddp():
     text = on("h100 x 2").replace("llama3.1-8b from", "llama3.2-1b from").replace(
         "Llama-3.1-8B", "Llama-3.2-1B")

@@ -68,6 +68,7 @@ def where(text_with_cursor: str):
     ('experiment "x" {\n  phase 90% { |', "key", "phase", None),
     ('experiment "x" {\n  language bar { data = "da|', "none", "language", None),  # a string
     ('experiment "x" {\n  # a comment wh|', "none", "experiment", None),
+    ('experiment "x" {\n  language bar { data = "abc\\"|', "none", "language", None),
     ('experiment "x" {\n  language bar { data = "{" }\n  |', "key", "experiment", None),
 ])
 def test_where_the_cursor_is(text, kind, context, key):
@@ -155,6 +156,23 @@ def test_definition_of_a_declared_architecture():
     target = definition(analysis, text.index("base = tiny") + len("base = t"))
     assert target.path == str(path)
     assert target.span.start == text.index("architecture tiny") + len("architecture ")
+
+
+def test_hover_over_a_phase_placed_by_tokens():
+    path = ROOT / "examples" / "tiny-rehearsal.genba"
+    text = path.read_text().replace(
+        "  train {", "  phase 80282 tokens { en = 45%  de = 45%  bar = 10% }\n\n  train {")
+    analysis = analyse(text, str(path), editor_reader(str(ROOT), {}))
+    assert analysis.planned, analysis.diagnostics
+    found, _ = hover(analysis, text.index("phase 80282") + 2)
+    assert "explicit mixture" in found and "- bar: " in found
+
+
+def test_symbols_never_have_empty_names():
+    from genbac.spec.parser import parse
+
+    found = symbols(parse('import ""\nexperiment "" {\n  hardware = cpu\n}\n', "f.genba"))
+    assert all(s.name for s in found) and [s.name for s in found] == ['""', "experiment"]
 
 
 def test_symbols_of_a_fragment_and_an_import():

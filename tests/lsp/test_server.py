@@ -226,6 +226,19 @@ def test_an_unsaved_edit_to_an_imported_file_shows_in_the_spec_that_imports_it(c
     assert there["relatedInformation"][0]["location"] == {"uri": base_uri, "range": own["range"]}
 
 
+def test_closing_an_unsaved_import_rechecks_the_specs_that_import_it(client, project):
+    base, spec = project / GENBA, project / "composition" / "genba-bar-entry.genba"
+    spec_uri = client.open(spec)
+    base_uri = client.open(base)
+    client.change(base_uri, base.read_text().replace("batch     = 480", "batch     = 480 steps"), 2)
+    client.wait_for("textDocument/publishDiagnostics",
+                    lambda p: p["uri"] == spec_uri and p["diagnostics"])
+    seen = len(client.notifications)
+    client.notify("textDocument/didClose", {"textDocument": {"uri": base_uri}})
+    assert client.wait_for("textDocument/publishDiagnostics",
+                           lambda p: p["uri"] == spec_uri, after=seen)["diagnostics"] == []
+
+
 def test_columns_are_counted_in_the_negotiated_encoding(project):
     path = project / GENBA
     text = path.read_text().replace('language bar "Bavarian" {',

@@ -74,6 +74,24 @@ def test_a_tuple_without_brackets_gets_them():
     assert plan.spec.train.optimizer.betas == (0.9, 0.95)
 
 
+@pytest.mark.parametrize("old, new, fixed", [
+    ("hardware = cs-2 x 1", "hardware = 4 x h100 x 2", "h100 x 4 x 2"),  # the nodes kept
+    ("batch = 480", "batch = 1,000,000", "1000000"),  # every group
+])
+def test_fixes_keep_the_whole_value(old, new, fixed):
+    text = mutate((old, new))
+    d = [d for d in diagnose(text) if d.fixes][0]
+    span, replacement = d.fixes[0]
+    assert replacement == fixed
+    assert apply(text, span, replacement) == mutate((old, old.split("= ")[0] + "= " + fixed))
+
+
+def test_a_did_you_mean_of_another_shape_is_no_fix():
+    text = mutate(("  hardware = cs-2 x 1\n", "  hardware = cs-2 x 1\n  hardwre { x = 1 }\n"))
+    (d,) = [d for d in diagnose(text) if d.code == "GB101"]
+    assert "did you mean `hardware`?" in d.help and d.fixes == ()
+
+
 def test_sequence_8k_offers_both_lengths():
     text = mutate(("sequence = 8192", "sequence = 8K"))
     plan, warnings = plan_spec(text, PATH)
