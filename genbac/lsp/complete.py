@@ -44,6 +44,13 @@ def _context(header: list[str]) -> str:
     return kind
 
 
+def word_start(text: str, offset: int) -> int:
+    """Where the name being typed at `offset` starts (names hold `.` and `-`: `llama3.1-8b`), so
+    that a completion replaces all of it whatever the editor takes for a word."""
+    word = _WORD.search(text, 0, offset)
+    return word.start() if word else offset
+
+
 def where(text: str, offset: int) -> Where:
     before = text[:offset]
     word = _WORD.search(before)

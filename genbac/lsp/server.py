@@ -143,11 +143,14 @@ def on_completion(ls: GenbaServer, params: lsp.CompletionParams) -> lsp.Completi
                               for m in pattern.finditer(text)})
                 for kind, pattern in _DECLARED.items()}
     found = complete.items(analysis.text, offset, declared["language"], declared["architecture"])
+    index = LineIndex(analysis.text, ls.encoding)
+    typed = lsp.Range(lsp.Position(*index.position(complete.word_start(analysis.text, offset))),
+                      params.position)
     return lsp.CompletionList(is_incomplete=False, items=[
         lsp.CompletionItem(
             label=item.label, kind=_ITEM_KINDS[item.kind],
             documentation=lsp.MarkupContent(lsp.MarkupKind.Markdown, item.doc),
-            insert_text=item.insert,
+            text_edit=lsp.TextEdit(typed, item.insert),
             insert_text_format=(lsp.InsertTextFormat.Snippet if item.snippet
                                 else lsp.InsertTextFormat.PlainText))
         for item in found])

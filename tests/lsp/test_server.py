@@ -154,7 +154,7 @@ def test_completion_offers_the_keys_of_a_language_block(client, project):
     assert sorted(i["label"] for i in items) == ["corpus", "data", "enter", "eval", "exit",
                                                  "tokens"]
     enter = next(i for i in items if i["label"] == "enter")
-    assert "%" in enter["documentation"]["value"] and enter["insertText"] == "enter = "
+    assert "%" in enter["documentation"]["value"] and enter["textEdit"]["newText"] == "enter = "
     # in the Bavarian block, the keys already set are not offered again
     line, _ = position_of(fresh, "    enter  = 90%")
     items = client.request("textDocument/completion", client.at(uri, line, 4))["items"]
@@ -163,6 +163,14 @@ def test_completion_offers_the_keys_of_a_language_block(client, project):
     line, col = position_of(fresh, "hardware = cs-2", len("hardware = "))
     items = client.request("textDocument/completion", client.at(uri, line, col))["items"]
     assert {"cs-2", "cs-3", "h100", "a100", "cpu"} <= {i["label"] for i in items}
+    # a name with dots and dashes is replaced whole, whatever the editor takes for a word
+    typed = fresh.replace("base = llama3.1-8b from", "base = llama3.1-8 from")
+    client.change(uri, typed, 2)
+    line, col = position_of(typed, "llama3.1-8 from", len("llama3.1-8"))
+    items = client.request("textDocument/completion", client.at(uri, line, col))["items"]
+    edit = next(i for i in items if i["label"] == "llama3.1-8b")["textEdit"]
+    assert edit["range"] == {"start": {"line": line, "character": col - len("llama3.1-8")},
+                             "end": {"line": line, "character": col}}
 
 
 def test_formatting_returns_what_genbac_fmt_writes(client, project):
