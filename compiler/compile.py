@@ -58,6 +58,42 @@ def plan_all(text: str, path: str, read=None, sources: dict[str, str] | None = N
     return planned
 
 
+class Checked(NamedTuple):
+    """What checking one file found (check_source)."""
+
+    document: object  # the file's own syntax tree (spec.ast.Document); None if it does not parse
+    planned: tuple[Planned, ...]  # empty for a fragment or a file with errors
+    diagnostics: tuple[Diagnostic, ...]  # of every file read, each once, in file order
+    fragment: bool  # shared settings for other specs to import: checked where imported
+
+
+def check_source(text: str, path: str, read, sources: dict[str, str]) -> Checked:
+    """`genbac check` of one file, and the language server's: a fragment (settings outside any
+    experiment) is checked for its syntax and imports, an experiment is planned (every sweep
+    variant). `sources` receives every file read."""
+    from genbac.spec.compose import compose, is_fragment
+    from genbac.spec.parser import parse
+
+    sources[path] = text
+    try:
+        document = parse(text, path)
+    except SpecError as exc:
+        return Checked(None, (), _in_order(exc.diagnostics), False)
+    try:
+        if is_fragment(document):
+            compose(text, path, read, sources)
+            return Checked(document, (), (), True)
+        planned = plan_all(text, path, read, sources)
+    except SpecError as exc:
+        return Checked(document, (), _in_order(exc.diagnostics), is_fragment(document))
+    return Checked(document, tuple(planned),
+                   _in_order(d for p in planned for d in p.diagnostics), False)
+
+
+def _in_order(diagnostics) -> tuple[Diagnostic, ...]:
+    return tuple(sorted(unique(diagnostics), key=lambda d: d.sort_key()))
+
+
 def schedule_cells(spec) -> int:
     """An upper bound, from the spec alone, on the language-phase cells its schedule solve works
     on: languages x (distinct entry, exit and phase points + 1), at most MAX_PHASES phases."""

@@ -121,49 +121,33 @@ def _plan_all(path: str, fmt: str, root: str | None = None, *, report_ok: bool =
 # --------------------------------------------------------------------------------------------------
 
 def cmd_check(args) -> int:
+    from genbac.compiler.compile import check_source
     from genbac.spec.diagnostics import summary_line
 
     failed = False
     for path in args.specs:
-        fragment = _check_fragment(path, args.format, args.root)
-        if fragment is not None:  # shared settings for other specs to import
-            failed |= not fragment
+        text, shown = _read_spec(path), _display_path(path)
+        sources: dict[str, str] = {}
+        checked = check_source(text, shown, _imports(path, args.root), sources)
+        _report(checked.diagnostics, sources, args.format)
+        ok = not any(d.is_error for d in checked.diagnostics)
+        failed |= not ok
+        if args.format != "text":
             continue
-        planned, diagnostics = _plan_all(path, args.format, args.root)
-        if planned is None:
-            failed = True
-        if args.format == "text":
-            if planned is None:
-                print(f"{_printable(path)}: {summary_line(diagnostics)}", file=sys.stderr)
-                continue
-            extra = f", {summary_line(diagnostics)}" if diagnostics else ""
-            for variant in planned:
-                plan, s = variant.plan, variant.plan.schedule
-                n = len(s.phases)
-                name = f" [{variant.name}]" if variant.name else ""
-                print(f"{_printable(path)}{name}: ok ({n} phase{'s' if n != 1 else ''}, "
-                      f"{s.total_steps:,} steps, "
-                      f"{plan.growth.parameters:,} parameters{extra})")
+        if not ok:
+            print(f"{_printable(path)}: {summary_line(checked.diagnostics)}", file=sys.stderr)
+        elif checked.fragment:  # shared settings for other specs to import
+            print(f"{_printable(path)}: ok (a fragment: its settings are checked where it is "
+                  "imported)")
+        extra = f", {summary_line(checked.diagnostics)}" if checked.diagnostics else ""
+        for variant in checked.planned:
+            plan, s = variant.plan, variant.plan.schedule
+            n = len(s.phases)
+            name = f" [{variant.name}]" if variant.name else ""
+            print(f"{_printable(path)}{name}: ok ({n} phase{'s' if n != 1 else ''}, "
+                  f"{s.total_steps:,} steps, "
+                  f"{plan.growth.parameters:,} parameters{extra})")
     return EXIT_SPEC if failed else EXIT_OK
-
-
-def _check_fragment(path: str, fmt: str, root: str | None) -> bool | None:
-    """None if `path` is an experiment; else whether the fragment parses and its imports resolve
-    (its settings are checked in the specs that import it)."""
-    from genbac.spec.compose import compose, is_fragment
-    from genbac.spec.diagnostics import SpecError
-    from genbac.spec.parser import parse
-
-    text, shown = _read_spec(path), _display_path(path)
-    try:
-        if not is_fragment(parse(text, shown)):
-            return None
-        compose(text, shown, _imports(path, root), {})
-    except SpecError:
-        return None  # reported with the experiment's checks
-    if fmt == "text":
-        print(f"{_printable(path)}: ok (a fragment: its settings are checked where it is imported)")
-    return True
 
 
 def _calibration(plan, run_id: str, tracking_uri: str | None, markdown: bool) -> str:

@@ -1,5 +1,5 @@
-"""One document, checked the way `genbac check` checks a file: its syntax tree, its plans (one per
-sweep variant) and every diagnostic, in this file or in a file it imports.
+"""One document, checked as `genbac check` checks a file (compiler.compile.check_source): its syntax
+tree, its plans (one per sweep variant) and every diagnostic, in this file or in one it imports.
 
 Pure but for reading imports, which goes through the `read` function given (spec.compose.Reader);
 the server passes one that prefers the text of files open in the editor over the saved files.
@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from genbac.compiler.compile import Planned, plan_all
+from genbac.compiler.compile import Planned, check_source
 from genbac.spec import ast
-from genbac.spec.compose import Files, compose, is_fragment
-from genbac.spec.diagnostics import Diagnostic, SpecError, error, unique
-from genbac.spec.parser import parse
+from genbac.spec.compose import Files
+from genbac.spec.diagnostics import Diagnostic, error
 from genbac.spec.span import Span
 
 
@@ -29,23 +28,10 @@ class Analysis(NamedTuple):
 
 
 def analyse(text: str, path: str, read) -> Analysis:
-    sources: dict[str, str] = {path: text}
-    try:
-        document = parse(text, path)
-    except SpecError as exc:
-        return Analysis(path, text, None, (), _sorted(exc.diagnostics), sources, False)
-    if is_fragment(document):
-        try:
-            compose(text, path, read, sources)
-        except SpecError as exc:
-            return Analysis(path, text, document, (), _sorted(exc.diagnostics), sources, True)
-        return Analysis(path, text, document, (), (), sources, True)
-    try:
-        planned = plan_all(text, path, read, sources)
-    except SpecError as exc:
-        return Analysis(path, text, document, (), _sorted(exc.diagnostics), sources, False)
-    found = unique(d for p in planned for d in p.diagnostics)
-    return Analysis(path, text, document, tuple(planned), _sorted(found), sources, False)
+    sources: dict[str, str] = {}
+    checked = check_source(text, path, read, sources)
+    return Analysis(path, text, checked.document, checked.planned, checked.diagnostics, sources,
+                    checked.fragment)
 
 
 def internal_error(text: str, path: str, exc: Exception) -> Analysis:
@@ -56,10 +42,6 @@ def internal_error(text: str, path: str, exc: Exception) -> Analysis:
               help=("this is a genbac bug, please report it with the spec; the server's log "
                     "has the traceback",))
     return Analysis(path, text, None, (), (d,), {path: text}, False)
-
-
-def _sorted(diagnostics) -> tuple[Diagnostic, ...]:
-    return tuple(sorted(unique(diagnostics), key=lambda d: d.sort_key()))
 
 
 def editor_reader(root: str, open_texts: dict[str, str]):
