@@ -82,6 +82,15 @@ def describe_growth(spec: Spec, growth: GrowthPlan) -> str:
     return "none"
 
 
+def describe_base(plan: Plan) -> str:
+    """The base model in one line (explain's `base:`, the editor's hover over `base`)."""
+    a, g = plan.architecture, plan.growth
+    weights = f" from {plan.base_weights}" if plan.base_weights else " (random init)"
+    return (f"{a.name}{weights}: {g.base_layers} layers, hidden {a.hidden}, {a.heads} heads / "
+            f"{a.kv_heads} kv, ffn {a.ffn}, vocab {g.base_vocab:,}, {g.base_parameters:,} "
+            "parameters")
+
+
 def describe_optimizer(opt: Optimizer) -> str:
     return (f"{opt.kind} lr {opt.lr:g}, betas {opt.betas[0]:g}/{opt.betas[1]:g}, "
             f"weight decay {opt.weight_decay:g}" + (f", clip {opt.clip:g}" if opt.clip else ""))
@@ -184,7 +193,6 @@ def explain(plan: Plan, warnings=(), *, markdown: bool = False) -> str:
     g = plan.growth
     s = plan.schedule
     e = plan.estimate
-    arch = plan.architecture
     h = "### " if markdown else ""
     # Markdown joins consecutive lines into one paragraph, so each fact becomes a list item there
     item = "- " if markdown else ""
@@ -199,10 +207,7 @@ def explain(plan: Plan, warnings=(), *, markdown: bool = False) -> str:
 
     # model --------------------------------------------------------------------------------------
     out.append(f"{h}Model")
-    weights = f" from {plan.base_weights}" if plan.base_weights else " (random init)"
-    out.append(f"{item}base: {arch.name}{weights}: {g.base_layers} layers, hidden {arch.hidden}, "
-               f"{arch.heads} heads / {arch.kv_heads} kv, ffn {arch.ffn}, vocab {g.base_vocab:,}, "
-               f"{g.base_parameters:,} parameters")
+    out.append(f"{item}base: {describe_base(plan)}")
     out.append(f"{item}growth: {describe_growth(spec, g)}")
     if g.method != "none":
         if markdown:

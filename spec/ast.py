@@ -117,6 +117,11 @@ class Block(NamedTuple):
     span: Span
 
 
+def label_text(label: "Str | Name | Quantity") -> str:
+    """A block label as the block is named by it: `bar`, `Bavarian`, `90%` as written."""
+    return label.text if isinstance(label, Quantity) else str(label.value)
+
+
 class Import(NamedTuple):
     path: Str
     alias: Name | None

@@ -214,12 +214,8 @@ def _identity(entry) -> tuple:
         return ("setting", entry.key.value)
     kind = entry.kind.value
     if kind in _KEYED_BLOCKS and entry.labels:
-        return ("block", kind, _label_value(entry.labels[0]))
+        return ("block", kind, ast.label_text(entry.labels[0]))
     return ("block", kind)
-
-
-def _label_value(label) -> str:
-    return label.text if isinstance(label, ast.Quantity) else str(label.value)
 
 
 def merge(base: list, overrides: list) -> list:
@@ -271,7 +267,7 @@ def _same_kind(old: ast.Block, new: ast.Block) -> bool:
     merges (the code is the identity; the name may be left out)."""
     if old.kind.value in _KEYED_BLOCKS:
         return True
-    return [_label_value(x) for x in old.labels] == [_label_value(x) for x in new.labels]
+    return [ast.label_text(x) for x in old.labels] == [ast.label_text(x) for x in new.labels]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -317,7 +313,7 @@ def expand_sweeps(doc: ast.Document, sources: dict[str, str]) -> list[Variant]:
             "together", sweeps[0][1].span, "sweeps multiply",
             help=("sweep fewer values, or write the variants as separate specs that import a "
                   "common one",))])
-    base_name = _label_value(experiment.labels[0]) if experiment.labels else "experiment"
+    base_name = ast.label_text(experiment.labels[0]) if experiment.labels else "experiment"
     variants = []
     for choice in itertools.product(*(range(len(c.args)) for _, c in sweeps)):
         chosen = {id(call): call.args[k].value for (_, call), k in zip(sweeps, choice)}
@@ -338,7 +334,7 @@ def expand_sweeps(doc: ast.Document, sources: dict[str, str]) -> list[Variant]:
 def _find_sweeps(entries, where: tuple[str, ...], found: list, diagnostics: list) -> None:
     for entry in entries:
         if isinstance(entry, ast.Block):
-            labels = tuple(_label_value(x) for x in entry.labels[:1])
+            labels = tuple(ast.label_text(x) for x in entry.labels[:1])
             _find_sweeps(entry.entries, (*where, entry.kind.value, *labels), found, diagnostics)
         else:
             _sweeps_in(entry.value, ".".join((*where, entry.key.value)), found, diagnostics,

@@ -10,15 +10,16 @@ spec that sweeps shows each variant's numbers.
 
 from __future__ import annotations
 
-from genbac.compiler.explain import (describe_growth, describe_lr_schedule, describe_optimizer,
-                                     energy, headline, layer_diagram)
+from genbac.compiler.explain import (describe_base, describe_growth, describe_lr_schedule,
+                                     describe_optimizer, energy, headline, layer_diagram)
 from genbac.compiler.plan import Plan
 from genbac.compiler.schedule import fmt_tokens, round_half_up
 from genbac.spec import ast, reference
+from genbac.spec.ast import label_text
 from genbac.text import duration
 
 from .analysis import Analysis
-from .tree import blocks_of, chain_at, label_text
+from .tree import blocks_of, chain_at
 
 MAX_VARIANTS_SHOWN = 4
 
@@ -94,7 +95,7 @@ def _renderer(blocks: list[ast.Block], setting: ast.Setting | None):
         return train_summary
     if kind in ("experiment", None) and setting is not None:
         if setting.key.value == "base":
-            return base_summary
+            return describe_base
         if setting.key.value == "hardware":
             return estimate_summary
         return None
@@ -169,14 +170,6 @@ def train_summary(plan: Plan) -> str:
         f"- schedule: {describe_lr_schedule(plan.spec.train)}",
         f"- checkpoint every {plan.checkpoint_every:,} steps; evaluation every "
         f"{plan.eval_every:,} steps"])
-
-
-def base_summary(plan: Plan) -> str:
-    a, g = plan.architecture, plan.growth
-    weights = f" from `{plan.base_weights}`" if plan.base_weights else " (random init)"
-    return (f"**{a.name}**{weights}: {g.base_layers} layers, hidden {a.hidden}, {a.heads} heads / "
-            f"{a.kv_heads} kv, ffn {a.ffn}, vocabulary {g.base_vocab:,}, "
-            f"{g.base_parameters:,} parameters")
 
 
 def estimate_summary(plan: Plan) -> str:

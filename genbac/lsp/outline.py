@@ -13,12 +13,13 @@ import os
 from typing import NamedTuple
 
 from genbac.spec import ast
+from genbac.spec.ast import label_text
 from genbac.spec.diagnostics import SpecError
 from genbac.spec.parser import parse
 from genbac.spec.span import Span
 
 from .analysis import Analysis
-from .tree import blocks_of, chain_at, label_text, walk_blocks
+from .tree import blocks_of, chain_at, walk_blocks
 
 
 class Symbol(NamedTuple):

@@ -51,7 +51,3 @@ def walk_blocks(items, parents: tuple = ()):
         if isinstance(item, ast.Block):
             yield item, parents
             yield from walk_blocks(item.entries, parents + (item,))
-
-
-def label_text(label) -> str:
-    return label.text if isinstance(label, ast.Quantity) else label.value
