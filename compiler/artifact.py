@@ -53,6 +53,13 @@ CKPT_DIR = f"{WORK}/ckpt"
 CONVERTED = f"{CKPT_DIR}/model_to_cs-2.9.mdl"  # GROWN converted for Model Zoo
 MODEL_DIR = f"{WORK}/model_dir"  # Model Zoo's checkpoints and event files
 CHECKPOINTS = f"{WORK}/checkpoints"  # the local backend's checkpoints
+EXPORTS = f"{WORK}/export"  # the local backend's Hugging Face checkpoint of each phase's end
+
+
+def export_dir(phase: int) -> str:
+    return f"{EXPORTS}/phase-{phase}"
+
+
 RESUME_YAML = f"{WORK}/resume.yaml"
 MIXTURE_PNG = f"{WORK}/mixture.png"
 

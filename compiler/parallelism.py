@@ -95,13 +95,19 @@ def plan_parallelism(spec: Spec, growth: GrowthPlan | None
     """The parallelism of a GPU experiment (None for CS-X systems and CPUs), or the error that
     says why nothing fits and what would."""
     hw, train = spec.hardware, spec.train
-    if train.parallelism is not None and not hw.is_gpu:
+    if train.parallelism is not None and hw.is_csx:
         return None, [error(
-            "GB173", f"`parallelism = {train.parallelism}` is for GPUs; {hw.describe()} "
-            + ("streams its weights (Model Zoo decides)" if hw.is_csx else
-               "trains with one whole copy per process"),
+            "GB173", f"`parallelism = {train.parallelism}` is for GPUs (and their rehearsal on "
+            f"`cpu x N`); {hw.describe()} streams its weights (Model Zoo decides)",
             train.where("parallelism"), "not for this hardware",
             secondary=[(hw.span, "hardware")], help=("remove it",))]
+    if train.parallelism == "hsdp" and not hw.is_gpu:
+        return None, [error(
+            "GB173", "`parallelism = hsdp` shards within a node and replicates across nodes; "
+            f"{hw.describe()} is one node", train.where("parallelism"), "one node",
+            secondary=[(hw.span, "hardware")], help=("use `fsdp`",))]
+    if not hw.is_gpu:
+        return None, []  # `cpu x N` trains as the spec says (runtime/sharding.py), unplanned
     if not hw.is_gpu or growth is None or train.batch % hw.devices:
         return None, []  # a batch that does not split is GB172 (compiler/checks.py)
     if train.micro_batch and (train.batch // hw.devices) % train.micro_batch:

@@ -98,8 +98,11 @@ def _train_phase(ctx: Context, run_id: str, index: int):
     ctx.save_state()
     device = ctx.device  # chosen by preflight
     world = device.count if device is not None else 1
-    if world > 1:
-        return _train_phase_torchrun(ctx, run_id, index, world)
+    from .sharding import sharding_of
+
+    strategy = sharding_of(ctx.plan, world).strategy
+    if world > 1 or strategy != "single":  # FSDP on one device still needs a process group
+        return _train_phase_torchrun(ctx, run_id, index, world, strategy)
 
     import torch
 
@@ -155,27 +158,37 @@ def base_before_growth(ctx: Context) -> Path | None:
 def setup_phase(ctx: Context, index: int, device, *, rank: int = 0, world: int = 1):
     """The model (resumed from the latest checkpoint), optimizer and data of phase `index` in this
     process, as a PhaseRun without callbacks, and the TrainState; (None, state) if the phase is
-    already done. One process, or one rank of `world` (DDP; runtime/worker.py)."""
+    already done. One process, or one rank of `world` (DDP or FSDP; runtime/worker.py)."""
     import torch
 
+    from . import checkpoints
     from .data import Mixer
-    from .train import (PhaseRun, TrainState, apply_freezing, configure_device, latest_checkpoint,
-                        load_checkpoint, load_model, make_optimizer)
+    from .sharding import build_sharded, enable_activation_checkpointing, sharding_of
+    from .train import (PhaseRun, TrainState, apply_freezing, configure_device, load_model,
+                        make_optimizer)
 
     plan = ctx.plan
     phase = plan.schedule.phases[index - 1]
     configure_device(device)
     torch.manual_seed(plan.spec.train.seed)
-    model = load_model(plan, ctx.path(layout.GROWN))
-    apply_freezing(plan, model)
-    model.to(device)
+    sharding = sharding_of(plan, world)
+    grown = ctx.path(layout.GROWN)
+    if sharding.sharded:
+        model = build_sharded(plan, grown, device, sharding)
+    else:
+        model = load_model(plan, grown)
+        apply_freezing(plan, model)
+        model.to(device)
+        if sharding.activation_checkpointing:
+            enable_activation_checkpointing(model)
     model.train()
     optimizer = make_optimizer(plan, model)
-    checkpoints = ctx.path(layout.CHECKPOINTS)
+    saved = ctx.path(layout.CHECKPOINTS)
     state = TrainState()
-    latest = latest_checkpoint(checkpoints)
+    latest = checkpoints.latest(saved)
     if latest is not None:
-        state = load_checkpoint(latest, plan, model, optimizer)
+        state = checkpoints.load(latest, plan, model, optimizer, checkpoints.Layout(
+            rank=rank, world=world, sharded=sharding.sharded, parallelism=sharding.strategy))
         how = "resuming from" if state.step > phase.start_step else "starting from"
         ctx.log(f"{how} {latest.relative_to(ctx.compiled)} (step {state.step})")
     if state.step >= phase.end_step:
@@ -183,7 +196,7 @@ def setup_phase(ctx: Context, index: int, device, *, rank: int = 0, world: int =
     train_data, eval_data = _load_data(ctx)
     mixer = Mixer(json.loads(plan.model_dump_json()), train_data, plan.spec.train.seed)
     ddp = None
-    if world > 1:
+    if sharding.strategy == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 
         ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
@@ -191,14 +204,15 @@ def setup_phase(ctx: Context, index: int, device, *, rank: int = 0, world: int =
     if os.environ.get("GENBAC_COMPILE") == "1":  # `genbac run --compile`
         forward = torch.compile(ddp if ddp is not None else model)
     run = PhaseRun(plan=plan, phase=phase, model=model, optimizer=optimizer, mixer=mixer,
-                   eval_data=eval_data, checkpoint_dir=checkpoints, device=device,
-                   base_dir=base_before_growth(ctx),
+                   eval_data=eval_data, checkpoint_dir=saved, device=device,
+                   base_dir=base_before_growth(ctx), micro_batch=sharding.micro_batch,
                    keep_checkpoints=plan.spec.train.keep_checkpoints or KEEP_CHECKPOINTS, rank=rank,
-                   world=world, ddp=ddp, forward=forward)
+                   world=world, strategy=sharding.strategy, ddp=ddp, forward=forward,
+                   export_dir=ctx.path(layout.export_dir(index)), config_dir=grown)
     return run, state
 
 
-def _train_phase_torchrun(ctx: Context, run_id: str, index: int, world: int):
+def _train_phase_torchrun(ctx: Context, run_id: str, index: int, world: int, strategy: str):
     """Launch the phase's ranks through torchrun and turn their events into MLflow records; the
     state file is only touched by execute(), after this returns."""
     import torch
@@ -236,8 +250,9 @@ def _train_phase_torchrun(ctx: Context, run_id: str, index: int, world: int):
 
     command = torchrun_command(world, "genbac.runtime.worker", [
         str(ctx.compiled), str(index), "--project", str(ctx.project), "--events", str(events.path)])
-    ctx.log(f"{world} processes ({'NCCL' if hw.is_gpu else 'gloo'}) through torchrun; "
-            f"their output: {log_path.relative_to(ctx.compiled)}")
+    ctx.log(f"{world} process{'es' if world > 1 else ''}, {strategy.upper()} "
+            f"({'NCCL' if hw.is_gpu else 'gloo'}), through torchrun; their output: "
+            f"{log_path.relative_to(ctx.compiled)}")
     logged_before = log_path.stat().st_size if log_path.exists() else 0
     try:
         status = run_torchrun(command, world, log_path, events, on_event)
@@ -248,7 +263,7 @@ def _train_phase_torchrun(ctx: Context, run_id: str, index: int, world: int):
     if errors:
         raise RunError(errors[0])
     # killed or crashed: nothing was recorded as done, so a rerun resumes from the last checkpoint
-    from .train import latest_checkpoint
+    from .checkpoints import latest as latest_checkpoint
 
     latest = latest_checkpoint(ctx.path(layout.CHECKPOINTS))
     resume = (f"a rerun resumes from {latest.relative_to(ctx.compiled)}" if latest else

@@ -169,15 +169,14 @@ def choose_device(artifact: Artifact, requested: str, problems: list[str]) -> De
         return Device("local", "cpu", hw.count, cpu_description() +
                       (f", {hw.count} processes" if hw.count > 1 else ""), memory_available())
     if hw.is_gpu and len(gpus) >= hw.count:
-        parallelism = artifact.plan.parallelism
-        if (hw.nodes or 1) > 1 or (parallelism is not None and parallelism.strategy != "ddp"):
-            # planned (compiler/parallelism.py) but not yet trained by genbac: say so, not DDP
-            what = (f"{parallelism.strategy.upper()} over {hw.nodes or 1} node(s)"
+        if (hw.nodes or 1) > 1:
+            # planned (compiler/parallelism.py) but not yet launched by genbac: say so
+            parallelism = artifact.plan.parallelism
+            what = (f"{parallelism.strategy.upper()} over {hw.nodes} nodes"
                     if parallelism is not None else f"{hw.nodes} nodes")
             problems.append(f"hardware = {declared} is planned as {what}; `genbac run` trains "
-                            "GPUs with DDP on one node only so far (sharded training and "
-                            "multi-node launch are not implemented yet). `genbac explain` shows "
-                            "the plan; a spec whose model fits on one GPU trains with DDP")
+                            "on one node only so far (the multi-node launch is not implemented "
+                            "yet). `genbac explain` shows the plan")
             return None
         return Device("local", "cuda", hw.count, f"cuda x {hw.count} ({gpus[0][0]})", gpus[0][1])
     here = f"cuda x 1 ({gpus[0][0]})" if gpus else cpu_description()
@@ -301,7 +300,13 @@ def training_memory(artifact: Artifact, device: Device) -> tuple[int, int, int]:
     al. 2022, no recomputation), twice that in fp32, plus the logits and their gradient in fp32."""
     plan = artifact.plan
     arch, growth, train = plan.architecture, plan.growth, plan.spec.train
+    planned = plan.parallelism
+    if planned is not None and planned.devices == device.count and device.kind == "cuda":
+        m = planned.memory  # the planner's estimate for this strategy (compiler/parallelism.py)
+        return m.state + m.gathered, m.activations + m.logits, planned.micro_batch
     states = growth.state_bytes
+    if train.parallelism in ("fsdp", "hsdp"):  # `cpu x N`: each process holds its shard
+        states = -(-states // max(1, device.count))
     seq = plan.schedule.sequence
     per_rank = max(1, plan.schedule.batch // max(1, device.count))
     micro = min(train.micro_batch or per_rank, per_rank)

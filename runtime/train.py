@@ -1,5 +1,5 @@
 """The local trainer: one phase of a compiled experiment, PyTorch + transformers, in one process or
-as one rank of a DDP job (runtime/distributed.py launches those).
+as one rank of a DDP or FSDP job (runtime/distributed.py launches those).
 
 Features, and what controls them (all from the Plan):
 - model: `LlamaForCausalLM` built from the plan's architecture and grown layer count, loaded from the
@@ -10,29 +10,32 @@ Features, and what controls them (all from the Plan):
   pieces, the same ones the cszoo target writes), so no scheduler state exists;
 - gradient accumulation over micro-batches to reach the global batch; clipping; bf16 autocast when
   the spec says bf16; freezing of the base blocks for `train = new`;
-- several processes (DDP): the global batch of step s is still the Mixer's batch of step s, rank r
-  trains its fixed slice r of it, and the loss is scaled so that DDP's averaged gradient equals
-  the one-process gradient of the whole batch; only rank 0 evaluates, logs and checkpoints;
+- several processes: the global batch of step s is still the Mixer's batch of step s, rank r trains
+  its fixed slice r of it, and the loss is scaled so that the ranks' averaged gradient (DDP's
+  all-reduce, FSDP's reduce-scatter) equals the one-process gradient of the whole batch; rank 0
+  logs; under DDP only rank 0 evaluates and checkpoints, under FSDP/HSDP (runtime/sharding.py)
+  every rank takes part in both, as each holds only its shards;
 - on CUDA: fused AdamW, TF32 matmuls, pinned non-blocking batch copies; SDPA attention; optional
   `torch.compile` of the forward pass (`PhaseRun.forward`);
-- checkpoints (model, optimizer, step, tokens seen, RNG) every `checkpoint every` steps and at the
-  end of the phase, written beside step_N/ and renamed, the newest few kept;
+- checkpoints (model, optimizer, step, tokens seen) every `checkpoint every` steps and at the end of
+  the phase: DCP directories, atomic, the newest few kept (runtime/checkpoints.py); at the phase's
+  end the model also as a Hugging Face checkpoint (`PhaseRun.export_dir`);
 - per-language validation loss at step 0 (the baseline: the starting model, and the base model
   before growth), every `eval every` steps and at the end of the phase.
 
 Exact resume: data and LR depend only on the step, the optimizer state is saved, and nothing else is
 random (no dropout), so on CPU a run killed and resumed ends with the same weights as one that was not.
-A checkpoint does not depend on the number of processes (DDP keeps every rank's model and optimizer
-identical), so one written by N processes resumes with any other number.
+A checkpoint does not depend on the number of processes or the strategy (its tensors are stored by
+parameter name and DCP reshards them on load), so one written by N processes resumes with any other
+number, sharded or not.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -42,9 +45,11 @@ from genbac.compiler.plan import KEEP_CHECKPOINTS, Phase, Plan
 from genbac import atomic
 from genbac.errors import UserError
 
+from . import checkpoints
 from . import metrics as names
+from .checkpoints import TrainState
+from .sharding import SHARDED
 
-CHECKPOINT_FORMAT = "genbac.checkpoint/1"
 
 
 class TrainError(UserError):
@@ -107,19 +112,28 @@ def random_base(plan: Plan, out_dir: Path, seed: int) -> None:
 
 def load_model(plan: Plan, weights_dir: Path, layers: int | None = None):
     """The checkpoint in `weights_dir`, which must have `layers` layers (the grown count unless
-    told otherwise)."""
+    told otherwise), whole, in this process."""
     from transformers import LlamaForCausalLM
 
+    check_layers(plan, weights_dir, layers)
     try:
-        model = LlamaForCausalLM.from_pretrained(weights_dir, dtype=torch.float32,
-                                                 attn_implementation="sdpa")
+        return LlamaForCausalLM.from_pretrained(weights_dir, dtype=torch.float32,
+                                                attn_implementation="sdpa")
     except (OSError, ValueError) as exc:
         raise TrainError(f"cannot load the model from {weights_dir}: {exc}") from None
+
+
+def check_layers(plan: Plan, weights_dir: Path, layers: int | None = None) -> None:
+    """That the checkpoint in `weights_dir` has `layers` layers (the grown count unless told
+    otherwise), from its config.json."""
     expected = layers or plan.growth.layers
-    if model.config.num_hidden_layers != expected:
-        raise TrainError(f"{weights_dir} has {model.config.num_hidden_layers} layers, the plan "
-                         f"{expected}")
-    return model
+    try:
+        found = json.loads((weights_dir / "config.json").read_text())["num_hidden_layers"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise TrainError(f"cannot load the model from {weights_dir}: no readable config.json "
+                         f"with num_hidden_layers ({exc})") from None
+    if found != expected:
+        raise TrainError(f"{weights_dir} has {found} layers, the plan {expected}")
 
 
 def apply_freezing(plan: Plan, model) -> int:
@@ -143,8 +157,10 @@ def make_optimizer(plan: Plan, model) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum,
                                weight_decay=opt.weight_decay)
     cls = torch.optim.AdamW if opt.kind == "adamw" else torch.optim.Adam
-    # on CUDA one fused kernel updates every parameter (the default launches several per tensor)
-    fused = {"fused": True} if params and params[0].is_cuda else {}
+    # on CUDA one fused kernel updates every parameter (the default launches several per tensor);
+    # FSDP's sharded parameters (DTensors) keep the default multi-tensor kernels
+    fused = ({"fused": True} if params and params[0].is_cuda and
+             type(params[0].data) is torch.Tensor else {})
     return cls(params, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps,
                weight_decay=opt.weight_decay, **fused)
 
@@ -158,69 +174,6 @@ def configure_device(device: torch.device) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# checkpoints
-# --------------------------------------------------------------------------------------------------
-
-@dataclass
-class TrainState:
-    step: int = 0
-    tokens_seen: dict[str, int] = field(default_factory=dict)
-
-
-def _arch_keys(plan: Plan) -> dict:
-    a = plan.architecture
-    return {"hidden": a.hidden, "layers": plan.growth.layers, "heads": a.heads,
-            "kv_heads": a.kv_heads, "ffn": a.ffn, "vocab": plan.growth.vocab}
-
-
-def save_checkpoint(directory: Path, plan: Plan, model, optimizer, state: TrainState,
-                    keep: int, world: int = 1) -> Path:
-    """Written beside step_N/ and renamed (genbac.atomic): a crash mid-write never leaves a broken
-    step_N/."""
-    from safetensors.torch import save_file
-
-    final = directory / f"step_{state.step:08d}"
-    with atomic.directory(final, replace=True) as tmp:
-        tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-        if plan.architecture.tie_embeddings:
-            tensors.pop("lm_head.weight", None)
-        save_file(tensors, str(tmp / "model.safetensors"))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        (tmp / "state.json").write_text(json.dumps({
-            "format": CHECKPOINT_FORMAT, "step": state.step, "tokens_seen": state.tokens_seen,
-            "spec_hash": plan.spec_hash, "architecture": _arch_keys(plan),
-            "world_size": world}, indent=2))  # informational: any world size may resume it
-    for old in sorted(directory.glob("step_*"))[:-keep]:
-        if not old.name.endswith(".tmp"):
-            shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def latest_checkpoint(directory: Path) -> Path | None:
-    done = [p for p in sorted(directory.glob("step_*")) if not p.name.endswith(".tmp")
-            and (p / "state.json").exists()]
-    return done[-1] if done else None
-
-
-def load_checkpoint(path: Path, plan: Plan, model, optimizer) -> TrainState:
-    from safetensors.torch import load_file
-
-    meta = json.loads((path / "state.json").read_text())
-    if meta.get("architecture") != _arch_keys(plan):
-        raise TrainError(f"checkpoint {path} was made for another architecture: "
-                         f"{meta.get('architecture')} vs {_arch_keys(plan)}")
-    missing, unexpected = model.load_state_dict(load_file(str(path / "model.safetensors")),
-                                                strict=False)
-    if unexpected or [k for k in missing if k != "lm_head.weight"]:
-        raise TrainError(f"checkpoint {path} does not match the model: missing {missing}, "
-                         f"unexpected {unexpected}")
-    if plan.architecture.tie_embeddings:
-        model.tie_weights()
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-    return TrainState(step=meta["step"], tokens_seen=meta["tokens_seen"])
-
-
-# --------------------------------------------------------------------------------------------------
 # the loop
 # --------------------------------------------------------------------------------------------------
 
@@ -228,7 +181,7 @@ def sequence_losses(model, batch: torch.Tensor, autocast) -> torch.Tensor:
     """Mean token loss of every sequence in the batch (one language per sequence)."""
     inputs, labels = batch[:, :-1], batch[:, 1:]
     with autocast():
-        logits = model(input_ids=inputs).logits
+        logits = model(input_ids=inputs, use_cache=False).logits  # no KV cache to build
     losses = torch.nn.functional.cross_entropy(
         logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1), reduction="none")
     return losses.view(labels.shape).mean(dim=1)
@@ -247,14 +200,15 @@ def evaluate(model, eval_data: dict[str, list], autocast) -> dict[str, float]:
     return out
 
 
-def baseline(run: "PhaseRun", autocast) -> dict[str, float]:
+def baseline(run: "PhaseRun", autocast, with_base: bool = True) -> dict[str, float]:
     """Validation before the first update, the reference of a continual-pretraining run: the loss
     per language of the model training starts from (val_loss at step 0) and, where the model was
-    grown, of the base model before growth (base_val_loss), which function-preserving growth keeps
-    equal (baseline_notes says whether it did)."""
+    grown and `with_base` (rank 0: the base is evaluated whole, in one process), of the base model
+    before growth (base_val_loss), which function-preserving growth keeps equal (baseline_notes
+    says whether it did)."""
     metrics = {names.val_loss(code): value
                for code, value in evaluate(run.model, run.eval_data, autocast).items()}
-    if run.base_dir is not None:
+    if run.base_dir is not None and with_base:
         base = load_model(run.plan, run.base_dir, layers=run.plan.growth.base_layers)
         base.to(run.device)
         metrics |= {names.base_val_loss(code): value
@@ -312,12 +266,23 @@ class PhaseRun:
     base_dir: Path | None = None  # the base before growth, evaluated beside the grown at step 0
     keep_checkpoints: int = KEEP_CHECKPOINTS
     stop_after: int | None = None  # for tests and benchmarks: stop (without saving) after this step
-    # DDP: this process is rank `rank` of `world`, and `ddp` (DistributedDataParallel around
-    # `model`) all-reduces the gradients; `model` itself saves and evaluates
+    # several processes: this one is rank `rank` of `world`, and `strategy` (runtime/sharding.py)
+    # says how they hold the model; under DDP `ddp` (DistributedDataParallel around `model`)
+    # all-reduces the gradients and `model` itself saves and evaluates
     rank: int = 0
     world: int = 1
+    strategy: str = "single"  # single, ddp, fsdp or hsdp
     ddp: object | None = None
     forward: object | None = None  # what the training forward runs (DDP, torch.compile); or model
+    # the phase's trained model as a Hugging Face checkpoint, written at its end (with the config
+    # and tokenizer files of `config_dir`); None: no export
+    export_dir: Path | None = None
+    config_dir: Path | None = None
+
+    @property
+    def layout(self) -> checkpoints.Layout:
+        return checkpoints.Layout(rank=self.rank, world=self.world,
+                                  sharded=self.strategy in SHARDED, parallelism=self.strategy)
 
 
 def train_phase(run: PhaseRun, state: TrainState) -> TrainState:
@@ -329,7 +294,10 @@ def train_phase(run: PhaseRun, state: TrainState) -> TrainState:
     per_rank = batch_size // run.world
     mine = slice(run.rank * per_rank, (run.rank + 1) * per_rank)
     micro = min(run.micro_batch or train.micro_batch or per_rank, per_rank)
-    leader = run.rank == 0  # evaluates, logs and writes checkpoints
+    leader = run.rank == 0  # logs, and writes the checkpoints' state.json
+    layout = run.layout
+    # a sharded model's forward needs every rank (each gathers the layers' shards from the others)
+    evaluates = leader or layout.sharded
     forward = run.forward if run.forward is not None else model
     use_bf16 = train.precision == "bf16"
     device_type = run.device.type
@@ -340,8 +308,10 @@ def train_phase(run: PhaseRun, state: TrainState) -> TrainState:
     tokens_per_row = plan.schedule.sequence
     trainable = [p for p in model.parameters() if p.requires_grad]
     step = max(state.step, phase.start_step)
-    if step == names.BASELINE_STEP and leader and run.eval_data:
-        run.log_metrics(step, baseline(run, autocast))
+    if step == names.BASELINE_STEP and evaluates and run.eval_data:
+        metrics = baseline(run, autocast, with_base=leader)
+        if leader:
+            run.log_metrics(step, metrics)
     while step < phase.end_step:
         # 1. LR is a pure function of the step
         lr = phase.lr_at(step)
@@ -390,8 +360,8 @@ def train_phase(run: PhaseRun, state: TrainState) -> TrainState:
             raise TrainError(f"loss became {metrics[names.LOSS]} at step {step}")
         state.step = step
         at_end = step == phase.end_step
-        if leader and run.eval_data and (at_end or
-                                         (step - phase.start_step) % plan.eval_every == 0):
+        if evaluates and run.eval_data and (at_end or
+                                            (step - phase.start_step) % plan.eval_every == 0):
             for code, value in evaluate(model, run.eval_data, autocast).items():
                 metrics[names.val_loss(code)] = value
         if leader:
@@ -400,9 +370,13 @@ def train_phase(run: PhaseRun, state: TrainState) -> TrainState:
         if run.stop_after is not None and step >= run.stop_after:
             return state
         # like Model Zoo: intervals count from the start of the phase
-        if leader and (at_end or (step - phase.start_step) % plan.checkpoint_every == 0):
-            save_checkpoint(run.checkpoint_dir, plan, model, optimizer, state,
-                            run.keep_checkpoints, run.world)
+        if at_end and run.export_dir is not None and layout.writes:
+            # before the last checkpoint: a run killed in between trains the last steps again
+            # and exports again, where one killed after would find the phase done, unexported
+            checkpoints.export(run.export_dir, plan, model, run.config_dir, layout)
+        if layout.writes and (at_end or (step - phase.start_step) % plan.checkpoint_every == 0):
+            checkpoints.save(run.checkpoint_dir, plan, model, optimizer, state,
+                             run.keep_checkpoints, layout)
             run.on_checkpoint(step)
     return state
 

@@ -96,7 +96,8 @@ KEY_DOCS: dict[str, dict[str, str]] = {
         "micro_batch": "Sequences per forward pass (gradient accumulation up to `batch`).",
         "parallelism": ("How GPUs hold the model: `ddp` (a whole copy each), `fsdp` (sharded over "
                         "all) or `hsdp` (sharded in a node, replicated across nodes); default: "
-                        "the planner's choice, shown by `genbac explain`."),
+                        "the planner's choice, shown by `genbac explain`. On `cpu x N`: a rehearsal "
+                        "of the GPU path with gloo (default `ddp`)."),
     },
     "architecture": {
         "hidden": "The model width.",

@@ -67,10 +67,10 @@ def genbac_run(cwd: Path, *args) -> subprocess.CompletedProcess:
 
 
 def final_weights(cwd: Path):
-    from safetensors.torch import load_file
+    from genbac.runtime.checkpoints import weights
 
     last = sorted((cwd / "out/work/checkpoints").glob("step_*"))[-1]
-    return last.name, load_file(str(last / "model.safetensors"))
+    return last.name, weights(last)
 
 
 def mlflow_runs(cwd: Path):
@@ -97,7 +97,7 @@ def test_two_processes_reach_the_weights_of_one(runs):
     import torch
 
     (one, _), (two, r) = runs["one"], runs["two"]
-    assert "2 processes (gloo) through torchrun" in r.stdout
+    assert "2 processes, DDP (gloo), through torchrun" in r.stdout
     name_one, w_one = final_weights(one)
     name_two, w_two = final_weights(two)
     assert name_one == name_two == f"step_{STEPS:08d}"

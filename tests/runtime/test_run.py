@@ -73,10 +73,10 @@ def history(uri, run_id, key):
 
 
 def final_weights(compiled: Path):
-    from safetensors.torch import load_file
+    from genbac.runtime.checkpoints import weights
 
     last = sorted((compiled / "work" / "checkpoints").glob("step_*"))[-1]
-    return last.name, load_file(str(last / "model.safetensors"))
+    return last.name, weights(last)
 
 
 @pytest.fixture(scope="module")
