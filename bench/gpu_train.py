@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/gpu_train.py            # on a GPU: Llama-3.2-1B shape, eager + compile
     .venv/bin/python bench/gpu_train.py --tiny     # anywhere: a tiny model, a few steps (tested)
-    options: --steps 4 --rounds 3 --warmup 3 --modes eager,compile --json PATH --peak-tflops T
+    options: --steps 4 --rounds 3 --warmup 3 --modes eager,compile,fsdp --json PATH
+             --peak-tflops T
 
 Setup (in a temporary directory): a byte-level BPE (vocab 1024) trained on examples/data/{en,de},
 both languages packed by `prepare_language`, and the spec below compiled by `plan_spec`: the
@@ -20,9 +21,14 @@ in memory; the weights' values do not change the speed.
 (b) plain: the minimal loop on the same steps' batches (already on the device): autocast forward,
     mean cross entropy, backward, clip, step, zero_grad.
 
-Per mode (eager; `torch.compile` of the model, shared by both sides): --warmup steps per side
-(compilation happens there and is timed separately), then --rounds alternating rounds of --steps
-steps per side, the device synchronised around each round. Reported per row: median tokens/s,
+Per mode (eager; `torch.compile` of the model, shared by both sides; fsdp: the same model put under
+FSDP2 in place in a process group of one, `runtime.sharding.shard` as `genbac run` does it:
+fully_shard per layer and at the root, bf16 MixedPrecisionPolicy, a new optimizer from
+`make_optimizer`, the trainer told `strategy = "fsdp"`; always measured last, as it changes the
+model): --warmup steps per side (compilation happens there and is timed separately), then --rounds
+alternating rounds of --steps steps per side, the device synchronised around each round. The eager
+row of the trainer is also what DDP runs per GPU (one process: no gradient all-reduce), so
+`ratio_fsdp_to_eager` is FSDP's overhead against DDP on one GPU. Reported per row: median tokens/s,
 ms/step and MFU = (6·N + attention) FLOPs per token × tokens/s ÷ the card's peak dense bf16 FLOP/s
 (H100 SXM and H200: 989 TFLOP/s; `--peak-tflops` for another card; none on the CPU). The FLOPs per
 token are the plan's own estimate (`plan.estimate.flops_per_token`: 4N + 2N_trainable + 6·layers·
@@ -166,6 +172,24 @@ class Plain:
             self.optimizer.zero_grad(set_to_none=True)
 
 
+def to_fsdp(plan, model, optimizer, device):
+    """`model` under FSDP2 in place, in a process group of one (NCCL on CUDA, gloo on the CPU);
+    the old optimizer's state freed first; returns the new optimizer."""
+    import torch.distributed as dist
+
+    from genbac.runtime.sharding import Sharding, shard
+    from genbac.runtime.train import make_optimizer
+
+    optimizer.zero_grad(set_to_none=True)
+    optimizer.state.clear()
+    if not dist.is_initialized():
+        extra = {"device_id": device} if device.type == "cuda" else {}
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                store=dist.HashStore(), rank=0, world_size=1, **extra)
+    shard(model, plan, device, Sharding("fsdp", 1))
+    return make_optimizer(plan, model)
+
+
 def measure(sides: dict, device, first: int, warmup: int, rounds: int, steps: int) -> dict:
     """Warm up each side, then alternate timed rounds; per side: the warmup's seconds and every
     round's seconds per step."""
@@ -211,7 +235,9 @@ def main() -> None:
         import transformers
 
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        modes = (args.modes or ("eager,compile" if device.type == "cuda" else "eager")).split(",")
+        modes = (args.modes or ("eager,compile,fsdp" if device.type == "cuda" else "eager")
+                 ).split(",")
+        modes.sort(key=lambda m: m == "fsdp")  # last: it shards the model in place
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
         peak = args.peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items()
                                          if device.type == "cuda" and k in name), None)
@@ -238,6 +264,10 @@ def main() -> None:
         rows = []
         first = 0
         for mode in modes:
+            if mode == "fsdp":
+                optimizer = to_fsdp(plan, model, optimizer, device)
+                trainer.run.optimizer, trainer.run.strategy = optimizer, "fsdp"
+                plain.optimizer = optimizer
             forward = torch.compile(model) if mode == "compile" else None
             micro = None
             while True:
@@ -268,6 +298,8 @@ def main() -> None:
 
         ratios = {mode: rows[2 * i]["tokens_per_s"] / rows[2 * i + 1]["tokens_per_s"]
                   for i, mode in enumerate(modes)}
+        rate = {r["mode"]: r["tokens_per_s"] for r in rows if r["side"] == "genbac train_phase"}
+        ratio_fsdp = rate["fsdp"] / rate["eager"] if {"fsdp", "eager"} <= rate.keys() else None
         report = {"device": name or device.type, "device_type": device.type,
                   "peak_bf16_tflops": peak, "torch": torch.__version__,
                   "transformers": transformers.__version__, "tiny": args.tiny,
@@ -275,6 +307,7 @@ def main() -> None:
                   "batch": batch, "sequence": sequence, "steps": args.steps,
                   "rounds": args.rounds, "warmup": args.warmup, "rows": rows,
                   "ratio_trainer_to_plain": ratios,
+                  "ratio_fsdp_to_eager": ratio_fsdp,
                   "wall_s": time.perf_counter() - started}
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 
@@ -287,6 +320,7 @@ def main() -> None:
                   f"{r['ms_per_step']:8.1f} | {mfu:>6} | {r['micro_batch']:5d} | "
                   f"{r['warmup_s']:8.1f} |")
         print("\nratio trainer/plain: " + ", ".join(f"{m} {v:.3f}" for m, v in ratios.items()) +
+              (f"; trainer FSDP2/eager {ratio_fsdp:.3f}" if ratio_fsdp is not None else "") +
               f"; {report['wall_s']:.0f} s in all; JSON: {args.json}")
 
 

@@ -14,7 +14,11 @@ clipping, fp32. One seeded random model is copied into two identical models, one
     any checkpoint (the plan's interval is far beyond the steps run);
 (b) plain: the nanoGPT loop on the same batches (the Mixer's rows for the same steps, made before
     the timing): `logits = model(x).logits; F.cross_entropy(...).backward(); clip; step; zero_grad`,
-    with a torch.optim.AdamW of the same hyperparameters.
+    with a torch.optim.AdamW of the same hyperparameters;
+(c) with --fsdp: `train_phase` again on a third copy of the model under FSDP2 in one process (a
+    gloo group of one; `runtime.sharding.shard`: fully_shard per layer and at the root, DTensor
+    parameters, the optimizer from `make_optimizer`): the cost of the sharded path where it
+    shards nothing, against (a). Target: (c)/(a) >= 0.9.
 
 Same process, same torch thread count. After --warmup untimed steps of each side, rounds alternate
 a, b, a, b...; each round times --steps optimizer steps of one side (wall clock). Reported: median
@@ -114,10 +118,26 @@ def setup(scratch: Path):
     return plan, mixer, (model, optimizer), (plain, plain_optimizer)
 
 
+def sharded_copy(plan, model):
+    """A copy of `model` under FSDP2 in a gloo process group of one, and its optimizer."""
+    import torch
+    import torch.distributed as dist
+
+    from genbac.runtime.sharding import Sharding, shard
+    from genbac.runtime.train import make_optimizer
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    copy_ = copy.deepcopy(model)
+    shard(copy_, plan, torch.device("cpu"), Sharding("fsdp", 1))
+    return copy_, make_optimizer(plan, copy_)
+
+
 class TrainerSide:
     """`train_phase` from a given step for n steps; the logger keeps only step_time_s."""
 
-    def __init__(self, plan, mixer, model, optimizer, checkpoint_dir: Path):
+    def __init__(self, plan, mixer, model, optimizer, checkpoint_dir: Path,
+                 strategy: str = "single"):
         import torch
 
         from genbac.runtime.train import PhaseRun
@@ -126,7 +146,8 @@ class TrainerSide:
         self.run = PhaseRun(plan=plan, phase=plan.schedule.phases[0], model=model,
                             optimizer=optimizer, mixer=mixer, eval_data={},
                             checkpoint_dir=checkpoint_dir, device=torch.device("cpu"),
-                            log_metrics=lambda step, m: self.step_times.append(m["step_time_s"]))
+                            log_metrics=lambda step, m: self.step_times.append(m["step_time_s"]),
+                            strategy=strategy)
 
     def __call__(self, start: int, n: int) -> None:
         from genbac.runtime.train import TrainState, train_phase
@@ -238,6 +259,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads for both sides (default: torch's own choice)")
     parser.add_argument("--profile", action="store_true", help="then cProfile the trainer")
+    parser.add_argument("--fsdp", action="store_true",
+                        help="also time the trainer under FSDP2 in one process (side c)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="genbac-bench-") as scratch:
@@ -258,6 +281,11 @@ def main() -> None:
                    for step in range(total)}
         trainer = TrainerSide(plan, mixer, model, optimizer, scratch / "checkpoints")
         baseline = PlainSide(plain, plain_optimizer, plan.spec.train.optimizer.clip, batches)
+        sides = {"trainer": trainer, "plain": baseline}
+        if args.fsdp:
+            sharded, sharded_optimizer = sharded_copy(plan, plain)
+            sides["fsdp"] = TrainerSide(plan, mixer, sharded, sharded_optimizer,
+                                        scratch / "fsdp-checkpoints", strategy="fsdp")
         tokens_per_step = plan.schedule.batch * plan.schedule.sequence
         parameters = sum(p.numel() for p in model.parameters())
         arch = plan.architecture
@@ -272,27 +300,28 @@ def main() -> None:
               f"{args.steps} timed steps per side, alternating")
 
         step = 0
-        trainer(step, args.warmup)
-        baseline(step, args.warmup)
+        for side in sides.values():
+            side(step, args.warmup)
         step += args.warmup
         del trainer.step_times[:]
-        rates = {"trainer": [], "plain": []}
+        rates = {name: [] for name in sides}
         outside = []
         for _ in range(args.rounds):
-            # both sides train on the same steps' batches in a round
-            seconds = timed(trainer, step, args.steps)
-            rates["trainer"].append(args.steps * tokens_per_step / seconds)
-            outside.append((seconds - sum(trainer.step_times)) / args.steps)
-            del trainer.step_times[:]
-            seconds = timed(baseline, step, args.steps)
-            rates["plain"].append(args.steps * tokens_per_step / seconds)
+            # every side trains on the same steps' batches in a round
+            for name, side in sides.items():
+                seconds = timed(side, step, args.steps)
+                rates[name].append(args.steps * tokens_per_step / seconds)
+                if name == "trainer":
+                    outside.append((seconds - sum(trainer.step_times)) / args.steps)
+                    del trainer.step_times[:]
             step += args.steps
 
         medians = {side: statistics.median(values) for side, values in rates.items()}
         print(f"\n| {'side':<24} | {'median tokens/s':>15} | {'min–max over rounds':>19} | "
               f"{'best':>6} | {'ms/step (median)':>16} |")
         print(f"|{'-' * 26}|{'-' * 16}:|{'-' * 20}:|{'-' * 7}:|{'-' * 17}:|")
-        names = {"trainer": "(a) genbac train_phase", "plain": "(b) plain PyTorch loop"}
+        names = {"trainer": "(a) genbac train_phase", "plain": "(b) plain PyTorch loop",
+                 "fsdp": "(c) train_phase, FSDP2"}
         for side, values in rates.items():
             print(f"| {names[side]:<24} | {medians[side]:15,.0f} | {spread(values):>19} | "
                   f"{max(values):6,.0f} | {tokens_per_step / medians[side] * 1e3:16.1f} |")
@@ -303,6 +332,13 @@ def main() -> None:
               f"{'met' if ratio >= 0.95 else 'NOT met'}), best rounds {best:.3f}; per-round "
               f"paired ratios: median {statistics.median(paired):.3f}, "
               f"{min(paired):.3f}–{max(paired):.3f}")
+        if args.fsdp:
+            paired = [c / a for c, a in zip(rates["fsdp"], rates["trainer"])]
+            ratio = medians["fsdp"] / medians["trainer"]
+            print(f"ratio FSDP2 (1 process)/trainer: medians {ratio:.3f} (target >= 0.9, "
+                  f"{'met' if ratio >= 0.9 else 'NOT met'}), best rounds "
+                  f"{max(rates['fsdp']) / max(rates['trainer']):.3f}; per-round paired ratios: "
+                  f"median {statistics.median(paired):.3f}, {min(paired):.3f}–{max(paired):.3f}")
         load = os.getloadavg()[0]
         if load > torch.get_num_threads() + 0.5:
             print(f"warning: load average {load:.1f} with {torch.get_num_threads()} torch threads "

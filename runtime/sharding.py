@@ -67,16 +67,37 @@ def build_sharded(plan: Plan, grown_dir: Path, device: torch.device, sharding: S
     `grown_dir`; trainable parameters as `train = all/new` says (set before sharding: FSDP
     keeps each parameter's requires_grad)."""
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
     from transformers import LlamaForCausalLM
 
     from .train import apply_freezing, check_layers, hf_config
 
+    check_layers(plan, grown_dir)
     config = hf_config(plan)
     with torch.device("meta"):
         model = LlamaForCausalLM(config)
     apply_freezing(plan, model)
+    shard(model, plan, device, sharding)
+    model.to_empty(device=device)
+    # buffers are not in checkpoints (rotary frequencies): computed again on the real device
+    model.model.rotary_emb = type(model.model.rotary_emb)(config=config).to(device)
+    state = {k: v for k, v in model.state_dict().items()
+             if not (plan.architecture.tie_embeddings and k == "lm_head.weight")}
+    try:
+        dcp.load(state, storage_reader=dcp.HuggingFaceStorageReader(str(grown_dir)))
+    except (Exception, dcp.CheckpointException) as exc:  # every rank's failure, wrapped by DCP
+        from .checkpoints import dcp_failure
+        from .train import TrainError
+
+        raise TrainError(f"cannot load the model from {grown_dir}: {dcp_failure(exc)}") from None
+    return model  # tied embeddings stay one parameter: fully_shard and to_empty keep it shared
+
+
+def shard(model, plan: Plan, device: torch.device, sharding: Sharding) -> None:
+    """FSDP2 on `model` in place (on the meta device, or materialised: then each rank keeps its
+    slices of the values it has): `fully_shard` per decoder layer, then at the root."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
     if sharding.activation_checkpointing:
         enable_activation_checkpointing(model)
     if sharding.strategy == "hsdp":
@@ -91,20 +112,6 @@ def build_sharded(plan: Plan, grown_dir: Path, device: torch.device, sharding: S
     for layer in model.model.layers:
         fully_shard(layer, **options)
     fully_shard(model, **options)
-    model.to_empty(device=device)
-    # buffers are not in checkpoints (rotary frequencies): computed again on the real device
-    model.model.rotary_emb = type(model.model.rotary_emb)(config=config).to(device)
-    check_layers(plan, grown_dir)
-    state = {k: v for k, v in model.state_dict().items()
-             if not (plan.architecture.tie_embeddings and k == "lm_head.weight")}
-    try:
-        dcp.load(state, storage_reader=dcp.HuggingFaceStorageReader(str(grown_dir)))
-    except (Exception, dcp.CheckpointException) as exc:  # every rank's failure, wrapped by DCP
-        from .checkpoints import dcp_failure
-        from .train import TrainError
-
-        raise TrainError(f"cannot load the model from {grown_dir}: {dcp_failure(exc)}") from None
-    return model  # tied embeddings stay one parameter: fully_shard and to_empty keep it shared
 
 
 def enable_activation_checkpointing(model) -> None:

@@ -92,14 +92,17 @@ def test_gpu_benchmark_runs_tiny_on_the_cpu(tmp_path):
     root = Path(__file__).resolve().parent.parent.parent
     out = tmp_path / "gpu_train.json"
     r = subprocess.run([sys.executable, str(root / "bench/gpu_train.py"), "--tiny", "--warmup", "1",
-                        "--rounds", "1", "--steps", "1", "--json", str(out)],
+                        "--rounds", "1", "--steps", "1", "--modes", "fsdp,eager",
+                        "--json", str(out)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads(out.read_text())
     assert [(row["side"], row["mode"]) for row in report["rows"]] == [
-        ("genbac train_phase", "eager"), ("plain PyTorch", "eager")]
+        ("genbac train_phase", "eager"), ("plain PyTorch", "eager"),
+        ("genbac train_phase", "fsdp"), ("plain PyTorch", "fsdp")]  # fsdp last: it shards
     for row in report["rows"]:
         assert row["tokens_per_s"] > 0 and row["micro_batch"] == report["batch"]
         assert row["mfu"] is None  # no peak FLOP/s is known for a CPU
     assert report["ratio_trainer_to_plain"]["eager"] > 0
+    assert report["ratio_fsdp_to_eager"] > 0
     assert "| genbac train_phase" in r.stdout and "| plain PyTorch" in r.stdout
