@@ -39,6 +39,7 @@ PLAN = "plan.json"
 STEPS = "steps.json"
 MANIFEST = "manifest.json"
 RUN_SH = "run.sh"
+SLURM_SH = "slurm.sh"  # GPU (and multi-node CPU) experiments: the SLURM batch job
 TRAIN_YAML = "cszoo/train.yaml"
 SWEEP_INDEX = "index.json"  # a sweep's directory: one compiled directory per variant
 

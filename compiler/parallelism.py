@@ -101,7 +101,7 @@ def plan_parallelism(spec: Spec, growth: GrowthPlan | None
             f"`cpu x N`); {hw.describe()} streams its weights (Model Zoo decides)",
             train.where("parallelism"), "not for this hardware",
             secondary=[(hw.span, "hardware")], help=("remove it",))]
-    if train.parallelism == "hsdp" and not hw.is_gpu:
+    if train.parallelism == "hsdp" and not hw.is_gpu and (hw.nodes or 1) == 1:
         return None, [error(
             "GB173", "`parallelism = hsdp` shards within a node and replicates across nodes; "
             f"{hw.describe()} is one node", train.where("parallelism"), "one node",

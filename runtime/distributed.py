@@ -1,20 +1,30 @@
-"""Multi-process (DDP) phases: the torchrun launch the executor makes, and each rank's set-up.
+"""Multi-process phases (DDP, FSDP, HSDP): the torchrun launch the executor makes, and each rank's
+set-up.
 
-    executor (state file, MLflow)
-      └─ python -m genbac.runtime.distributed --standalone --nproc-per-node N   (torchrun)
-           └─ N × python -m genbac.runtime.worker COMPILED PHASE               (runtime/worker.py)
+    executor (state file, MLflow), on the first node
+      └─ one node:     python -m genbac.runtime.distributed --standalone --nproc-per-node N  (torchrun)
+      └─ M nodes:      srun --nodes M --ntasks-per-node 1 \          (in a SLURM job: slurm.sh)
+                         python -m genbac.runtime.distributed --nnodes M --nproc-per-node N \
+                           --rdzv-backend c10d --rdzv-endpoint HEAD:PORT --rdzv-id ID
+                       or M such torchrun agents on this machine (`cpu x N x M` outside SLURM: a
+                       rehearsal of the cluster's layout over loopback)
+           └─ N × python -m genbac.runtime.worker COMPILED PHASE          (runtime/worker.py)
 
 `hardware = h100 x N` / `a100 x N` runs one process per GPU with NCCL, `cpu x N` N CPU processes
-with gloo. The ranks report to the executor through one JSON-lines file (`EventLog`): rank 0 writes
-a line per step's metrics and its log lines, any rank that stops on a user error writes the error.
-The executor tails the file while torchrun runs and does all MLflow logging itself, so MLflow stays
+with gloo; `x M` more makes that M nodes, whose torchrun agents meet at the c10d rendezvous on the
+first node of the job. The ranks report to the executor through one JSON-lines file (`EventLog`,
+in the work directory, which must be on a filesystem every node shares): rank 0 writes a line per
+step's metrics and its log lines, any rank that stops on a user error writes the error. The
+executor tails the file while the launch runs and does all MLflow logging itself, so MLflow stays
 in one process that also owns the runs' status, a worker never imports mlflow, and a killed worker
 cannot leave a half-written MLflow record; the file is plain text anyone can read afterwards.
 
-When one rank dies, torchrun stops the others and exits non-zero; `failure_summary` turns its
-report into one line for the executor's error message. Processes never outlive their parent: the
-launcher (this module's `__main__`) gets SIGTERM if the executor dies, which makes torchrun stop
-its workers, and each worker gets SIGKILL if torchrun dies, so a rerun never races an orphan.
+When one rank dies, torchrun stops the others on its node and exits non-zero, and so do the other
+nodes' agents (the rendezvous closes; srun --kill-on-bad-exit stops them at once);
+`failure_summary` turns torchrun's report into one line for the executor's error message.
+Processes never outlive their parent: the launcher (this module's `__main__`) gets SIGTERM if its
+parent dies, which makes torchrun stop its workers, and each worker gets SIGKILL if torchrun dies,
+so a rerun never races an orphan.
 """
 
 from __future__ import annotations
@@ -26,16 +36,21 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from genbac.errors import UserError
 
 
 def world_problem(plan, world: int, gpus: int) -> str | None:
     """Why `world` processes cannot train this plan on a machine with `gpus` CUDA GPUs, if so."""
     hw = plan.spec.hardware  # (a batch that does not split over the world is a spec error, GB172)
-    if hw.is_gpu and gpus < world:
-        return (f"`hardware = {hw.kind} x {hw.count}` trains with {world} CUDA GPUs, this machine "
-                f"has {gpus}; rehearse it on the CPU with `hardware = cpu x {world}`")
+    here = world // (hw.nodes or 1)  # every node runs as many
+    if hw.is_gpu and gpus < here:
+        return (f"`hardware = {hw.describe()}` trains with {here} CUDA GPUs per node, this "
+                f"machine has {gpus}; rehearse it on the CPU with `hardware = cpu x {hw.count}"
+                f"{f' x {hw.nodes}' if hw.nodes else ''}`")
     return None
 
 
@@ -75,34 +90,125 @@ class EventLog:
 # the launch (executor side)
 # --------------------------------------------------------------------------------------------------
 
-def torchrun_command(world: int, module: str, args: list[str]) -> list[str]:
+@dataclass(frozen=True)
+class Launch:
+    """How a phase's ranks start: `per_node` processes on each of `nodes` nodes."""
+
+    nodes: int
+    per_node: int
+    # "standalone": one node; "slurm": srun starts one torchrun agent on every node of the job;
+    # "local": every node's agent on this machine (a rehearsal of the layout over loopback)
+    launcher: str = "standalone"
+    endpoint: str | None = None  # host:port of the c10d rendezvous (several nodes)
+    rdzv_id: str = "genbac"
+
+    @property
+    def world(self) -> int:
+        return self.nodes * self.per_node
+
+
+RDZV_PORT = 29500  # the c10d rendezvous port on the job's first node (GENBAC_RDZV_PORT)
+
+
+def launch_for(nodes: int, per_node: int, name: str, env=os.environ) -> Launch:
+    """The launch of `per_node` processes on each of `nodes` nodes; `name` makes the rendezvous
+    id unique per attempt."""
+    if nodes == 1:
+        return Launch(1, per_node)
+    if env.get("SLURM_JOB_ID"):
+        port = env.get("GENBAC_RDZV_PORT", str(RDZV_PORT))
+        return Launch(nodes, per_node, "slurm", f"{slurm_head(env)}:{port}",
+                      f"genbac-{env['SLURM_JOB_ID']}-{name}")
+    return Launch(nodes, per_node, "local", f"127.0.0.1:{free_port()}", f"genbac-local-{name}")
+
+
+def slurm_head(env=os.environ) -> str:
+    """The first node of the SLURM job (where the executor, and the rendezvous store, run)."""
+    try:
+        out = subprocess.run(["scontrol", "show", "hostnames", env.get("SLURM_JOB_NODELIST", "")],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise LaunchError(f"cannot list the SLURM job's nodes with `scontrol show hostnames`: "
+                          f"{exc}") from None
+    hosts = out.split()
+    if not hosts:
+        raise LaunchError("`scontrol show hostnames $SLURM_JOB_NODELIST` listed no node")
+    return hosts[0]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LaunchError(UserError):
+    """The cluster around this process cannot start the phase's nodes."""
+
+
+def torchrun_command(launch: Launch, module: str, args: list[str]) -> list[str]:
+    """One node's torchrun agent."""
+    if launch.nodes == 1:
+        where = ["--standalone", "--nproc-per-node", str(launch.per_node)]
+    else:
+        where = ["--nnodes", str(launch.nodes), "--nproc-per-node", str(launch.per_node),
+                 "--rdzv-backend", "c10d", "--rdzv-endpoint", launch.endpoint,
+                 "--rdzv-id", launch.rdzv_id]
     # --max-restarts 0: a failed rank fails the phase; the rerun resumes from the last checkpoint
-    return [sys.executable, "-m", "genbac.runtime.distributed", "--standalone",
-            "--nproc-per-node", str(world), "--max-restarts", "0", "-m", module, *args]
+    return [sys.executable, "-m", "genbac.runtime.distributed", *where, "--max-restarts", "0",
+            "-m", module, *args]
 
 
-def run_torchrun(command: list[str], world: int, log_path: Path, events: EventLog,
+def launch_commands(launch: Launch, module: str, args: list[str]) -> list[list[str]]:
+    """The processes the executor starts for a phase: one torchrun, M of them here, or srun."""
+    agent = torchrun_command(launch, module, args)
+    if launch.launcher == "slurm":
+        return [["srun", f"--nodes={launch.nodes}", "--ntasks-per-node=1",
+                 "--kill-on-bad-exit=1", *agent]]
+    return [agent] * (launch.nodes if launch.launcher == "local" else 1)
+
+
+def run_torchrun(commands: list[list[str]], world: int, log_path: Path, events: EventLog,
                  on_event: Callable[[dict], None], poll_s: float = 0.2) -> int:
-    """Run torchrun (its and the workers' output to log_path), feed every event to on_event while
-    it runs and after it ends; return its exit status."""
+    """Run the launch's processes (their and the workers' output to log_path), feed every event to
+    on_event while they run and after they end; return the first failure's exit status, or 0.
+    When one fails the others are stopped, as srun --kill-on-bad-exit does on a cluster."""
     env = dict(os.environ)
-    # torch's own threads per rank: the machine's cores shared out (torchrun would say 1 and warn)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // world)))
+    # torch's own threads per rank: this machine's cores shared out (torchrun would say 1 and warn)
+    here = world if len(commands) > 1 else world // max(1, _nodes_of(commands[0]))
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, here))))
+    status = 0
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        procs = [subprocess.Popen(c, stdout=log, stderr=subprocess.STDOUT, env=env)
+                 for c in commands]
         try:
-            while proc.poll() is None:
+            while any(p.poll() is None for p in procs):
                 for event in events.read_new():
                     on_event(event)
+                failed = [p.returncode for p in procs if p.returncode not in (None, 0)]
+                if failed and not status:
+                    status = failed[0]
+                    for p in procs:
+                        if p.poll() is None:
+                            p.terminate()
                 time.sleep(poll_s)
         except BaseException:
             # Ctrl-C or an error in on_event: stop the job (torchrun stops its workers) first
-            proc.terminate()
-            proc.wait()
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait()
             raise
     for event in events.read_new():
         on_event(event)
-    return proc.returncode
+    return status or next((p.returncode for p in procs if p.returncode), 0)
+
+
+def _nodes_of(command: list[str]) -> int:
+    """srun's --nodes=M (each node has its own cores), else 1."""
+    return next((int(a.split("=", 1)[1]) for a in command if a.startswith("--nodes=")), 1)
 
 
 def failure_summary(log_text: str) -> str:

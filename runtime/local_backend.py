@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from genbac.compiler import artifact as layout
@@ -217,8 +218,8 @@ def _train_phase_torchrun(ctx: Context, run_id: str, index: int, world: int, str
     state file is only touched by execute(), after this returns."""
     import torch
 
-    from .distributed import (EventLog, failure_summary, run_torchrun,
-                              torchrun_command, world_problem)
+    from .distributed import (EventLog, failure_summary, launch_commands, launch_for,
+                              run_torchrun, world_problem)
 
     plan = ctx.plan
     hw = plan.spec.hardware
@@ -248,14 +249,21 @@ def _train_phase_torchrun(ctx: Context, run_id: str, index: int, world: int, str
         elif "error" in event:
             errors.append(event["error"])
 
-    command = torchrun_command(world, "genbac.runtime.worker", [
+    nodes = ctx.device.nodes if ctx.device is not None else 1
+    launch = launch_for(nodes, world // nodes, f"phase{index}-{os.getpid()}-{time.time_ns()}")
+    commands = launch_commands(launch, "genbac.runtime.worker", [
         str(ctx.compiled), str(index), "--project", str(ctx.project), "--events", str(events.path)])
+    where = {"standalone": "through torchrun",
+             "local": f"on {launch.nodes} nodes rehearsed here (torchrun agents, c10d rendezvous "
+                      f"at {launch.endpoint})",
+             "slurm": f"on {launch.nodes} nodes through srun (torchrun agents, c10d rendezvous "
+                      f"at {launch.endpoint})"}[launch.launcher]
     ctx.log(f"{world} process{'es' if world > 1 else ''}, {strategy.upper()} "
-            f"({'NCCL' if hw.is_gpu else 'gloo'}), through torchrun; their output: "
+            f"({'NCCL' if hw.is_gpu else 'gloo'}), {where}; their output: "
             f"{log_path.relative_to(ctx.compiled)}")
     logged_before = log_path.stat().st_size if log_path.exists() else 0
     try:
-        status = run_torchrun(command, world, log_path, events, on_event)
+        status = run_torchrun(commands, world, log_path, events, on_event)
     finally:
         progress.close()
     if status == 0:

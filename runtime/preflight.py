@@ -45,6 +45,7 @@ class Device:
     description: str  # e.g. "cuda x 4 (NVIDIA H100 80GB HBM3)", recorded in MLflow
     memory_bytes: int | None  # per device, for the memory check; None: not checked (CS-X)
     rehearsal: str | None = None  # why this is not the declared hardware; None when it is
+    nodes: int = 1  # `count` processes in all, over this many nodes
 
 
 @dataclass
@@ -165,20 +166,18 @@ def choose_device(artifact: Artifact, requested: str, problems: list[str]) -> De
                       memory_available())
 
     gpus = cuda_devices()
+    nodes = hw.nodes or 1
+    if nodes > 1 and not node_problem(artifact, nodes, problems):
+        return None
     if hw.kind == "cpu":
-        return Device("local", "cpu", hw.count, cpu_description() +
-                      (f", {hw.count} processes" if hw.count > 1 else ""), memory_available())
+        where = (f", {hw.count} processes on each of {nodes} nodes" if nodes > 1 else
+                 f", {hw.count} processes" if hw.count > 1 else "")
+        return Device("local", "cpu", hw.devices, cpu_description() + where, memory_available(),
+                      nodes=nodes)
     if hw.is_gpu and len(gpus) >= hw.count:
-        if (hw.nodes or 1) > 1:
-            # planned (compiler/parallelism.py) but not yet launched by genbac: say so
-            parallelism = artifact.plan.parallelism
-            what = (f"{parallelism.strategy.upper()} over {hw.nodes} nodes"
-                    if parallelism is not None else f"{hw.nodes} nodes")
-            problems.append(f"hardware = {declared} is planned as {what}; `genbac run` trains "
-                            "on one node only so far (the multi-node launch is not implemented "
-                            "yet). `genbac explain` shows the plan")
-            return None
-        return Device("local", "cuda", hw.count, f"cuda x {hw.count} ({gpus[0][0]})", gpus[0][1])
+        what = f"cuda x {hw.count}" + (f" on each of {nodes} nodes" if nodes > 1 else "")
+        return Device("local", "cuda", hw.devices, f"{what} ({gpus[0][0]})", gpus[0][1],
+                      nodes=nodes)
     here = f"cuda x 1 ({gpus[0][0]})" if gpus else cpu_description()
     if requested == "auto":  # only GPU kinds get here: CS-X chose cszoo above
         problems.append(f"hardware = {declared} needs {hw.count} CUDA device(s); this machine "
@@ -191,6 +190,60 @@ def choose_device(artifact: Artifact, requested: str, problems: list[str]) -> De
     if gpus:
         return Device("local", "cuda", 1, here, gpus[0][1], rehearsal=why)
     return Device("local", "cpu", 1, here, memory_available(), rehearsal=why)
+
+
+def node_problem(artifact: Artifact, nodes: int, problems: list[str]) -> bool:
+    """Whether `nodes` nodes can start from here: inside a SLURM job of as many nodes whose nodes
+    all see the compiled directory (the executor, the ranks' events and the checkpoints share
+    it), or, for CPU processes outside SLURM, every node's processes on this machine. Appends
+    the problem and returns False where not."""
+    hw = artifact.plan.spec.hardware
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        if hw.kind == "cpu":
+            return True  # a rehearsal of the layout here (runtime/distributed.py, "local")
+        problems.append(f"hardware = {hw.describe()} runs on {nodes} nodes: submit the compiled "
+                        f"SLURM job (`cd {artifact.directory} && sbatch {layout.SLURM_SH}`), "
+                        "which runs `genbac run` on its first node and each phase on every "
+                        "node through srun")
+        return False
+    have = int(os.environ.get("SLURM_NNODES", os.environ.get("SLURM_JOB_NUM_NODES", "1")))
+    if have < nodes:
+        problems.append(f"hardware = {hw.describe()} runs on {nodes} nodes; SLURM job {job} has "
+                        f"{have} (sbatch --nodes={nodes}, as {layout.SLURM_SH} asks)")
+        return False
+    problem = shared_directory_problem(artifact.directory, nodes)
+    if problem:
+        problems.append(problem)
+        return False
+    return True
+
+
+def shared_directory_problem(directory: Path, nodes: int) -> str | None:
+    """Whether every node of the job reads a file written here in `directory` (a shared
+    filesystem): srun runs `cat` of a fresh token file on each node."""
+    import secrets
+    import subprocess
+
+    token = secrets.token_hex(8)
+    probe = directory / f".genbac-shared-{token}"
+    try:
+        probe.write_text(token)
+        try:
+            out = subprocess.run(["srun", f"--nodes={nodes}", "--ntasks-per-node=1",
+                                  "--kill-on-bad-exit=1", "cat", str(probe)],
+                                 capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"cannot run srun to check the nodes see {directory}: {exc}"
+    finally:
+        probe.unlink(missing_ok=True)
+    seen = out.stdout.split().count(token)
+    if out.returncode != 0 or seen != nodes:
+        return (f"{directory} is not on a filesystem all {nodes} nodes share ({seen} of them read "
+                "a file written there): the executor, the ranks and the checkpoints need one "
+                "shared work directory; compile into a shared directory (e.g. on the cluster's "
+                "parallel filesystem) and submit from there")
+    return None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -356,7 +409,10 @@ def preflight(artifact: Artifact, requested: str = "auto", done: set[str] | None
 
     if device is not None and device.memory_bytes is not None:
         states, activations, micro = training_memory(artifact, device)
-        processes = device.count if device.kind == "cpu" else 1  # CPU processes share the RAM
+        # CPU processes share a machine's RAM: one node's, or all of them in a rehearsal here
+        here = device.nodes == 1 or not os.environ.get("SLURM_JOB_ID")
+        processes = (device.count if here else device.count // device.nodes) \
+            if device.kind == "cpu" else 1
         need = (states + activations) * processes
         have = int(device.memory_bytes * MEMORY_HEADROOM)
         growth = artifact.plan.growth

@@ -213,7 +213,8 @@ HARDWARE_KINDS = (*CSX_KINDS, *GPU_KINDS, "cpu")
 
 class Hardware(Node):
     """`hardware = h100 x 8`: a kind and a count (systems, or devices per node); `h100 x 8 x 4`:
-    8 GPUs on each of 4 nodes."""
+    8 GPUs on each of 4 nodes; `cpu x 2 x 2`: 2 processes on each of 2 nodes (a CPU cluster, or
+    a cluster's layout rehearsed on this machine)."""
 
     kind: Literal[HARDWARE_KINDS]  # type: ignore[valid-type]  (Literal of the tuple's values)
     count: int = Field(default=1, gt=0)

@@ -959,11 +959,10 @@ class _Lowering:
         kind = self.choice(value, HARDWARE_KINDS, "hardware", code="GB122")
         if kind is None:
             return None
-        if nodes is not None and kind not in GPU_KINDS:
-            self.error("GB122", f"`{kind} x {count} x {nodes}`: only GPUs are counted per node",
-                       spans["nodes"], "nodes of GPUs only",
-                       help=(f"write `{kind} x {count * nodes}`" if kind != "cpu" else
-                             "CPU processes run on one machine: `cpu x N`",))
+        if nodes is not None and kind not in GPU_KINDS and kind != "cpu":
+            self.error("GB122", f"`{kind} x {count} x {nodes}`: only GPUs and CPU processes are "
+                       "counted per node", spans["nodes"], "no nodes of CS-X systems",
+                       help=(f"write `{kind} x {count * nodes}`",))
             return None
         if count * (nodes or 1) > MAX_SYSTEMS:
             self.error("GB113", f"{count * nodes:,} devices is more than the "

@@ -118,9 +118,27 @@ def test_a_model_that_fits_one_gpu_stays_ddp():
     assert plan.parallelism.strategy == "ddp" and plan.parallelism.shard == 1
 
 
-def test_nodes_only_for_gpus():
+def test_nodes_only_for_gpus_and_cpu_processes():
     (d,) = errors(GENBA.replace("hardware = cs-2 x 1", "hardware = cs-2 x 2 x 2"))
     assert d.code == "GB122" and d.help == ("write `cs-2 x 4`",)
+    plan, _ = plan_spec(GENBA.replace("hardware = cs-2 x 1", "hardware = cpu x 2 x 2"),
+                        "exp.genba")
+    assert (plan.spec.hardware.devices, plan.spec.hardware.describe()) == (4, "cpu x 2 x 2")
+
+
+def test_cpu_processes_take_the_spec_s_parallelism_unplanned():
+    """`cpu x N` rehearses the GPU path on gloo: the spec's strategy as is, no memory plan."""
+    for parallelism in ("ddp", "fsdp"):
+        plan, _ = plan_spec(GENBA.replace("hardware = cs-2 x 1", "hardware = cpu x 2").replace(
+            "    precision = bf16\n", f"    precision = bf16\n    parallelism = {parallelism}\n"),
+            "exp.genba")
+        assert plan.parallelism is None and plan.spec.train.parallelism == parallelism
+    one_node = GENBA.replace("hardware = cs-2 x 1", "hardware = cpu x 2").replace(
+        "    precision = bf16\n", "    precision = bf16\n    parallelism = hsdp\n")
+    (d,) = errors(one_node)
+    assert d.code == "GB173" and "cpu x 2 is one node" in d.message and d.help == ("use `fsdp`",)
+    plan, _ = plan_spec(one_node.replace("cpu x 2", "cpu x 1 x 2"), "exp.genba")
+    assert plan.spec.train.parallelism == "hsdp"
 
 
 def test_cerebras_and_cpu_plans_have_no_parallelism_and_keep_their_hash():

@@ -51,8 +51,6 @@ def runs(tmp_path_factory):
 
 
 def test_two_fsdp_processes_reach_the_weights_of_one(runs):
-    import torch
-
     (one, _), (two, r) = runs["one"], runs["fsdp"]
     assert "2 processes, FSDP (gloo), through torchrun" in r.stdout
     name_one, w_one = final_weights(one)
