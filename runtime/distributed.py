@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from genbac.compiler.hardware import RDZV_PORT
 from genbac.errors import UserError
 
 
@@ -105,9 +106,6 @@ class Launch:
     @property
     def world(self) -> int:
         return self.nodes * self.per_node
-
-
-RDZV_PORT = 29500  # the c10d rendezvous port on the job's first node (GENBAC_RDZV_PORT)
 
 
 def launch_for(nodes: int, per_node: int, name: str, env=os.environ) -> Launch:

@@ -228,7 +228,7 @@ def shared_directory_problem(directory: Path, nodes: int) -> str | None:
     token = secrets.token_hex(8)
     probe = directory / f".genbac-shared-{token}"
     try:
-        probe.write_text(token)
+        probe.write_text(token + "\n")
         try:
             out = subprocess.run(["srun", f"--nodes={nodes}", "--ntasks-per-node=1",
                                   "--kill-on-bad-exit=1", "cat", str(probe)],
@@ -238,7 +238,10 @@ def shared_directory_problem(directory: Path, nodes: int) -> str | None:
     finally:
         probe.unlink(missing_ok=True)
     seen = out.stdout.split().count(token)
-    if out.returncode != 0 or seen != nodes:
+    if out.returncode != 0 and not seen:
+        said = (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1]
+        return f"cannot check that all {nodes} nodes see {directory}: srun failed: {said}"
+    if seen != nodes:
         return (f"{directory} is not on a filesystem all {nodes} nodes share ({seen} of them read "
                 "a file written there): the executor, the ranks and the checkpoints need one "
                 "shared work directory; compile into a shared directory (e.g. on the cluster's "

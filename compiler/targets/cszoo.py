@@ -18,9 +18,12 @@ and phase 1 always loads the converted checkpoint (model state only).
 
 from __future__ import annotations
 
+import textwrap
+
 from genbac.compiler.artifact import (BASE, CKPT_DIR, CONVERTED, GROWN, MODEL_DIR, PLAN, RUN_SH,
-                                      TOKENIZER, TRAIN_YAML, Input, Step, data_dir, job_name,
-                                      preprocess_config, raw_dir)
+                                      SLURM_SH, TOKENIZER, TRAIN_YAML, Input, Step, data_dir,
+                                      job_name, preprocess_config, raw_dir)
+from genbac.compiler.hardware import RDZV_PORT
 from genbac.compiler.plan import Phase, Plan
 from genbac.spec.diagnostics import Diagnostic, error, warning
 
@@ -402,7 +405,32 @@ def generate(plan: Plan, steps: list[Step], *, spec_file: str, project_dir: str
             output_dir=output_dir, config_path=config_path, **common)
     files[RUN_SH] = render("cszoo/run.sh.j2", groups=run_sh_groups(steps),
                              project_dir=project_dir, **common)
+    job = slurm_job(plan)
+    if job is not None:
+        files[SLURM_SH] = render("slurm/slurm.sh.j2", **job, **common)
     return files
+
+
+def slurm_job(plan: Plan) -> dict | None:
+    """slurm.sh's settings, for experiments that train on GPUs or on several nodes (a CS-X
+    system has its own cluster manager); None for the others."""
+    hw, p = plan.spec.hardware, plan.parallelism
+    nodes = hw.nodes or 1
+    if not hw.is_gpu and nodes == 1:
+        return None
+    if p is not None:
+        training = (f"Training: {p.strategy.upper()} over {p.devices} {hw.kind} GPUs (shards of "
+                    f"{p.shard}, {p.replicas} replica{'s' if p.replicas != 1 else ''}), "
+                    f"micro-batch {p.micro_batch} x {p.accumulation}, activation checkpointing "
+                    f"{'on' if p.activation_checkpointing else 'off'}, about "
+                    f"{p.memory.total / 1e9:.1f} GB per GPU (`genbac explain` says why).")
+    else:
+        kind = "CPU processes (gloo)" if hw.kind == "cpu" else f"{hw.kind} GPUs"
+        training = (f"Training: {(plan.spec.train.parallelism or 'ddp').upper()} over "
+                    f"{hw.devices} {kind}.")
+    # the job name is the experiment's, one word of letters, digits, `.`, `_`, `-` (GB106)
+    return {"nodes": nodes, "per_node": hw.count, "gpus_per_node": hw.count if hw.is_gpu else 0,
+            "port": RDZV_PORT, "job_name": plan.name, "training": textwrap.wrap(training, 96)}
 
 
 def run_sh_groups(steps: list[Step]) -> list[dict]:
