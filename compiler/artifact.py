@@ -40,6 +40,8 @@ STEPS = "steps.json"
 MANIFEST = "manifest.json"
 RUN_SH = "run.sh"
 SLURM_SH = "slurm.sh"  # GPU (and multi-node CPU) experiments: the SLURM batch job
+# the c10d rendezvous port on a multi-node job's first node (slurm.sh; GENBAC_RDZV_PORT overrides)
+RDZV_PORT = 29500
 TRAIN_YAML = "cszoo/train.yaml"
 SWEEP_INDEX = "index.json"  # a sweep's directory: one compiled directory per variant
 

@@ -42,7 +42,3 @@ PROFILES = {
 }
 
 assert tuple(PROFILES) == HARDWARE_KINDS, "a profile for every hardware kind, in their order"
-
-
-# The c10d rendezvous port on a multi-node job's first node (slurm.sh; GENBAC_RDZV_PORT overrides).
-RDZV_PORT = 29500

@@ -53,6 +53,9 @@ class TrainState:
     tokens_seen: dict[str, int] = field(default_factory=dict)
 
 
+SHARDED = ("fsdp", "hsdp")  # the strategies whose ranks each hold only their shards
+
+
 @dataclass(frozen=True)
 class Layout:
     """How this process takes part: rank `rank` of `world`; `sharded` when each rank holds only
@@ -62,6 +65,10 @@ class Layout:
     world: int = 1
     sharded: bool = False
     parallelism: str = "single"  # recorded in state.json: single, ddp, fsdp or hsdp
+
+    @classmethod
+    def of(cls, strategy: str, rank: int = 0, world: int = 1) -> "Layout":
+        return cls(rank=rank, world=world, sharded=strategy in SHARDED, parallelism=strategy)
 
     @property
     def writes(self) -> bool:

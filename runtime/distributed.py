@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from genbac.compiler.hardware import RDZV_PORT
+from genbac.compiler.artifact import RDZV_PORT
 from genbac.errors import UserError
 
 
@@ -49,7 +49,8 @@ def world_problem(plan, world: int, gpus: int) -> str | None:
     hw = plan.spec.hardware  # (a batch that does not split over the world is a spec error, GB172)
     here = world // (hw.nodes or 1)  # every node runs as many
     if hw.is_gpu and gpus < here:
-        return (f"`hardware = {hw.describe()}` trains with {here} CUDA GPUs per node, this "
+        per_node = " per node" if hw.nodes else ""
+        return (f"`hardware = {hw.describe()}` trains with {here} CUDA GPUs{per_node}, this "
                 f"machine has {gpus}; rehearse it on the CPU with `hardware = cpu x {hw.count}"
                 f"{f' x {hw.nodes}' if hw.nodes else ''}`")
     return None

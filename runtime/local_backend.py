@@ -188,8 +188,8 @@ def setup_phase(ctx: Context, index: int, device, *, rank: int = 0, world: int =
     state = TrainState()
     latest = checkpoints.latest(saved)
     if latest is not None:
-        state = checkpoints.load(latest, plan, model, optimizer, checkpoints.Layout(
-            rank=rank, world=world, sharded=sharding.sharded, parallelism=sharding.strategy))
+        state = checkpoints.load(latest, plan, model, optimizer,
+                                 checkpoints.Layout.of(sharding.strategy, rank, world))
         how = "resuming from" if state.step > phase.start_step else "starting from"
         ctx.log(f"{how} {latest.relative_to(ctx.compiled)} (step {state.step})")
     if state.step >= phase.end_step:

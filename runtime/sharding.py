@@ -30,7 +30,7 @@ import torch
 
 from genbac.compiler.plan import Plan
 
-SHARDED = ("fsdp", "hsdp")
+from .checkpoints import SHARDED
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,6 @@ from genbac.errors import UserError
 from . import checkpoints
 from . import metrics as names
 from .checkpoints import TrainState
-from .sharding import SHARDED
 
 
 
@@ -281,8 +280,7 @@ class PhaseRun:
 
     @property
     def layout(self) -> checkpoints.Layout:
-        return checkpoints.Layout(rank=self.rank, world=self.world,
-                                  sharded=self.strategy in SHARDED, parallelism=self.strategy)
+        return checkpoints.Layout.of(self.strategy, self.rank, self.world)
 
 
 def train_phase(run: PhaseRun, state: TrainState) -> TrainState:

@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import textwrap
 
-from genbac.compiler.artifact import (BASE, CKPT_DIR, CONVERTED, GROWN, MODEL_DIR, PLAN, RUN_SH,
-                                      SLURM_SH, TOKENIZER, TRAIN_YAML, Input, Step, data_dir,
+from genbac.compiler.artifact import (BASE, CKPT_DIR, CONVERTED, GROWN, MODEL_DIR, PLAN,
+                                      RDZV_PORT, RUN_SH, SLURM_SH, TOKENIZER, TRAIN_YAML, Input, Step, data_dir,
                                       job_name, preprocess_config, raw_dir)
-from genbac.compiler.hardware import RDZV_PORT
 from genbac.compiler.plan import Phase, Plan
 from genbac.spec.diagnostics import Diagnostic, error, warning
 
