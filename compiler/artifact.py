@@ -50,6 +50,9 @@ STATE = f"{WORK}/state.json"
 STAMPS = f"{WORK}/stamps"  # run.sh's record of finished steps
 LOGS = f"{WORK}/logs"
 TOKENIZER = f"{WORK}/tokenizer"
+HUB = f"{WORK}/hub"  # links to the snapshots a download step put in the Hugging Face cache
+HUB_BASE = f"{HUB}/base"
+HUB_TOKENIZER = f"{HUB}/tokenizer"
 BASE = f"{WORK}/base"  # a seeded random base, when the spec's base has no weights
 GROWN = f"{WORK}/grown"  # the checkpoint training starts from (Hugging Face format)
 CKPT_DIR = f"{WORK}/ckpt"
@@ -94,6 +97,7 @@ def preprocess_config(job: str) -> str:
 # ------------------------------------------------------------------------------------------------
 
 StepKind = Literal[
+    "download",          # a `hf:` base or tokenizer into the Hugging Face cache -> HUB_*
     "tokenizer",         # train the spec's BPE tokenizer on the training sources -> TOKENIZER
     "import-tokenizer",  # copy a tokenizer directory to TOKENIZER, loadable by every engine
     "stage",             # link one job's source files into raw_dir(job)

@@ -2,6 +2,7 @@
 or the new, never a half-written file or directory.
 
     write_file(path, data)       a file: a temporary file beside it, flushed, then renamed over it
+    symlink(path, target)        a symbolic link: made beside it, then renamed over it
     directory(final, replace=)   a directory: yielded empty beside `final`, renamed into place
                                  when the block succeeds, removed when it fails
 
@@ -39,6 +40,22 @@ def write_file(path: Path, data: bytes | str, *, mode: int | None = None) -> Non
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def symlink(path: Path, target: Path) -> None:
+    """Make `path` a symbolic link to `target`, replacing what was there (a link or a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.link.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    os.symlink(target, tmp)
+    try:
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -5,8 +5,9 @@ first step, before the lock, the state file or any MLflow record: a refusal chan
               devices; cpu -> local. `--backend local` on a CS-X or GPU spec without those devices
               is a rehearsal on what is here, said so and recorded (the device actually used).
     inputs    every step's inputs from the project: source patterns match files, tokenizer and
-              weights directories hold what is read from them; nothing from the Hub where genbac
-              would have to download it.
+              weights directories hold what is read from them; what comes from the Hugging Face
+              Hub is in the cache or the Hub answers for it (one line when not: no network,
+              no such repository or revision, a gated one without HF_TOKEN).
     disk      the planned data, checkpoints and weights against the free space (an estimate).
     memory    the model's training memory at the micro-batch against the device's.
 
@@ -257,12 +258,10 @@ def input_problem(artifact: Artifact, item: Input, engine: str, backend: str) ->
     """What is wrong with a step's input, or None."""
     if item.root == "compiled":
         return None  # an earlier step's output
-    if item.root == "hub":
-        if backend == "cszoo" and engine == "cszoo":
-            return None  # Model Zoo downloads it
-        return (f"{item.path} is on the Hugging Face Hub, which genbac does not "
-                "reach at run time: download it (e.g. `huggingface-cli download "
-                f"{item.path} --local-dir DIR`) and name DIR in the spec")
+    if item.root == "hub":  # a download step's: in the cache, or the Hub answers for it
+        from .hub import check, ref_of
+
+        return check(ref_of(item.path), item.holds)
     path = artifact.project_path(item.path)
     if item.holds == "files":
         from .sources import DataError, resolve_sources

@@ -4,6 +4,8 @@ NAME` (genbac/cli.py). Each takes the run's Context and the Step from steps.json
 to record in MLflow ({"params": …, "metrics": …}) or None.
 
     tokenizer         train the spec's BPE tokenizer on the training sources
+    download          a `hf:` base or tokenizer into the Hugging Face cache (runtime/hub.py),
+                      linked from work/hub/
     import-tokenizer  copy a tokenizer directory, made loadable by Model Zoo's transformers 4.57
     stage             link a job's source files into work/raw/<job>
     base              a seeded random base (a spec whose base has no weights)
@@ -27,9 +29,8 @@ def input_path(ctx: Context, item: Input) -> Path:
     """Where a step input is on this machine."""
     if item.root == "project":
         return ctx.artifact.project_path(item.path)
-    if item.root == "hub":
-        raise RunError(f"{item.path} is on the Hugging Face Hub, which genbac does not reach at "
-                       "run time: download it and name its directory in the spec")
+    if item.root == "hub":  # only a download step reads one (compiler/targets/cszoo.py)
+        raise RunError(f"hf:{item.path} is read through its download step, not directly")
     return ctx.path(item.path)
 
 
@@ -54,6 +55,22 @@ def tokenizer(ctx: Context, step: Step):
     files = sources(ctx, step)
     train_bpe_tokenizer(files, ctx.plan.tokenizer_training, ctx.path(layout.TOKENIZER))
     return {"params": {"vocab": str(ctx.plan.tokenizer_training), "files": str(len(files))}}
+
+
+def download(ctx: Context, step: Step):
+    from genbac import atomic
+
+    from .hub import download as fetch
+    from .hub import ref_of
+
+    (item,), (output,) = step.inputs, step.outputs
+    ref = ref_of(item.path)
+    ctx.log(f"genbac: {step.name}: {ref} into the Hugging Face cache")
+    snapshot, commit = fetch(ref, item.holds)
+    atomic.symlink(ctx.path(output), snapshot)
+    ctx.log(f"genbac: {step.name}: {ref} is commit {commit} ({snapshot})")
+    return {"params": {"repository": ref.repo, "revision": ref.revision or "main (unpinned)",
+                       "commit": commit}}
 
 
 def import_tokenizer(ctx: Context, step: Step):
@@ -97,6 +114,7 @@ def grow(ctx: Context, step: Step):
 
 GENBAC_STEPS: dict[str, Callable[[Context, Step], dict | None]] = {
     "tokenizer": tokenizer,
+    "download": download,
     "import-tokenizer": import_tokenizer,
     "stage": stage,
     "base": base,

@@ -15,6 +15,7 @@ from typing import Iterable, NamedTuple
 from . import ast, limits
 from .architectures import BUILTIN, DEFAULT_WEIGHTS
 from .diagnostics import Diagnostic, SpecError, error, suggestion, unique, warning
+from .hub import is_hub, parse_hub
 from .ir import (GPU_KINDS, HARDWARE_KINDS, PARALLELISMS, Architecture, Base, Growth, Hardware, Language, Optimizer,
                  PhaseMixture, Point, ScheduleSegment, Spec, TokenizerTraining, Train, VocabExtension)
 from .limits import (MAX_ANY, MAX_LAYERS, MAX_SEED, MAX_SEQUENCE, MAX_STEPS, MAX_SYSTEMS,
@@ -454,7 +455,7 @@ class _Lowering:
             value, weights_value = value.terms
             weights = self.string(weights_value, "the weights after `from`", '"hf:org/model"',
                                   path=True)
-            if weights is None:
+            if weights is None or not self.hub_reference(weights, weights_value):
                 return None
         if not isinstance(value, ast.Name):
             self.expect(value, "an architecture name", "`base`", "llama3.1-8b")
@@ -588,7 +589,23 @@ class _Lowering:
             return None, TokenizerTraining.make(vocab=vocab, span=value.span, spans=spans)
         path = self.string(value, "`tokenizer`", '"path/to/tokenizer" or bpe(vocab = 1024)',
                            path=True)
+        if path is not None and not self.hub_reference(path, value):
+            return None, None
         return path, None
+
+    def hub_reference(self, text: str, value) -> bool:
+        """A string starting `hf:` must be a Hub reference, `hf:ORG/NAME[@REVISION]`."""
+        if not is_hub(text):
+            return True
+        try:
+            parse_hub(text)
+        except ValueError as exc:
+            self.error("GB123", f"{text!r} is not a Hugging Face Hub reference: {exc}",
+                       value.span, "not ORG/NAME[@REVISION]",
+                       help=('e.g. "hf:meta-llama/Llama-3.1-8B", or pinned: "hf:ORG/NAME@main", '
+                             '"…@v1.0" (a tag) or "…@" and a 40-character commit hash',))
+            return False
+        return True
 
     # -- languages and mixtures --------------------------------------------------------------------
 

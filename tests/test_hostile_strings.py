@@ -166,7 +166,9 @@ def _refused_at_value(exc: SpecError, text: str, value: str) -> None:
     """A refusal is a diagnostic pointing into the line that holds the value."""
     line = next(i for i, l in enumerate(text.split("\n"), 1) if spec_literal(value) in l)
     codes = {d.code for d in exc.diagnostics}
-    assert codes & {"GB004", "GB106", "GB114", "GB118"}, [d.message for d in exc.diagnostics]
+    # GB123: an `hf:` value must be ORG/NAME[@REVISION]
+    assert codes & {"GB004", "GB106", "GB114", "GB118", "GB123"}, [d.message for d in
+                                                                  exc.diagnostics]
     assert any(d.span is not None and d.span.line == line for d in exc.diagnostics)
 
 

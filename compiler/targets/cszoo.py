@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import textwrap
 
-from genbac.compiler.artifact import (BASE, CKPT_DIR, CONVERTED, GROWN, MODEL_DIR, PLAN,
-                                      RDZV_PORT, RUN_SH, SLURM_SH, TOKENIZER, TRAIN_YAML, Input, Step, data_dir,
-                                      job_name, preprocess_config, raw_dir)
+from genbac.compiler.artifact import (BASE, CKPT_DIR, CONVERTED, GROWN, HUB_BASE, HUB_TOKENIZER,
+                                      MODEL_DIR, PLAN, RDZV_PORT, RUN_SH, SLURM_SH, TOKENIZER,
+                                      TRAIN_YAML, Input, Step, data_dir, job_name,
+                                      preprocess_config, raw_dir)
 from genbac.compiler.plan import Phase, Plan
 from genbac.spec.diagnostics import Diagnostic, error, warning
 
@@ -247,11 +248,7 @@ def phase_trainer(plan: Plan, phase: Phase) -> dict:
 
 
 def preprocess_config_section(plan: Plan, source_dir: str, output_dir: str) -> dict:
-    tokenizer = plan.tokenizer
-    if tokenizer is not None and tokenizer.startswith("hf:"):
-        tokenizer = tokenizer[3:]
-    else:
-        tokenizer = TOKENIZER  # the tokenizer step trains or imports it there
+    tokenizer = TOKENIZER  # the tokenizer step trains or imports (a download) it there
     return {
         "setup": {"data": {"type": "local", "source": source_dir}, "mode": "pretraining",
                   "output_dir": output_dir},
@@ -307,7 +304,8 @@ def tokenizer_input(plan: Plan) -> Input | None:
 
 
 def make_steps(plan: Plan) -> list[Step]:
-    """tokenizer -> stage + prepare per job -> [base] -> grow -> convert -> phase 1 … N."""
+    """[download-base] -> [download-tokenizer] -> tokenizer -> stage + prepare per job -> [base] ->
+    grow -> convert -> phase 1 … N."""
     steps: list[Step] = []
 
     def genbac_step(name: str, kind: str, **fields) -> Step:
@@ -315,17 +313,27 @@ def make_steps(plan: Plan) -> list[Step]:
                          **fields)
 
     tokenizer_ready: tuple[Input, ...] = ()
+    weights = weights_input(plan)
+    if weights.root == "hub":  # first: the tokenizer may be the one beside the weights
+        steps.append(genbac_step("download-base", "download", inputs=(weights,),
+                                 outputs=(HUB_BASE,)))
+        weights = Input.make(path=HUB_BASE, holds="weights")
     if plan.tokenizer_training is not None:
         steps.append(genbac_step("tokenizer", "tokenizer", inputs=tuple(
             Input.make(path=p, root="project", holds="files")
             for lang in plan.spec.languages for p in lang.sources), outputs=(TOKENIZER,)))
         tokenizer_ready = (Input.make(path=TOKENIZER, holds="tokenizer"),)
-    elif (source := tokenizer_input(plan)) is not None and source.root == "project":
+    elif (source := tokenizer_input(plan)) is not None:
+        if source.root == "hub":  # downloaded by genbac for every engine, then imported
+            if plan.tokenizer == plan.base_weights:  # beside the weights: one download
+                source = Input.make(path=HUB_BASE, holds="tokenizer")
+            else:
+                steps.append(genbac_step("download-tokenizer", "download", inputs=(source,),
+                                         outputs=(HUB_TOKENIZER,)))
+                source = Input.make(path=HUB_TOKENIZER, holds="tokenizer")
         steps.append(genbac_step("tokenizer", "import-tokenizer", inputs=(source,),
                                  outputs=(TOKENIZER,)))
         tokenizer_ready = (Input.make(path=TOKENIZER, holds="tokenizer"),)
-    elif source is not None:  # a hub id: Model Zoo's preprocessing downloads it
-        tokenizer_ready = (source,)
 
     for lang in plan.spec.languages:
         for split, patterns in (("train", lang.sources), ("val", lang.eval)):
@@ -343,7 +351,6 @@ def make_steps(plan: Plan) -> list[Step]:
                 inputs=(Input.make(path=raw_dir(job), holds="files"), *tokenizer_ready),
                 outputs=(data_dir(lang.code, split),), fresh=True))
 
-    weights = weights_input(plan)
     if plan.base_weights is None:
         steps.append(genbac_step("base", "base", outputs=(BASE,)))
     # grown as planned, or copied when nothing grows: the converter reads the sharded index

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from genbac.compiler.compile import compile_spec
+from genbac.compiler.targets.cszoo import make_steps
 
 GOLDEN = Path(__file__).resolve().parent.parent / "fixtures" / "golden"
 
@@ -190,8 +191,29 @@ def test_preprocess_configs(genba):
         for section, keys in doc.items():
             assert set(keys) <= PREPROCESS_KEYS[section], (name, section)
         assert doc["processing"]["max_seq_length"] == 8192
-        assert doc["processing"]["huggingface_tokenizer"] == "meta-llama/Llama-3.1-8B"
+        # the base's tokenizer, downloaded by genbac and imported (the steps below)
+        assert doc["processing"]["huggingface_tokenizer"] == "work/tokenizer"
         assert doc["setup"]["mode"] == "pretraining"
+    steps = {s.name: s for s in make_steps(plan)}
+    download = steps["download-base"]
+    assert (download.kind, download.engine, download.outputs) == ("download", "genbac",
+                                                                  ("work/hub/base",))
+    assert [(i.path, i.root, i.holds) for i in download.inputs] == [
+        ("meta-llama/Llama-3.1-8B", "hub", "weights")]
+    assert [(i.path, i.root) for i in steps["tokenizer"].inputs] == [("work/hub/base", "compiled")]
+    assert steps["tokenizer"].kind == "import-tokenizer"
+    assert [(i.path, i.root) for i in steps["grow"].inputs][0] == ("work/hub/base", "compiled")
+    assert list(steps).index("download-base") == 0
+    assert "download-tokenizer" not in steps  # the tokenizer beside the weights: one download
+
+
+def test_a_tokenizer_from_another_hub_repository_has_its_own_download(genba):
+    plan, _ = genba
+    other = plan.model_copy(update={"tokenizer": "hf:org/tok@v2"})
+    steps = {s.name: s for s in make_steps(other)}
+    assert [(i.path, i.root, i.holds) for i in steps["download-tokenizer"].inputs] == [
+        ("org/tok@v2", "hub", "tokenizer")]
+    assert [i.path for i in steps["tokenizer"].inputs] == ["work/hub/tokenizer"]
 
 
 def test_run_script_is_valid_bash_and_shellcheck_clean(genba, tmp_path):
