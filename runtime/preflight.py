@@ -171,7 +171,8 @@ def choose_device(artifact: Artifact, requested: str, problems: list[str]) -> De
     if nodes > 1 and not node_problem(artifact, nodes, problems):
         return None
     if hw.kind == "cpu":
-        where = (f", {hw.count} processes on each of {nodes} nodes" if nodes > 1 else
+        each = f"{hw.count} process{'es' if hw.count > 1 else ''}"
+        where = (f", {each} on each of {nodes} nodes" if nodes > 1 else
                  f", {hw.count} processes" if hw.count > 1 else "")
         return Device("local", "cpu", hw.devices, cpu_description() + where, memory_available(),
                       nodes=nodes)
