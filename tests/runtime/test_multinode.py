@@ -135,8 +135,6 @@ def test_a_killed_rank_fails_the_job_and_the_resubmitted_job_resumes(job, tmp_pa
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 2, stdout[-2000:] + stderr[-3000:]
     assert "Traceback" not in stderr
-    log = (compiled / "work/logs/phase-1.log").read_text()
-    assert "srun: error: localhost: task " in log  # the node whose agent failed, as srun says
     assert f"rank 1 (pid {pid}) was killed by SIGKILL" in stderr, stderr[-3000:]
     assert "phase-1" not in json.loads((compiled / "work/state.json").read_text())["done"]
 
