@@ -265,13 +265,13 @@ def export(out_dir: Path, plan: Plan, model, config_dir: Path, layout: Layout) -
             size = 0
         groups[-1].append(name)
         size += nbytes
-    from .grow import GENERATION_FILES, TOKENIZER_FILES
-    from .safetensors_stream import INDEX_NAME
+    from .grow import copy_side_files
+    from .safetensors_stream import INDEX_NAME, shard_filename
 
     with atomic.directory(out_dir, replace=True) as tmp:
         weight_map = {}
         for i, names in enumerate(groups):
-            filename = f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors"
+            filename = shard_filename(i + 1, len(groups))
             save_file({n: tensors[n] for n in names}, str(tmp / filename),
                       metadata={"format": "pt"})
             weight_map |= {n: filename for n in names}
@@ -279,7 +279,7 @@ def export(out_dir: Path, plan: Plan, model, config_dir: Path, layout: Layout) -
                                                 for t in tensors.values())},
                  "weight_map": weight_map}
         (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
-        for name in ("config.json", *GENERATION_FILES, *TOKENIZER_FILES):
-            if (config_dir / name).is_file():
-                shutil.copy2(config_dir / name, tmp / name)
+        shutil.copyfile(config_dir / "config.json", tmp / "config.json")
+        # the grown checkpoint's tokenizer and generation files are the trained model's too
+        copy_side_files(config_dir, tmp, vocab_extended=False)
     return out_dir

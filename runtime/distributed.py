@@ -108,6 +108,18 @@ class Launch:
     def world(self) -> int:
         return self.nodes * self.per_node
 
+    @property
+    def ranks_per_machine(self) -> int:
+        """Ranks on one machine: all of them when every node's agent runs here."""
+        return self.world if self.launcher == "local" else self.per_node
+
+    def describe(self) -> str:
+        if self.launcher == "standalone":
+            return "through torchrun"
+        how = "rehearsed here" if self.launcher == "local" else "through srun"
+        return (f"on {self.nodes} nodes {how} (torchrun agents, c10d rendezvous at "
+                f"{self.endpoint})")
+
 
 def launch_for(nodes: int, per_node: int, name: str, env=os.environ) -> Launch:
     """The launch of `per_node` processes on each of `nodes` nodes; `name` makes the rendezvous
@@ -169,15 +181,15 @@ def launch_commands(launch: Launch, module: str, args: list[str]) -> list[list[s
     return [agent] * (launch.nodes if launch.launcher == "local" else 1)
 
 
-def run_torchrun(commands: list[list[str]], world: int, log_path: Path, events: EventLog,
+def run_torchrun(commands: list[list[str]], ranks_here: int, log_path: Path, events: EventLog,
                  on_event: Callable[[dict], None], poll_s: float = 0.2) -> int:
     """Run the launch's processes (their and the workers' output to log_path), feed every event to
     on_event while they run and after they end; return the first failure's exit status, or 0.
     When one fails the others are stopped, as srun --kill-on-bad-exit does on a cluster."""
     env = dict(os.environ)
-    # torch's own threads per rank: this machine's cores shared out (torchrun would say 1 and warn)
-    here = world if len(commands) > 1 else world // max(1, _nodes_of(commands[0]))
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, here))))
+    # torch's own threads per rank: a machine's cores shared out over the ranks it runs (torchrun
+    # would say 1 and warn)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, ranks_here))))
     status = 0
     with open(log_path, "ab") as log:
         procs = [subprocess.Popen(c, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -203,11 +215,6 @@ def run_torchrun(commands: list[list[str]], world: int, log_path: Path, events: 
     for event in events.read_new():
         on_event(event)
     return status or next((p.returncode for p in procs if p.returncode), 0)
-
-
-def _nodes_of(command: list[str]) -> int:
-    """srun's --nodes=M (each node has its own cores), else 1."""
-    return next((int(a.split("=", 1)[1]) for a in command if a.startswith("--nodes=")), 1)
 
 
 def failure_summary(log_text: str) -> str:

@@ -253,17 +253,12 @@ def _train_phase_torchrun(ctx: Context, run_id: str, index: int, world: int, str
     launch = launch_for(nodes, world // nodes, f"phase{index}-{os.getpid()}-{time.time_ns()}")
     commands = launch_commands(launch, "genbac.runtime.worker", [
         str(ctx.compiled), str(index), "--project", str(ctx.project), "--events", str(events.path)])
-    where = {"standalone": "through torchrun",
-             "local": f"on {launch.nodes} nodes rehearsed here (torchrun agents, c10d rendezvous "
-                      f"at {launch.endpoint})",
-             "slurm": f"on {launch.nodes} nodes through srun (torchrun agents, c10d rendezvous "
-                      f"at {launch.endpoint})"}[launch.launcher]
     ctx.log(f"{world} process{'es' if world > 1 else ''}, {strategy.upper()} "
-            f"({'NCCL' if hw.is_gpu else 'gloo'}), {where}; their output: "
+            f"({'NCCL' if hw.is_gpu else 'gloo'}), {launch.describe()}; their output: "
             f"{log_path.relative_to(ctx.compiled)}")
     logged_before = log_path.stat().st_size if log_path.exists() else 0
     try:
-        status = run_torchrun(commands, world, log_path, events, on_event)
+        status = run_torchrun(commands, launch.ranks_per_machine, log_path, events, on_event)
     finally:
         progress.close()
     if status == 0:

@@ -249,6 +249,11 @@ class OutputShard:
         return sum(t.nbytes for t in self.tensors)
 
 
+def shard_filename(index: int, count: int) -> str:
+    """Hugging Face's name for shard `index` (1-based) of `count`."""
+    return f"model-{index:05d}-of-{count:05d}.safetensors"
+
+
 def plan_shards(tensors: list[OutputTensor], shard_bytes: int) -> list[OutputShard]:
     """Greedy sharding in the given order; a tensor larger than `shard_bytes` gets a shard alone.
 
@@ -264,7 +269,7 @@ def plan_shards(tensors: list[OutputTensor], shard_bytes: int) -> list[OutputSha
         groups[-1].append(tensor)
         size += tensor.nbytes
     count = len(groups)
-    return [OutputShard(f"model-{i + 1:05d}-of-{count:05d}.safetensors",
+    return [OutputShard(shard_filename(i + 1, count),
                         tuple(sorted(group, key=lambda t: -DTYPE_BYTES[t.dtype])))
             for i, group in enumerate(groups)]
 
