@@ -2,10 +2,11 @@
 
     <out>/
       spec.genba  plan.json  steps.json  manifest.json      what was compiled, and the step plan
-      run.sh  cszoo/train.yaml  cszoo/preprocess/<job>.yaml the target's files
+      run.sh  cszoo/train.yaml  cszoo/baseline.yaml  cszoo/preprocess/<job>.yaml
+                                                             the target's files
       work/                                                  the runtime's (a recompile keeps it)
         state.json  stamps/  logs/  tokenizer/  raw/<job>/  data/<job>/  base/  grown/
-        ckpt/model_to_cs-2.9.mdl  model_dir/  checkpoints/  resume.yaml  mixture.png
+        ckpt/model_to_cs-2.9.mdl  baseline/  model_dir/  checkpoints/  resume.yaml  mixture.png
 
 Every path of that layout is defined here and nowhere else. The step plan (steps.json) is the one
 list of what running the experiment does: each step's name, kind, inputs, outputs and command,
@@ -43,6 +44,7 @@ SLURM_SH = "slurm.sh"  # GPU (and multi-node CPU) experiments: the SLURM batch j
 # the c10d rendezvous port on a multi-node job's first node (slurm.sh; GENBAC_RDZV_PORT overrides)
 RDZV_PORT = 29500
 TRAIN_YAML = "cszoo/train.yaml"
+BASELINE_YAML = "cszoo/baseline.yaml"  # Model Zoo's evaluation of the converted checkpoint
 SWEEP_INDEX = "index.json"  # a sweep's directory: one compiled directory per variant
 
 WORK = "work"
@@ -58,6 +60,7 @@ GROWN = f"{WORK}/grown"  # the checkpoint training starts from (Hugging Face for
 CKPT_DIR = f"{WORK}/ckpt"
 CONVERTED = f"{CKPT_DIR}/model_to_cs-2.9.mdl"  # GROWN converted for Model Zoo
 MODEL_DIR = f"{WORK}/model_dir"  # Model Zoo's checkpoints and event files
+BASELINE_DIR = f"{WORK}/baseline"  # Model Zoo's model_dir of the baseline evaluation
 CHECKPOINTS = f"{WORK}/checkpoints"  # the local backend's checkpoints
 EXPORTS = f"{WORK}/export"  # the local backend's Hugging Face checkpoint of each phase's end
 
@@ -105,6 +108,7 @@ StepKind = Literal[
     "base",              # a seeded random base checkpoint -> BASE
     "grow",              # the base grown as planned (or copied, normalised) -> GROWN
     "convert",           # GROWN in the training engine's checkpoint format
+    "baseline",          # validation per language of the model training starts from (step 0)
     "phase",             # train one phase
 ]
 

@@ -52,9 +52,9 @@ class Context:
 
 
 class Backend:
-    """How the step plan's tool steps (prepare, convert, phase) are done: by Model Zoo's `cszoo`
-    (runtime/cszoo_backend.py) or by genbac here (runtime/local_backend.py). genbac's own steps
-    are runtime/steps.py's under every backend."""
+    """How the step plan's tool steps (prepare, convert, baseline, phase) are done: by Model Zoo's
+    `cszoo` (runtime/cszoo_backend.py) or by genbac here (runtime/local_backend.py). genbac's own
+    steps are runtime/steps.py's under every backend."""
 
     name: str
 
@@ -62,7 +62,8 @@ class Backend:
         self.plan = plan
 
     def run(self, ctx: "Context", step) -> dict | None:
-        do = {"prepare": self.prepare, "convert": self.convert, "phase": self.phase}.get(step.kind)
+        do = {"prepare": self.prepare, "convert": self.convert, "baseline": self.baseline,
+              "phase": self.phase}.get(step.kind)
         if do is None:
             raise RunError(f"the {self.name} backend has no step of kind {step.kind} "
                            f"({step.name})")
@@ -72,6 +73,9 @@ class Backend:
         raise NotImplementedError
 
     def convert(self, ctx: "Context", step) -> dict | None:
+        raise NotImplementedError
+
+    def baseline(self, ctx: "Context", step) -> dict | None:
         raise NotImplementedError
 
     def phase(self, ctx: "Context", step) -> dict | None:

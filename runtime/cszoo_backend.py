@@ -45,6 +45,7 @@ from genbac.text import comment_line
 
 from . import cszoo_logs as logs
 from . import metrics as names
+from .baseline import record as record_baseline
 from .context import Backend, Context, RunError
 from .progress import Progress
 
@@ -146,15 +147,20 @@ class Process:
                         f"  full output: {self.log_path.relative_to(compiled)}")
 
 
-def run_command(ctx: Context, argv: list[str], name: str) -> None:
+def run_command(ctx: Context, argv: list[str], name: str, on_line=None) -> Process:
+    """Run to the end (each output line to `on_line` as it comes); a failure raises RunError."""
     process = Process(ctx, argv, name)
     try:
+        for line in process.lines():
+            if on_line is not None:
+                on_line(line)
         rc = process.finish()
     except BaseException:
         process.stop()
         raise
     if rc != 0:
         raise process.failure(rc, ctx.compiled)
+    return process
 
 
 # --------------------------------------------------------------------------------------------------
@@ -189,6 +195,34 @@ def convert(ctx: Context, step: Step):
     run_command(ctx, command(step), step.name)
     if not ctx.path(CONVERTED).exists():
         raise RunError(f"cszoo checkpoint convert finished but wrote no {CONVERTED}")
+    return None
+
+
+def baseline(ctx: Context, step: Step):
+    """`cszoo validate_all` of the converted checkpoint: each language's validation loss before
+    the first update, recorded as the local trainer's step-0 baseline is (runtime/baseline.py).
+    The log lines give the values as they come; the event files, read after, the unrounded ones."""
+    layout = logs.layout_from_plan(ctx.plan)
+    out = ctx.path(step.outputs[0])
+    if step.fresh:
+        shutil.rmtree(out, ignore_errors=True)
+    follower, found = logs.LineFollower(layout), {}
+
+    def take(line: str) -> None:
+        for point in follower.feed(logs.parse_line(line)):
+            found.update(point.metrics)
+
+    process = run_command(ctx, command(step), step.name, on_line=take)
+    for path in logs.event_files(out):
+        for point in logs.scalar_metrics(layout, logs.read_events(path)):
+            found |= point.metrics
+    metrics = {names.val_loss(code): found[names.val_loss(code)]
+               for code in layout.eval_languages if names.val_loss(code) in found}
+    missing = [code for code in layout.eval_languages if names.val_loss(code) not in metrics]
+    if missing:
+        raise RunError(f"`cszoo validate_all` reported no validation loss for "
+                       f"{', '.join(missing)}; see {process.log_path.relative_to(ctx.compiled)}")
+    record_baseline(ctx, ctx.run_id, metrics)
     return None
 
 
@@ -418,6 +452,9 @@ class CszooBackend(Backend):
 
     def convert(self, ctx: Context, step: Step):
         return convert(ctx, step)
+
+    def baseline(self, ctx: Context, step: Step):
+        return baseline(ctx, step)
 
     def phase(self, ctx: Context, step: Step):
         return self.fit.run_phase(ctx, step)

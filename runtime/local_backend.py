@@ -62,6 +62,12 @@ def convert(ctx: Context, step: Step):
     return {"params": {"skipped": "local backend: no Model Zoo checkpoint"}}
 
 
+def baseline(ctx: Context, step: Step):
+    ctx.log(f"genbac: {step.name}: the local trainer evaluates it at step 0 of phase-1, with the "
+            "base model before growth beside it")
+    return {"params": {"skipped": "local backend: evaluated at step 0 of phase-1"}}
+
+
 class LocalBackend(Backend):
     """The step plan's tool steps done by genbac here."""
 
@@ -72,6 +78,9 @@ class LocalBackend(Backend):
 
     def convert(self, ctx: Context, step: Step):
         return convert(ctx, step)
+
+    def baseline(self, ctx: Context, step: Step):
+        return baseline(ctx, step)
 
     def phase(self, ctx: Context, step: Step):
         return _train_phase(ctx, ctx.run_id, step.phase)
@@ -124,22 +133,16 @@ def _train_phase(ctx: Context, run_id: str, index: int):
 
 def _metric_logger(ctx: Context, run_id: str):
     """Each step's metrics to the phase's run and to the parent run (one curve over all phases);
-    the step-0 baseline is also said in the log and tagged on the parent."""
+    the step-0 baseline as runtime/baseline.py records it."""
     from . import metrics as names
-    from .runs import BASELINE_TAG
-    from .train import baseline_notes
+    from .baseline import record as record_baseline
 
     parent = ctx.state["mlflow"]["parent"]
 
     def log_metrics(step: int, metrics: dict[str, float]) -> None:
         if step == names.BASELINE_STEP:
-            notes = baseline_notes(ctx.plan, metrics)
-            for line in notes:
-                ctx.log(f"genbac: {line}")
-            if notes:
-                ctx.tracker.tags(parent, {BASELINE_TAG: notes[-1]})
-            ctx.tracker.params(parent, {names.baseline_param(k): repr(v)
-                                        for k, v in metrics.items()})
+            record_baseline(ctx, run_id, metrics)
+            return
         ctx.tracker.metrics(run_id, step, metrics)
         ctx.tracker.metrics(parent, step, metrics)
 

@@ -203,7 +203,7 @@ def baseline(run: "PhaseRun", autocast, with_base: bool = True) -> dict[str, flo
     """Validation before the first update, the reference of a continual-pretraining run: the loss
     per language of the model training starts from (val_loss at step 0) and, where the model was
     grown and `with_base` (rank 0: the base is evaluated whole, in one process), of the base model
-    before growth (base_val_loss), which function-preserving growth keeps equal (baseline_notes
+    before growth (base_val_loss), which function-preserving growth keeps equal (runtime/baseline.py
     says whether it did)."""
     metrics = {names.val_loss(code): value
                for code, value in evaluate(run.model, run.eval_data, autocast).items()}
@@ -214,36 +214,6 @@ def baseline(run: "PhaseRun", autocast, with_base: bool = True) -> dict[str, flo
                     for code, value in evaluate(base, run.eval_data, autocast).items()}
         del base
     return metrics
-
-
-def baseline_notes(plan: Plan, metrics: dict[str, float]) -> list[str]:
-    """What the step-0 evaluation says: each language's starting loss, and whether growth kept the
-    base model's loss (within 0.1%, or 1% under bf16 autocast) where it should."""
-    starts = {lang.code: metrics[names.val_loss(lang.code)] for lang in plan.spec.languages
-              if names.val_loss(lang.code) in metrics}
-    if not starts:
-        return []
-    lines = ["baseline (step 0): validation loss " +
-             ", ".join(f"{c} {v:.4f}" for c, v in starts.items())]
-    tolerance = 1e-2 if plan.spec.train.precision == "bf16" else 1e-3
-    differ = []
-    for code, grown in starts.items():
-        base = metrics.get(names.base_val_loss(code))
-        if base is not None and abs(grown - base) > tolerance * max(1.0, abs(base)):
-            differ.append(f"{code} {grown:.4f} grown vs {base:.4f} base")
-    if any(names.base_val_loss(c) in metrics for c in starts):
-        if not differ:
-            lines.append("baseline: the grown model's validation loss equals the base model's "
-                         "(growth preserved the function)")
-        elif plan.growth.function_preserving:
-            lines.append("warning: the grown model's validation loss differs from the base "
-                         f"model's ({'; '.join(differ)}), though this growth should preserve the "
-                         "function: check the base weights and work/grown/growth_report.json")
-        else:
-            lines.append(f"baseline: the grown model starts from another loss than the base "
-                         f"({'; '.join(differ)}), as expected of growth that does not preserve "
-                         "the function")
-    return lines
 
 
 @dataclass

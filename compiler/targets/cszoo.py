@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import textwrap
 
-from genbac.compiler.artifact import (BASE, CKPT_DIR, CONVERTED, GROWN, HUB_BASE, HUB_TOKENIZER,
-                                      MODEL_DIR, PLAN, RDZV_PORT, RUN_SH, SLURM_SH, TOKENIZER,
-                                      TRAIN_YAML, Input, Step, data_dir, job_name,
-                                      preprocess_config, raw_dir)
+from genbac.compiler.artifact import (BASE, BASELINE_DIR, BASELINE_YAML, CKPT_DIR, CONVERTED,
+                                      GROWN, HUB_BASE, HUB_TOKENIZER, MODEL_DIR, PLAN, RDZV_PORT,
+                                      RUN_SH, SLURM_SH, TOKENIZER, TRAIN_YAML, Input, Step,
+                                      data_dir, job_name, preprocess_config, raw_dir)
 from genbac.compiler.plan import Phase, Plan
 from genbac.spec.diagnostics import Diagnostic, error, warning
 
@@ -247,6 +247,27 @@ def phase_trainer(plan: Plan, phase: Phase) -> dict:
     return {"trainer": {"init": init, "fit": fit}}
 
 
+def baseline_trainer(plan: Plan) -> dict:
+    """`cszoo validate_all` of the converted checkpoint on every language's validation data: the
+    step-0 baseline (runtime/baseline.py). Phase 1's model, backend, precision and seed, without
+    anything that trains, in a model_dir of its own so that its event files stay apart from the
+    fit's."""
+    train = plan.spec.train
+    first = phase_trainer(plan, plan.schedule.phases[0])["trainer"]["init"]
+    init = {key: first[key] for key in ("seed", "backend", "model")}
+    init["precision"] = {k: v for k, v in first["precision"].items() if k != "max_gradient_norm"}
+    init["model_dir"] = BASELINE_DIR
+    init["loop"] = {"eval_steps": train.eval_steps}
+    callbacks = []
+    if plan.spec.hardware.is_csx and train.micro_batch:
+        callbacks.append({"ScopedValidateFlags": {"csx.performance.micro_batch_size":
+                                                  train.micro_batch}})
+    callbacks.append({"LoadCheckpointStates": {"load_checkpoint_states": "model"}})
+    init["callbacks"] = callbacks
+    return {"trainer": {"init": init, "validate_all": {"val_dataloaders": val_dataloaders(plan),
+                                                       "ckpt_paths": [CONVERTED]}}}
+
+
 def preprocess_config_section(plan: Plan, source_dir: str, output_dir: str) -> dict:
     tokenizer = TOKENIZER  # the tokenizer step trains or imports (a download) it there
     return {
@@ -305,7 +326,7 @@ def tokenizer_input(plan: Plan) -> Input | None:
 
 def make_steps(plan: Plan) -> list[Step]:
     """[download-base] -> [download-tokenizer] -> tokenizer -> stage + prepare per job -> [base] ->
-    grow -> convert -> phase 1 … N."""
+    grow -> convert -> [baseline] -> phase 1 … N."""
     steps: list[Step] = []
 
     def genbac_step(name: str, kind: str, **fields) -> Step:
@@ -364,6 +385,14 @@ def make_steps(plan: Plan) -> list[Step]:
         inputs=(Input.make(path=GROWN, holds="weights"),), outputs=(CONVERTED,)))
     data = tuple(Input.make(path=data_dir(lang.code, split)) for lang in plan.spec.languages
                  for split in ("train", "val") if (lang.sources if split == "train" else lang.eval))
+    if any(lang.eval for lang in plan.spec.languages):
+        steps.append(Step.make(
+            name="baseline", kind="baseline", engine="cszoo",
+            argv=("cszoo", "validate_all", BASELINE_YAML),
+            inputs=(Input.make(path=CONVERTED), Input.make(path=BASELINE_YAML),
+                    *(Input.make(path=data_dir(lang.code, "val"))
+                      for lang in plan.spec.languages if lang.eval)),
+            outputs=(BASELINE_DIR,), fresh=True))
     for phase in plan.schedule.phases:
         steps.append(Step.make(
             name=f"phase-{phase.index}", kind="phase", engine="cszoo", phase=phase.index,
@@ -398,6 +427,9 @@ def generate(plan: Plan, steps: list[Step], *, spec_file: str, project_dir: str
         "cszoo/train.yaml.j2", trainer=trainer, phases=plan.schedule.phases,
         notes=notes(plan), total_steps=plan.schedule.total_steps, batch=plan.schedule.batch,
         sequence=plan.schedule.sequence, **common)
+    if any(step.kind == "baseline" for step in steps):
+        files[BASELINE_YAML] = render(
+            "cszoo/baseline.yaml.j2", trainer=baseline_trainer(plan), **common)
     for step in steps:
         if step.kind != "prepare":
             continue

@@ -22,7 +22,8 @@ hand, transformers 4.57.1, on its CPU backend):
 
 Controls (environment): FAKE_CSZOO_CALLS, a file each call's argv is appended to as JSON;
 FAKE_CSZOO_DIE_AT, a global step after which the fit crashes; FAKE_CSZOO_FAIL, an error text to
-print (after a traceback header) before exiting 1.
+print (after a traceback header) before exiting 1; FAKE_CSZOO_VAL_LOADERS, how many of its
+dataloaders validate_all evaluates (fewer: output short of some languages' losses).
 """
 
 import json
@@ -174,6 +175,44 @@ def fit(config_path: str) -> None:
         log(f"Processed {8 * (step - start)} training sample(s) in 1.5 seconds.")
 
 
+def validate_all(config_path: str) -> None:
+    """Every val dataloader on each checkpoint of validate_all.ckpt_paths, as the real one does it
+    (trainer/utils.py run_trainer "eval_all", Trainer.validate_all): the section and the
+    checkpoints must exist, the checkpoint loads strictly, and each dataloader's losses go to
+    TensorBoard as validate_<k>/loss at the checkpoint's global step (0 for a converted one)."""
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    trainer = yaml.safe_load(Path(config_path).read_text())["trainer"]
+    section = trainer.get("validate_all")
+    if not section:
+        fail("RuntimeError: Validation requested but config is missing `validate_all` section. "
+             "Please add a `validate_all` section to your trainer configuration.", fitting=False)
+    for ckpt in section["ckpt_paths"]:
+        if not Path(ckpt).exists():
+            fail(f"FileNotFoundError: Checkpoint file(s) not found at: {ckpt}", fitting=False)
+    model_dir = Path(trainer["init"]["model_dir"])
+    model_dir.mkdir(parents=True, exist_ok=True)
+    writer = EventFileWriter(str(model_dir / "events"))
+    # FAKE_CSZOO_VAL_LOADERS: evaluate only the first N dataloaders (an output short of some)
+    loaders = section["val_dataloaders"][:int(os.environ.get("FAKE_CSZOO_VAL_LOADERS", "99"))]
+    for ckpt in section["ckpt_paths"]:
+        log(f"Loading weights from checkpoint {ckpt}")
+        load_strictly(ckpt)
+        step = json.loads(Path(ckpt).read_text()).get("global_step", 0)
+        for k, _ in enumerate(loaders):
+            loss = 6.5 + k
+            log(f"Starting val_dataloader_{k + 1} loop 1 of 1, with 2 steps")
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')},000 INFO:   | Eval Device=cpu, "
+                  f"GlobalStep={step}, Batch=1, Loss={loss:.5f}, "
+                  f"Rate=1000.00 samples/sec, GlobalRate=1000.00 samples/sec", flush=True)
+            log(f"Avg Eval Loss: {loss}")
+            writer.add_event(Event(wall_time=time.time(), step=step, summary=Summary(value=[
+                Summary.Value(tag=f"validate_{k}/loss", simple_value=loss)])))
+    writer.close()
+
+
 def convert(source: Path, out: Path) -> None:
     """The checkpoint's keys as the llama converter names them: only what the source has."""
     if source.name != "model.safetensors.index.json":
@@ -209,6 +248,8 @@ def main(argv: list[str]) -> int:
         convert(Path(argv[-1]), Path(argv[argv.index("--output-dir") + 1]))
     elif argv[0] == "fit" and len(argv) == 2:
         fit(argv[1])
+    elif argv[0] == "validate_all" and len(argv) == 2:
+        validate_all(argv[1])
     else:
         print(f"cszoo: error: unrecognized arguments: {' '.join(argv)}", file=sys.stderr)
         return 2

@@ -48,7 +48,7 @@ def project(tmp_path: Path) -> Path:
 def genbac(*args, cwd, env_extra=None):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "HF_HOME": str(Path(cwd) / ".hf"), "PYTHONWARNINGS": "ignore", **(env_extra or {})}
-    for key in ("FAKE_CSZOO_DIE_AT", "FAKE_CSZOO_FAIL"):
+    for key in ("FAKE_CSZOO_DIE_AT", "FAKE_CSZOO_FAIL", "FAKE_CSZOO_VAL_LOADERS"):
         if key not in (env_extra or {}):
             env.pop(key, None)
     return subprocess.run([sys.executable, "-m", "genbac", *args], cwd=cwd, capture_output=True,
@@ -96,11 +96,13 @@ def test_commands_are_run_sh_commands_in_order(crashed_and_resumed):
     root, uri, argvs, results, _ = crashed_and_resumed
     plan = json.loads((root / "out/tiny/steps.json").read_text())["steps"]
     tool_steps = [s["argv"][1:] for s in plan if s["engine"] == "cszoo" and s["kind"] != "phase"]
-    assert argvs[:7] == tool_steps  # 6 preprocessing jobs, then the conversion
+    # 6 preprocessing jobs, the conversion, the baseline evaluation: each once, crashes or not
+    assert argvs[:8] == tool_steps
     assert argvs[:6] == [["data_preprocess", "run", "--config", f"cszoo/preprocess/{job}.yaml"]
                          for job in ("en", "en-val", "de", "de-val", "bar", "bar-val")]
     assert argvs[6][:2] == ["checkpoint", "convert"]
-    fits = argvs[7:]
+    assert argvs[7] == ["validate_all", "cszoo/baseline.yaml"]
+    fits = argvs[8:]
     # the fresh start runs the compiled multi-phase config; reruns the resume config; nothing is
     # ever passed as --checkpoint_path (it would apply to every phase)
     assert fits == [["fit", "cszoo/train.yaml"], ["fit", "work/resume.yaml"],
@@ -168,6 +170,33 @@ def test_phases_are_child_runs_with_their_steps_once(crashed_and_resumed):
     listed = {a.path for a in client(uri).list_artifacts(parent.info.run_id, "environment")}
     assert listed == {"environment/requirements.txt", "environment/cszoo-requirements.txt"}
     assert runs["prepare-en"].data.metrics["sequences"] == 3
+
+
+def test_baseline_is_the_converted_models_loss_at_step_0(crashed_and_resumed):
+    """The baseline step's validate_all losses (the fake's "Avg Eval Loss: 6.5+k" for val
+    dataloader k) land at step 0 on the parent and the baseline run, and as parameters."""
+    _, uri, _, _, _ = crashed_and_resumed
+    runs = runs_by_name(uri)
+    parent, base = runs["tiny-rehearsal"], runs["baseline"]
+    for k, code in enumerate(("en", "de", "bar")):
+        for run in (parent, base):
+            history = client(uri).get_metric_history(run.info.run_id, f"val_loss/{code}")
+            assert sorted((m.step, m.value) for m in history)[0] == (0, 6.5 + k)
+        assert float(parent.data.params[f"baseline.val_loss/{code}"]) == 6.5 + k
+    assert parent.data.tags["genbac.baseline"]
+
+
+def test_baseline_without_a_language_loss_names_it(tmp_path, fake_cszoo):
+    """A validate_all whose output lacks a language's loss is an error naming the language and
+    the log, not a baseline silently short of it."""
+    root = project(tmp_path)
+    r = genbac("run", SPEC, "-o", "out/tiny", "--backend", "cszoo", "--tracking-uri",
+               f"sqlite:///{root}/mlflow.db", cwd=root,
+               env_extra={"GENBAC_CSZOO": str(fake_cszoo), "FAKE_CSZOO_VAL_LOADERS": "2"})
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    assert "baseline" in r.stderr and "bar" in r.stderr
+    assert "work/logs/baseline.log" in r.stderr
 
 
 def test_model_zoo_error_is_explained_without_traceback(tmp_path, fake_cszoo):

@@ -95,7 +95,7 @@ def test_every_step_runs_and_finishes(rehearsal):
     planned = json.loads((project / "out/tiny/steps.json").read_text())["steps"]
     assert state["done"] == [s["name"] for s in planned]
     assert state["done"][:3] == ["tokenizer", "stage-en", "prepare-en"]
-    assert state["done"][-5:] == ["base", "grow", "convert", "phase-1", "phase-2"]
+    assert state["done"][-6:] == ["base", "grow", "convert", "baseline", "phase-1", "phase-2"]
     report = json.loads((project / "out/tiny/work/grown/growth_report.json").read_text())
     assert report["verification"]["max_abs_diff"] <= 1e-5
     assert "mlflow ui --backend-store-uri" in r.stdout
