@@ -13,6 +13,7 @@ from __future__ import annotations
 from genbac.compiler.plan import Plan
 
 from . import metrics as names
+from .runs import BASELINE_TAG
 
 
 def baseline_notes(plan: Plan, metrics: dict[str, float]) -> list[str]:
@@ -48,8 +49,6 @@ def baseline_notes(plan: Plan, metrics: dict[str, float]) -> list[str]:
 def record(ctx, run_id: str, metrics: dict[str, float]) -> None:
     """The baseline into the log and MLflow: the step's run and the parent get the metrics at
     BASELINE_STEP; the parent also the parameters and the tag read by `genbac runs` and `compare`."""
-    from .runs import BASELINE_TAG
-
     parent = ctx.state["mlflow"]["parent"]
     notes = baseline_notes(ctx.plan, metrics)
     for line in notes:

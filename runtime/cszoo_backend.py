@@ -215,14 +215,13 @@ def baseline(ctx: Context, step: Step):
     process = run_command(ctx, command(step), step.name, on_line=take)
     for path in logs.event_files(out):
         for point in logs.scalar_metrics(layout, logs.read_events(path)):
-            found |= point.metrics
-    metrics = {names.val_loss(code): found[names.val_loss(code)]
-               for code in layout.eval_languages if names.val_loss(code) in found}
-    missing = [code for code in layout.eval_languages if names.val_loss(code) not in metrics]
+            found.update(point.metrics)
+    missing = [code for code in layout.eval_languages if names.val_loss(code) not in found]
     if missing:
         raise RunError(f"`cszoo validate_all` reported no validation loss for "
                        f"{', '.join(missing)}; see {process.log_path.relative_to(ctx.compiled)}")
-    record_baseline(ctx, ctx.run_id, metrics)
+    record_baseline(ctx, ctx.run_id, {names.val_loss(code): found[names.val_loss(code)]
+                                      for code in layout.eval_languages})
     return None
 
 

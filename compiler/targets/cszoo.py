@@ -253,11 +253,10 @@ def baseline_trainer(plan: Plan) -> dict:
     anything that trains, in a model_dir of its own so that its event files stay apart from the
     fit's."""
     train = plan.spec.train
-    first = phase_trainer(plan, plan.schedule.phases[0])["trainer"]["init"]
-    init = {key: first[key] for key in ("seed", "backend", "model")}
-    init["precision"] = {k: v for k, v in first["precision"].items() if k != "max_gradient_norm"}
-    init["model_dir"] = BASELINE_DIR
-    init["loop"] = {"eval_steps": train.eval_steps}
+    precision = {k: v for k, v in precision_section(plan).items() if k != "max_gradient_norm"}
+    init = {"seed": train.seed, "backend": backend(plan), "model": model_section(plan),
+            "precision": precision, "model_dir": BASELINE_DIR,
+            "loop": {"eval_steps": train.eval_steps}}
     callbacks = []
     if plan.spec.hardware.is_csx and train.micro_batch:
         callbacks.append({"ScopedValidateFlags": {"csx.performance.micro_batch_size":
@@ -385,13 +384,13 @@ def make_steps(plan: Plan) -> list[Step]:
         inputs=(Input.make(path=GROWN, holds="weights"),), outputs=(CONVERTED,)))
     data = tuple(Input.make(path=data_dir(lang.code, split)) for lang in plan.spec.languages
                  for split in ("train", "val") if (lang.sources if split == "train" else lang.eval))
-    if any(lang.eval for lang in plan.spec.languages):
+    val_data = tuple(Input.make(path=data_dir(lang.code, "val"))
+                     for lang in plan.spec.languages if lang.eval)
+    if val_data:
         steps.append(Step.make(
             name="baseline", kind="baseline", engine="cszoo",
             argv=("cszoo", "validate_all", BASELINE_YAML),
-            inputs=(Input.make(path=CONVERTED), Input.make(path=BASELINE_YAML),
-                    *(Input.make(path=data_dir(lang.code, "val"))
-                      for lang in plan.spec.languages if lang.eval)),
+            inputs=(Input.make(path=CONVERTED), Input.make(path=BASELINE_YAML), *val_data),
             outputs=(BASELINE_DIR,), fresh=True))
     for phase in plan.schedule.phases:
         steps.append(Step.make(
