@@ -37,11 +37,9 @@ import hashlib
 import json
 import multiprocessing
 import os
-import queue
 import shutil
 import signal
 import struct
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -117,7 +115,10 @@ class PieceTokenizer:
     def ids(self, piece: Piece) -> Iterator[tuple[np.ndarray, int]]:
         """The piece's ids in chunks (a tokenizer batch each), with the documents of each."""
         encode_batch = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
-        for texts, nbytes in _read_ahead(read_texts(piece, self.text_key, self.split)):
+        # Read and encode in turn, on one thread: a reader thread beside the encoder cost more
+        # than the read (its GIL hand-offs and cache traffic slowed encode_batch_fast by ~5%,
+        # more than the 2% of the time that JSON parsing takes; BENCHMARKS.md).
+        for texts, nbytes in read_texts(piece, self.text_key, self.split):
             texts = [text for text in texts if text]
             tokens = 0
             for first in range(0, len(texts), TOKENIZE_BATCH):
@@ -126,9 +127,13 @@ class PieceTokenizer:
                 rows = [encoding.ids for encoding in encoded]
                 for row in rows:
                     row.append(self.eos_id)  # a fresh list per call: appending is safe
-                count = sum(map(len, rows))
+                count, documents = sum(map(len, rows)), len(rows)
                 # flat ids: six times faster than an array of each row
-                yield np.fromiter(chain.from_iterable(rows), np.int32, count), len(rows)
+                flat = np.fromiter(chain.from_iterable(rows), np.int32, count)
+                # Free this batch's encodings (~14 KB a document) before the next is encoded:
+                # kept alive across the yield, they made the allocator take fresh pages each call.
+                del encoded, rows
+                yield flat, documents
                 tokens += count
             if self.progress is not None:
                 self.progress.update(self.rank, len(texts), nbytes, tokens)
@@ -142,44 +147,6 @@ class PieceTokenizer:
                 out.write(ids)
                 documents += count
         return out_file, documents
-
-
-def _read_ahead(blocks: Iterator[Any]) -> Iterator[Any]:
-    """The items of `blocks`, the next one read by a thread while the caller works on this one:
-    pyarrow parses JSON without the GIL, as the tokenizer encodes, so reading costs no wall time
-    where a core is free. An error while reading is raised here, in order."""
-    ahead: queue.Queue = queue.Queue(maxsize=1)
-    done = object()
-    stop = threading.Event()
-
-    def read() -> None:
-        try:
-            for item in blocks:
-                if stop.is_set():
-                    return
-                ahead.put((item, None))
-            ahead.put((done, None))
-        except BaseException as error:  # handed to the caller, who raises it
-            ahead.put((done, error))
-
-    reader = threading.Thread(target=read, name="genbac-read-ahead", daemon=True)
-    reader.start()
-    try:
-        while True:
-            item, error = ahead.get()
-            if error is not None:
-                raise error
-            if item is done:
-                return
-            yield item
-    finally:
-        stop.set()
-        while reader.is_alive():  # unblock a reader waiting to put, then let it end
-            try:
-                ahead.get(timeout=0.1)
-            except queue.Empty:
-                pass
-        reader.join()
 
 
 _worker: PieceTokenizer | None = None  # the copy a pool process runs
