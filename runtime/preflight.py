@@ -235,6 +235,9 @@ def shared_directory_problem(directory: Path, nodes: int) -> str | None:
             out = subprocess.run(["srun", f"--nodes={nodes}", "--ntasks-per-node=1",
                                   "--kill-on-bad-exit=1", "cat", str(probe)],
                                  capture_output=True, text=True, timeout=300)
+        except FileNotFoundError:
+            return (f"cannot check that all {nodes} nodes see {directory}: srun is not on PATH "
+                    f"(SLURM job {os.environ.get('SLURM_JOB_ID')} is set: run on a node of it)")
         except (OSError, subprocess.SubprocessError) as exc:
             return f"cannot run srun to check the nodes see {directory}: {exc}"
     finally:

@@ -13,6 +13,11 @@ task N: Exited with exit code C" or "...: Killed"), stops the others under --kil
 (SIGTERM, then SIGKILL after a grace period), and exits with the highest task status (128 + the
 signal for a killed task). scontrol expands `a,b` and `node[0-3,7]` lists. Every srun call is
 appended to $FAKE_SLURM_LOG as a JSON line (its argv and node count) for the tests to read.
+
+$FAKE_SLURM_NODE_LOCAL=DIR makes DIR a node-local disk rather than a shared filesystem: on every
+node but the first, a task's arguments under DIR name that node's own (empty) directory instead,
+so a file written there on the first node is missing on the others, as on a cluster whose job
+was submitted from a node's local /tmp.
 """
 
 from __future__ import annotations
@@ -90,7 +95,7 @@ def srun(args: list[str]) -> int:
         env = {**os.environ, "SLURM_NODEID": str(i), "SLURM_PROCID": str(i),
                "SLURM_LOCALID": "0", "SLURM_NTASKS": str(nodes), "SLURM_STEP_ID": str(step),
                "SLURMD_NODENAME": hosts[i]}
-        tasks.append(subprocess.Popen(args, env=env))
+        tasks.append(subprocess.Popen(_as_seen_on(i, args), env=env))
 
     def forward(sig, _frame):
         for t in tasks:
@@ -119,6 +124,20 @@ def srun(args: list[str]) -> int:
                           flush=True)
         time.sleep(0.1)
     return max((128 - t.returncode if t.returncode < 0 else t.returncode) for t in tasks)
+
+
+def _as_seen_on(node: int, args: list[str]) -> list[str]:
+    """The task's arguments on node `node`: paths under a node-local $FAKE_SLURM_NODE_LOCAL name
+    that node's own directory (on the first node, the one the job was submitted from, they are
+    the same)."""
+    local = os.environ.get("FAKE_SLURM_NODE_LOCAL")
+    if not local or node == 0:
+        return args
+    local = os.path.abspath(local)
+    own = os.path.join(os.path.dirname(local), f".fake-slurm-node{node}", os.path.basename(local))
+    os.makedirs(own, exist_ok=True)
+    return [own + arg[len(local):] if arg == local or arg.startswith(local + os.sep) else arg
+            for arg in args]
 
 
 def _stop(tasks) -> None:

@@ -216,3 +216,33 @@ def test_several_nodes_outside_a_job_or_in_too_small_a_one_are_refused(tmp_path)
         verdict = preflight(artifact)
         assert any("runs on 4 nodes; SLURM job 7 has 2 (sbatch --nodes=4" in p
                    for p in verdict.problems), verdict.problems
+
+
+def test_a_work_directory_the_other_nodes_do_not_see_is_refused_before_anything_runs(tmp_path):
+    """Inside a two-node job whose compiled directory is on the first node's own disk, preflight
+    finds that the second node cannot read a file written there, and `genbac run` stops in one
+    line, before a step, a process group or an MLflow run."""
+    cwd = project(tmp_path, "cpu x 1 x 2", "fsdp")
+    compile_here(cwd)
+    before = sorted(p.relative_to(cwd) for p in (cwd / "out").rglob("*"))
+    env = {**slurm_env(cwd), "FAKE_SLURM_NODE_LOCAL": str(cwd / "out")}
+    r = subprocess.run([sys.executable, "-m", "genbac", "run", "out", "--tracking-uri",
+                        f"sqlite:///{cwd}/mlflow.db"], cwd=cwd, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    assert "genbac: error: cannot start:" in r.stderr, r.stderr
+    assert (f"{(cwd / 'out').resolve()} is not on a filesystem all 2 nodes share (1 of them read "
+            "a file written there)") in r.stderr, r.stderr
+    assert not (cwd / "mlflow.db").exists()
+    assert sorted(p.relative_to(cwd) for p in (cwd / "out").rglob("*")) == before  # no probe left
+    srun_calls = [json.loads(line) for line in (cwd / "srun.jsonl").read_text().splitlines()]
+    assert [call["argv"][0] for call in srun_calls] == ["cat"]  # the check, and nothing started
+
+    # a SLURM job's variables on a machine without srun: the check says why it cannot be made
+    env["PATH"] = os.path.dirname(sys.executable) + ":/usr/bin:/bin"
+    r = subprocess.run([sys.executable, "-m", "genbac", "run", "out", "--dry-run"], cwd=cwd,
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
+    assert (f"cannot check that all 2 nodes see {(cwd / 'out').resolve()}: srun is not on PATH "
+            "(SLURM job 4242 is set: run on a node of it)") in r.stdout, r.stdout
