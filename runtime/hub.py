@@ -18,6 +18,8 @@ the revision asked for and the commit it resolved to.
 
 from __future__ import annotations
 
+import functools
+from fnmatch import fnmatch
 from pathlib import Path
 
 from genbac.spec.hub import HubRef, parse_hub
@@ -33,6 +35,12 @@ WEIGHT_PATTERNS = ["config.json", "generation_config.json", "*.safetensors",
 
 def patterns(holds: str) -> list[str]:
     return TOKENIZER_PATTERNS if holds == "tokenizer" else WEIGHT_PATTERNS
+
+
+def wanted(name: str, holds: str) -> bool:
+    """Whether a repository file is one `download` fetches: top level, and matching
+    `patterns(holds)` (the allow_patterns and ignore_patterns="*/*" given to snapshot_download)."""
+    return "/" not in name and any(fnmatch(name, pattern) for pattern in patterns(holds))
 
 
 def ref_of(path: str) -> HubRef:
@@ -55,24 +63,61 @@ def download(ref: HubRef, holds: str) -> tuple[Path, str]:
 def check(ref: HubRef, holds: str) -> str | None:
     """Preflight: None if `ref` is in the cache or the Hub answers for it; else why not, in one
     line. A short request (the revision's metadata), nothing downloaded."""
-    from huggingface_hub import HfApi, constants, snapshot_download
+    from huggingface_hub import constants
 
-    try:
-        snapshot_download(ref.repo, revision=ref.revision, allow_patterns=patterns(holds),
-                          ignore_patterns=["*/*"], local_files_only=True)
-        return None  # in the cache already
-    except Exception:
-        pass
+    if in_cache(ref, holds):
+        return None
     if constants.HF_HUB_OFFLINE:
         return (f"{ref} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and "
                 "HF_HUB_OFFLINE is set: download it where the Hub is reachable (`hf download "
                 f"{ref.repo}{f' --revision {ref.revision}' if ref.revision else ''}`) into this "
                 "cache, or name a local directory in the spec")
     try:
-        HfApi().repo_info(ref.repo, revision=ref.revision, timeout=15)
+        _remote(constants.ENDPOINT, ref.repo, ref.revision)
     except Exception as exc:
         return f"{ref} cannot be downloaded: {problem(ref, exc)}"
     return None
+
+
+def to_download(ref: HubRef, holds: str) -> dict[tuple[str, str], int]:
+    """Preflight's disk estimate: the files `download` would still fetch for `ref`, as
+    {(repository, file name): bytes}; none when the snapshot is in the cache, or when the Hub
+    cannot say (`check` reports why). Files the cache already holds are not counted."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if in_cache(ref, holds):
+        return {}
+    try:
+        info = _remote(constants.ENDPOINT, ref.repo, ref.revision)
+    except Exception:
+        return {}
+    return {(ref.repo, f.rfilename): f.size or 0 for f in info.siblings or ()
+            if wanted(f.rfilename, holds)
+            and not isinstance(try_to_load_from_cache(ref.repo, f.rfilename, revision=info.sha),
+                               str)}
+
+
+def in_cache(ref: HubRef, holds: str) -> bool:
+    """Whether the cache holds a complete snapshot of `ref` for `holds` (no request made)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(ref.repo, revision=ref.revision, allow_patterns=patterns(holds),
+                          ignore_patterns=["*/*"], local_files_only=True)
+        return True
+    except Exception:
+        return False
+
+
+@functools.lru_cache(maxsize=None)
+def _remote(endpoint: str, repo: str, revision: str | None):
+    """The repository's metadata at `revision` on the Hub at `endpoint`, with each file's size
+    (one short request per preflight: check and to_download share it; an error is raised again,
+    not remembered)."""
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=endpoint).repo_info(repo, revision=revision, timeout=15,
+                                              files_metadata=True)
 
 
 def problem(ref: HubRef, exc: BaseException) -> str:

@@ -8,7 +8,8 @@ first step, before the lock, the state file or any MLflow record: a refusal chan
               weights directories hold what is read from them; what comes from the Hugging Face
               Hub is in the cache or the Hub answers for it (one line when not: no network,
               no such repository or revision, a gated one without HF_TOKEN).
-    disk      the planned data, checkpoints and weights against the free space (an estimate).
+    disk      the planned data, checkpoints and weights against the free space, and an `hf:`
+              download against its cache's (an estimate; the Hub says the files' sizes).
     memory    the model's training memory at the micro-batch against the device's.
 
 Pure apart from looking at this machine (devices, files, free space), so `--dry-run` shows it too.
@@ -106,10 +107,20 @@ def memory_available() -> int:
 
 def free_bytes(path: Path) -> int:
     """Free space for an unprivileged writer on the filesystem `path` is (or would be) on."""
+    return shutil.disk_usage(_existing(path)).free
+
+
+def same_filesystem(a: Path, b: Path) -> bool:
+    """Whether `a` and `b` are (or would be) on one filesystem."""
+    return os.stat(_existing(a)).st_dev == os.stat(_existing(b)).st_dev
+
+
+def _existing(path: Path) -> Path:
+    """`path`, or the nearest of its parents that exists."""
     path = Path(path)
     while not path.exists() and path != path.parent:
         path = path.parent
-    return shutil.disk_usage(path).free
+    return path
 
 
 def cpu_description() -> str:
@@ -351,6 +362,23 @@ def disk_needed(artifact: Artifact, backend: str, done: set[str]) -> tuple[int, 
     return sum(parts.values()), [f"{k} {size_text(v)}" for k, v in parts.items() if v]
 
 
+def hub_download(artifact: Artifact, done: set[str]) -> tuple[int, Path | None]:
+    """Bytes the remaining download steps fetch into the Hugging Face cache, and the cache's
+    directory (None when nothing is fetched). Each file counted once, the cached ones not."""
+    items = [item for step in artifact.steps.steps if step.name not in done
+             for item in step.inputs if item.root == "hub"]
+    if not items:
+        return 0, None
+    from huggingface_hub import constants
+
+    from .hub import ref_of, to_download
+
+    files: dict[tuple[str, str], int] = {}
+    for item in items:
+        files.update(to_download(ref_of(item.path), item.holds))
+    return sum(files.values()), Path(constants.HF_HUB_CACHE)
+
+
 def training_memory(artifact: Artifact, device: Device) -> tuple[int, int, int]:
     """Bytes one device holds while training, as (states, activations, micro-batch): parameters,
     gradients and optimizer state (fp32 master weights, two moments), and activations at the
@@ -407,11 +435,23 @@ def preflight(artifact: Artifact, requested: str = "auto", done: set[str] | None
     needed, parts = disk_needed(artifact, backend, done)
     work = artifact.path(layout.WORK)
     free = free_bytes(work)
+    fetch, cache = hub_download(artifact, done)
+    if fetch and same_filesystem(cache, work):  # one disk holds both: count them together
+        needed, parts, fetch = needed + fetch, [*parts, f"Hub download {size_text(fetch)}"], 0
     verdict.estimates.append(f"disk {size_text(needed)} ({', '.join(parts) or 'nothing'}) of "
                              f"{size_text(free)} free at {work}")
     if needed > free:
         problems.append(f"not enough disk: the remaining steps write about {size_text(needed)} "
                         f"({', '.join(parts)}), and {work} has {size_text(free)} free")
+    if fetch:
+        cache_free = free_bytes(cache)
+        verdict.estimates.append(f"Hub download {size_text(fetch)} of {size_text(cache_free)} "
+                                 f"free in the Hugging Face cache {cache}")
+        if fetch > cache_free:
+            problems.append(f"not enough disk for the Hub download: about {size_text(fetch)} "
+                            f"into the Hugging Face cache {cache}, which has "
+                            f"{size_text(cache_free)} free (point HF_HOME or HF_HUB_CACHE at a "
+                            "larger disk)")
 
     if device is not None and device.memory_bytes is not None:
         states, activations, micro = training_memory(artifact, device)

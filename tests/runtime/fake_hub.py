@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".model")  # stored in LFS on the Hub
 
@@ -105,9 +105,12 @@ class FakeHub:
         if commit is None:
             return self._error(h, 404, "RevisionNotFound", f"Invalid rev id: {rev}", body)
         if api and what == "revision":
+            # with ?blobs=true (files_metadata=True) the Hub adds each file's size and blob
+            blobs = "true" in parse_qs(url.query).get("blobs", [])
             return self._json(h, {"id": repo_id, "modelId": repo_id, "sha": commit,
                                   "private": False, "gated": repo.token is not None,
-                                  "siblings": [{"rfilename": n} for n in repo.files]}, body)
+                                  "siblings": [self._sibling(n, b, blobs)
+                                               for n, b in repo.files.items()]}, body)
         if api and what == "tree":
             prefix = "/".join(rest)
             entries = [self._entry(n, b) for n, b in repo.files.items()
@@ -116,6 +119,17 @@ class FakeHub:
         if not api and what == "resolve":
             return self._file(h, repo, commit, "/".join(rest), body)
         return self._error(h, 404, "EntryNotFound", "unknown endpoint", body)
+
+    @classmethod
+    def _sibling(cls, name: str, data: bytes, blobs: bool) -> dict:
+        if not blobs:
+            return {"rfilename": name}
+        entry = cls._entry(name, data)
+        sibling = {"rfilename": name, "size": len(data), "blobId": entry["oid"]}
+        if "lfs" in entry:
+            sibling["lfs"] = {"sha256": entry["lfs"]["oid"], "size": len(data),
+                              "pointerSize": entry["lfs"]["pointerSize"]}
+        return sibling
 
     @staticmethod
     def _entry(name: str, data: bytes) -> dict:

@@ -157,3 +157,69 @@ def test_an_unreachable_hub_is_one_line_in_preflight(tmp_path):
     assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
     (line,) = [x for x in r.stderr.splitlines() if "hf:genbac-test/tiny@main" in x]
     assert "is not reachable from here" in line and "Traceback" not in r.stderr
+
+
+@pytest.fixture
+def hub_here(model_dir, tmp_path, monkeypatch):
+    """A compiled project with `hf:` weights, huggingface_hub in this process pointed at a fake
+    Hub serving them (no token) and at an empty cache; the artifact and the repository."""
+    from huggingface_hub import constants
+
+    from genbac.compiler.artifact import Artifact
+
+    cwd = project(tmp_path / "p", "hf:genbac-test/tiny")
+    r = subprocess.run([sys.executable, "-m", "genbac", "compile", "hub.genba", "-o", "out"],
+                       cwd=cwd, capture_output=True, text=True, env=env_for(cwd))
+    assert r.returncode == 0, r.stderr
+    repo = Repo.from_directory(model_dir)
+    with FakeHub({"genbac-test/tiny": repo}) as hub:
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        yield Artifact.load(cwd / "out"), repo, tmp_path / "cache"
+
+
+def test_preflight_counts_the_hub_download_against_the_disk_it_goes_to(hub_here, monkeypatch):
+    from genbac.runtime import preflight as check
+    from genbac.units import size_text
+
+    artifact, repo, cache = hub_here
+    fetched = sum(len(data) for name, data in repo.files.items()
+                  if "/" not in name and name not in ("pytorch_model.bin", "README.md"))
+    assert fetched > 20 * 2**20  # model.safetensors and the small files beside it
+
+    # the cache on the work directory's disk: one sum, one check
+    verdict = check.preflight(artifact)
+    assert not verdict.problems, verdict.problems
+    (disk,) = [e for e in verdict.estimates if e.startswith("disk ")]
+    assert f"Hub download {size_text(fetched)}" in disk, disk
+    written, _ = check.disk_needed(artifact, "local", set())
+    monkeypatch.setattr(check, "free_bytes", lambda path: written + 2**20)
+    (problem,) = check.preflight(artifact).problems
+    assert problem.startswith(f"not enough disk: the remaining steps write about "
+                              f"{size_text(written + fetched)} (") and "Hub download" in problem
+
+    # the cache on a disk of its own, and too small for the download
+    monkeypatch.setattr(check, "same_filesystem", lambda a, b: False)
+    monkeypatch.setattr(check, "free_bytes",
+                        lambda path: 2**20 if Path(path) == cache else 2**40)
+    (problem,) = check.preflight(artifact).problems
+    assert problem == (f"not enough disk for the Hub download: about {size_text(fetched)} into "
+                       f"the Hugging Face cache {cache}, which has 1.00 MiB free (point HF_HOME "
+                       "or HF_HUB_CACHE at a larger disk)")
+
+    # once the snapshot is in the cache there is nothing left to fetch (downloaded in a process
+    # of its own: huggingface_hub fixes its file URLs' endpoint at import)
+    from huggingface_hub import constants
+
+    env = {**os.environ, "HF_ENDPOINT": constants.ENDPOINT, "HF_HUB_CACHE": str(cache),
+           "HF_HUB_OFFLINE": "0"}
+    fetch = ("from genbac.runtime import hub; "
+             "hub.download(hub.ref_of('genbac-test/tiny'), 'weights')")
+    r = subprocess.run([sys.executable, "-c", fetch], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    verdict = check.preflight(artifact)
+    assert not verdict.problems, verdict.problems
+    assert not [e for e in verdict.estimates if "Hub download" in e], verdict.estimates
