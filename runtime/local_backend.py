@@ -206,7 +206,10 @@ def setup_phase(ctx: Context, index: int, device, *, rank: int = 0, world: int =
         ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     forward = ddp
     if os.environ.get("GENBAC_COMPILE") == "1":  # `genbac run --compile`
+        # under FSDP the sharded root module is compiled: its hooks gather each layer's shards
         forward = torch.compile(ddp if ddp is not None else model)
+        ctx.log("torch.compile: the training forward pass is compiled (the first step waits "
+                "for it)")
     run = PhaseRun(plan=plan, phase=phase, model=model, optimizer=optimizer, mixer=mixer,
                    eval_data=eval_data, checkpoint_dir=saved, device=device,
                    base_dir=base_before_growth(ctx), micro_batch=sharding.micro_batch,
