@@ -190,6 +190,12 @@ def setup_phase(ctx: Context, index: int, device, *, rank: int = 0, world: int =
     saved = ctx.path(layout.CHECKPOINTS)
     state = TrainState()
     latest = checkpoints.latest(saved)
+    if world > 1:  # rank 0's choice for all: on a network filesystem listings can lag
+        import torch.distributed as dist
+
+        box = [None if latest is None else str(latest)]
+        dist.broadcast_object_list(box, src=0)
+        latest = None if box[0] is None else Path(box[0])
     if latest is not None:
         state = checkpoints.load(latest, plan, model, optimizer,
                                  checkpoints.Layout.of(sharding.strategy, rank, world))
@@ -214,7 +220,8 @@ def setup_phase(ctx: Context, index: int, device, *, rank: int = 0, world: int =
                    eval_data=eval_data, checkpoint_dir=saved, device=device,
                    base_dir=base_before_growth(ctx), micro_batch=sharding.micro_batch,
                    keep_checkpoints=plan.spec.train.keep_checkpoints or KEEP_CHECKPOINTS, rank=rank,
-                   world=world, strategy=sharding.strategy, ddp=ddp, forward=forward,
+                   world=world, strategy=sharding.strategy, sharding=sharding, ddp=ddp,
+                   forward=forward,
                    export_dir=ctx.path(layout.export_dir(index)), config_dir=grown)
     return run, state
 

@@ -62,20 +62,28 @@ def sharding_of(plan: Plan, world: int) -> Sharding:
     return Sharding("ddp" if world > 1 else "single", world)
 
 
-def build_sharded(plan: Plan, grown_dir: Path, device: torch.device, sharding: Sharding):
+def build_sharded(plan: Plan, grown_dir: Path, device: torch.device, sharding: Sharding,
+                  layers: int | None = None):
     """The grown model, sharded over the process group as `sharding` says, its slices read from
     `grown_dir`; trainable parameters as `train = all/new` says (set before sharding: FSDP
-    keeps each parameter's requires_grad)."""
+    keeps each parameter's requires_grad). With `layers`, the base before growth in `grown_dir`
+    instead (its own vocabulary; for evaluation: nothing frozen)."""
+    import json
+
     import torch.distributed.checkpoint as dcp
     from transformers import LlamaForCausalLM
 
     from .train import apply_freezing, check_layers, hf_config
 
-    check_layers(plan, grown_dir)
-    config = hf_config(plan)
+    check_layers(plan, grown_dir, layers)
+    vocab = None
+    if layers is not None:
+        vocab = json.loads((grown_dir / "config.json").read_text()).get("vocab_size")
+    config = hf_config(plan, layers=layers, vocab=vocab)
     with torch.device("meta"):
         model = LlamaForCausalLM(config)
-    apply_freezing(plan, model)
+    if layers is None:
+        apply_freezing(plan, model)
     shard(model, plan, device, sharding)
     model.to_empty(device=device)
     # buffers are not in checkpoints (rotary frequencies): computed again on the real device

@@ -13,8 +13,10 @@ Features, and what controls them (all from the Plan):
 - several processes: the global batch of step s is still the Mixer's batch of step s, rank r trains
   its fixed slice r of it, and the loss is scaled so that the ranks' averaged gradient (DDP's
   all-reduce, FSDP's reduce-scatter) equals the one-process gradient of the whole batch; rank 0
-  logs; under DDP only rank 0 evaluates and checkpoints, under FSDP/HSDP (runtime/sharding.py)
-  every rank takes part in both, as each holds only its shards;
+  logs; every rank evaluates an equal share of the validation rows, in micro-batches on its
+  device, and the per-sequence losses are gathered (the same means as one process); under DDP
+  rank 0 checkpoints, under FSDP/HSDP (runtime/sharding.py) every rank takes part, as each holds
+  only its shards;
 - on CUDA: fused AdamW, TF32 matmuls, pinned non-blocking batch copies; SDPA attention; optional
   `torch.compile` of the forward pass (`PhaseRun.forward`);
 - checkpoints (model, optimizer, step, tokens seen) every `checkpoint every` steps and at the end of
@@ -187,31 +189,53 @@ def sequence_losses(model, batch: torch.Tensor, autocast) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, eval_data: dict[str, list], autocast) -> dict[str, float]:
+def evaluate(model, eval_data: dict[str, list], autocast, device: torch.device,
+             micro: int | None = None, rank: int = 0, world: int = 1) -> dict[str, float]:
+    """Mean validation loss per language over all its rows, as one process computes it. Each of
+    `world` ranks runs an equal share of the rows, `micro` rows per forward pass, on `device`;
+    the per-sequence losses are gathered in row order. The last share is padded with copies of
+    the last row (their losses dropped): under FSDP every rank must run as many forward passes,
+    each of which gathers the layers' shards from all of them."""
+    import numpy as np
+
     model.eval()
     out = {}
     for code, batches in eval_data.items():
-        losses = [sequence_losses(model, torch.as_tensor(b, dtype=torch.long), autocast)
-                  for b in batches]
-        if losses:
-            out[code] = torch.cat(losses).mean().item()
+        rows = np.concatenate(batches) if batches else np.empty((0, 0), np.int64)
+        if len(rows) == 0:
+            continue
+        per = -(-len(rows) // world)
+        mine = rows[rank * per:(rank + 1) * per]
+        if len(mine) < per:
+            mine = np.concatenate([mine, np.repeat(rows[-1:], per - len(mine), axis=0)])
+        step = min(micro or per, per)
+        losses = torch.cat([sequence_losses(model, to_device(mine[i:i + step], device), autocast)
+                            for i in range(0, per, step)])
+        if world > 1:
+            losses = gather_ranks(losses, world)
+        out[code] = losses[:len(rows)].float().mean().item()
     model.train()
     return out
 
 
-def baseline(run: "PhaseRun", autocast, with_base: bool = True) -> dict[str, float]:
+def baseline(run: "PhaseRun", autocast, micro: int | None = None) -> dict[str, float]:
     """Validation before the first update, the reference of a continual-pretraining run: the loss
     per language of the model training starts from (val_loss at step 0) and, where the model was
-    grown and `with_base` (rank 0: the base is evaluated whole, in one process), of the base model
-    before growth (base_val_loss), which function-preserving growth keeps equal (runtime/baseline.py
-    says whether it did)."""
-    metrics = {names.val_loss(code): value
-               for code, value in evaluate(run.model, run.eval_data, autocast).items()}
-    if run.base_dir is not None and with_base:
-        base = load_model(run.plan, run.base_dir, layers=run.plan.growth.base_layers)
-        base.to(run.device)
-        metrics |= {names.base_val_loss(code): value
-                    for code, value in evaluate(base, run.eval_data, autocast).items()}
+    grown, of the base model before growth (base_val_loss), which function-preserving growth keeps
+    equal (runtime/baseline.py says whether it did). Every rank takes part; the base is held as
+    the trained model is (whole under DDP, sharded under FSDP/HSDP)."""
+    def losses(model) -> dict[str, float]:
+        return evaluate(model, run.eval_data, autocast, run.device, micro, run.rank, run.world)
+
+    metrics = {names.val_loss(code): value for code, value in losses(run.model).items()}
+    if run.base_dir is not None:
+        layers = run.plan.growth.base_layers
+        if run.sharding is not None and run.sharding.sharded:
+            from .sharding import build_sharded
+            base = build_sharded(run.plan, run.base_dir, run.device, run.sharding, layers=layers)
+        else:
+            base = load_model(run.plan, run.base_dir, layers=layers).to(run.device)
+        metrics |= {names.base_val_loss(code): value for code, value in losses(base).items()}
         del base
     return metrics
 
@@ -241,6 +265,7 @@ class PhaseRun:
     rank: int = 0
     world: int = 1
     strategy: str = "single"  # single, ddp, fsdp or hsdp
+    sharding: object | None = None  # runtime/sharding.Sharding: also how the base is held
     ddp: object | None = None
     forward: object | None = None  # what the training forward runs (DDP, torch.compile); or model
     # the phase's trained model as a Hugging Face checkpoint, written at its end (with the config
@@ -264,8 +289,6 @@ def train_phase(run: PhaseRun, state: TrainState) -> TrainState:
     micro = min(run.micro_batch or train.micro_batch or per_rank, per_rank)
     leader = run.rank == 0  # logs, and writes the checkpoints' state.json
     layout = run.layout
-    # a sharded model's forward needs every rank (each gathers the layers' shards from the others)
-    evaluates = leader or layout.sharded
     forward = run.forward if run.forward is not None else model
     use_bf16 = train.precision == "bf16"
     device_type = run.device.type
@@ -276,8 +299,9 @@ def train_phase(run: PhaseRun, state: TrainState) -> TrainState:
     tokens_per_row = plan.schedule.sequence
     trainable = [p for p in model.parameters() if p.requires_grad]
     step = max(state.step, phase.start_step)
-    if step == names.BASELINE_STEP and evaluates and run.eval_data:
-        metrics = baseline(run, autocast, with_base=leader)
+    # every rank evaluates its share of the rows (evaluate), in step with the others
+    if step == names.BASELINE_STEP and run.eval_data:
+        metrics = baseline(run, autocast, micro)
         if leader:
             run.log_metrics(step, metrics)
     while step < phase.end_step:
@@ -328,9 +352,9 @@ def train_phase(run: PhaseRun, state: TrainState) -> TrainState:
             raise TrainError(f"loss became {metrics[names.LOSS]} at step {step}")
         state.step = step
         at_end = step == phase.end_step
-        if evaluates and run.eval_data and (at_end or
-                                            (step - phase.start_step) % plan.eval_every == 0):
-            for code, value in evaluate(model, run.eval_data, autocast).items():
+        if run.eval_data and (at_end or (step - phase.start_step) % plan.eval_every == 0):
+            for code, value in evaluate(model, run.eval_data, autocast, run.device, micro,
+                                        run.rank, run.world).items():
                 metrics[names.val_loss(code)] = value
         if leader:
             run.log_metrics(step, metrics)
