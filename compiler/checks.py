@@ -11,6 +11,9 @@ from genbac.spec.ir import Spec
 from .hardware import PROFILES
 from .plan import GrowthPlan, Schedule
 
+GPU_FP16 = ("genbac's GPU trainer runs bfloat16 or float32: float16 would need loss scaling, "
+            "which it does not do, and these GPUs run bfloat16 as fast")
+
 
 def check_hardware(spec: Spec, growth: GrowthPlan | None) -> list[Diagnostic]:
     """Precision, memory and batch splits; the memory check needs the growth plan."""
@@ -23,6 +26,7 @@ def check_hardware(spec: Spec, growth: GrowthPlan | None) -> list[Diagnostic]:
             "cs-2": "CS-X systems train in mixed precision (cbfloat16 or float16)",
             "cs-3": "CS-X systems train in mixed precision (cbfloat16 or float16)",
             "cpu": "CPUs have no fast float16 arithmetic and PyTorch's CPU autocast is bfloat16",
+            "h100": GPU_FP16, "a100": GPU_FP16,
         }.get(hw.kind, "")
         out.append(error(
             "GB170", f"{hw.describe()} cannot train in {train.precision}: {why}",

@@ -32,9 +32,10 @@ PROFILES = {
                 "CS-2: 7.5 PF dense (Andromeda/16); 25% and 22.24 kW calibrated on Llama-GENBA-10B"),
         Profile("cs-3", 15e15, 0.25, 23.0, None, ("bf16", "fp16"),
                 "CS-3: assumed 2x CS-2 dense; 23 kW (press figures)"),
-        Profile("h100", 989.4e12, 0.40, 0.70, 80.0, ("bf16", "fp16", "fp32"),
+        # fp16 on GPUs needs loss scaling, which genbac's trainer does not do (GB170 says so)
+        Profile("h100", 989.4e12, 0.40, 0.70, 80.0, ("bf16", "fp32"),
                 "H100 SXM: 989.4 TF dense BF16, 700 W board power, 40% MFU assumed"),
-        Profile("a100", 312e12, 0.40, 0.40, 80.0, ("bf16", "fp16", "fp32"),
+        Profile("a100", 312e12, 0.40, 0.40, 80.0, ("bf16", "fp32"),
                 "A100 SXM 80GB: 312 TF dense BF16, 400 W board power, 40% MFU assumed"),
         Profile("cpu", 1e12, 0.30, 0.20, None, ("bf16", "fp32"),
                 "CPU: rough 1 TF peak, 30%, 200 W; for tiny rehearsals only"),

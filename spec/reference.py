@@ -181,7 +181,7 @@ _CHOICE_DOCS = {
     "new": "Only the added blocks train; the base is frozen.",
     "mean": "New embedding rows start at the mean of the existing ones.",
     "bf16": "bfloat16 mixed precision (fp32 master weights).",
-    "fp16": "float16 mixed precision with loss scaling.",
+    "fp16": "float16 mixed precision with loss scaling (CS-X systems only).",
     "fp32": "Full precision.",
     "ddp": "Every GPU holds the whole model and its optimizer state (fastest, where it fits).",
     "fsdp": "Weights, gradients and optimizer state sharded over all GPUs (FSDP2 fully_shard).",

@@ -108,6 +108,9 @@ MODEL = [
          help="use one of `bf16`, `fp16`"),
     Case("fp16-on-cpu", mutate(("precision = bf16", "precision = fp16"), ("cs-2 x 1", "cpu")),
          "GB170", (17, 17), "cpu cannot train in fp16", help="use one of `bf16`, `fp32`"),
+    Case("fp16-on-gpus", mutate(("precision = bf16", "precision = fp16"), ("cs-2 x 1", "h100 x 8")),
+         "GB170", (17, 17), "h100 x 8 cannot train in fp16: genbac's GPU trainer runs bfloat16 "
+         "or float32", help="use one of `bf16`, `fp32`"),
     # GB171: the model does not fit one GPU
     Case("70b-on-h100", mutate(('llama3.1-8b from "hf:meta-llama/Llama-3.1-8B"', SEVENTY_B),
                                ("cs-2 x 1", "h100 x 8")),
