@@ -85,6 +85,24 @@ def directory(final: Path, replace: bool = False, *, complete: str | None = None
         shutil.rmtree(work, ignore_errors=True)
 
 
+def clean_leftovers(parent: Path, prefix: str = "") -> list[Path]:
+    """Tidy what `directory` leaves in `parent` when its process is killed (SIGKILL skips its
+    cleanup), for final names starting with `prefix`: the temporary directories of unfinished
+    writes go, and a final directory caught between _publish's two renames is put back. Only
+    where nothing else writes in `parent` now (the run's lock). Returns what was removed."""
+    removed = []
+    for kept in sorted(Path(parent).glob(f".{prefix}*.old")):
+        final = Path(parent) / kept.name[1:].rsplit(".", 2)[0]
+        if (kept / "previous").is_dir() and not final.exists():
+            os.rename(kept / "previous", final)
+        shutil.rmtree(kept, ignore_errors=True)
+        removed.append(kept)
+    for work in sorted(Path(parent).glob(f".{prefix}*.tmp")):
+        shutil.rmtree(work, ignore_errors=True)
+        removed.append(work)
+    return removed
+
+
 def _publish(work: Path, final: Path, replace: bool, complete: str | None) -> None:
     if not final.exists() and not final.is_symlink():
         os.rename(work, final)

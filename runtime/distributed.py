@@ -37,6 +37,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
@@ -81,7 +82,19 @@ class EventLog:
             return []
         complete = data[:data.rfind(b"\n") + 1]
         self.offset += len(complete)
-        return [json.loads(line) for line in complete.splitlines() if line.strip()]
+        return [self._decode(line) for line in complete.splitlines() if line.strip()]
+
+    def _decode(self, line: bytes) -> dict:
+        """An event, or for a line that is not one (appends from several nodes to a file on a
+        network filesystem can interleave) a log event saying it was skipped."""
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = None
+        if isinstance(event, dict):
+            return event
+        return {"log": f"genbac: warning: skipped an unreadable line in {self.path} "
+                       f"({len(line)} bytes)"}
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -189,7 +202,8 @@ def run_torchrun(commands: list[list[str]], ranks_here: int, log_path: Path, eve
     env = dict(os.environ)
     # torch's own threads per rank: a machine's cores shared out over the ranks it runs (torchrun
     # would say 1 and warn)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, ranks_here))))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (cpus or 1) // max(1, ranks_here))))
     status = 0
     with open(log_path, "ab") as log:
         procs = [subprocess.Popen(c, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -255,6 +269,9 @@ def die_with_parent(sig: int) -> None:
         pass
 
 
+COLLECTIVE_TIMEOUT = timedelta(hours=1)  # the longest a rank waits for the others
+
+
 def init_rank(plan):
     """Join torchrun's process group: NCCL with one GPU per rank, or gloo on the CPU.
     Returns (rank, world size, device)."""
@@ -263,13 +280,17 @@ def init_rank(plan):
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    # Rank 0 alone writes the phase's Hugging Face export and removes old checkpoints while the
+    # others wait in the next collective: tens of GB on a shared filesystem can outlast NCCL's
+    # 10-minute default, whose watchdog would then abort the job at every rerun.
+    timeout = COLLECTIVE_TIMEOUT
     if plan.spec.hardware.is_gpu:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl", device_id=device)
+        dist.init_process_group("nccl", device_id=device, timeout=timeout)
     else:
         device = torch.device("cpu")
-        dist.init_process_group("gloo")
+        dist.init_process_group("gloo", timeout=timeout)
     return rank, world, device
 
 

@@ -1,0 +1,45 @@
+"""Files the ranks share with the executor: the event file as the executor reads it (whole lines
+only, in order; a line that is not an event, from interleaved appends of several nodes on a network
+filesystem, becomes a warning in the log instead of stopping the run), and the checkpoint
+directory after a kill mid-save."""
+
+from genbac.runtime.distributed import EventLog
+
+
+def test_whole_lines_in_order_and_unreadable_ones_become_warnings(tmp_path):
+    log = EventLog(tmp_path / "phase-1.events.jsonl")
+    assert log.read_new() == []  # no file yet
+    log.write(step=1, metrics={"loss": 2.5})
+    with open(log.path, "ab") as f:
+        f.write(b'{"step": 2, "metr{"log": "x"}\n')  # two appends interleaved
+        f.write(b"[1, 2]\n")  # JSON, but not an event
+        f.write(b'{"log": "half a li')  # still being written
+    events = log.read_new()
+    assert events[0] == {"step": 1, "metrics": {"loss": 2.5}}
+    assert [e["log"] for e in events[1:]] == [
+        f"genbac: warning: skipped an unreadable line in {log.path} (29 bytes)",
+        f"genbac: warning: skipped an unreadable line in {log.path} (6 bytes)"]
+    with open(log.path, "ab") as f:
+        f.write(b'ne"}\n')
+    assert log.read_new() == [{"log": "half a line"}]
+    assert log.read_new() == []
+
+
+def test_a_killed_checkpoint_write_leaves_nothing_after_the_next_save(tmp_path):
+    """SIGKILL skips atomic.directory's cleanup: the next save removes the unfinished directory,
+    and puts back a checkpoint caught between the two renames that replace one."""
+    from genbac import atomic
+
+    ckpts = tmp_path / "checkpoints"
+    (ckpts / ".step_00000020.k1ll3d.tmp").mkdir(parents=True)
+    (ckpts / ".step_00000020.k1ll3d.tmp" / "__0_0.distcp").write_bytes(b"\0" * 1024)
+    (ckpts / ".step_00000010.r3nam3.old" / "previous").mkdir(parents=True)
+    (ckpts / ".step_00000010.r3nam3.old" / "previous" / "state.json").write_text("{}")
+    (ckpts / "step_00000005").mkdir()
+    (ckpts / ".unrelated.tmp").mkdir()
+    removed = atomic.clean_leftovers(ckpts, "step_")
+    assert sorted(p.name for p in removed) == [".step_00000010.r3nam3.old",
+                                               ".step_00000020.k1ll3d.tmp"]
+    assert sorted(p.name for p in ckpts.iterdir()) == [".unrelated.tmp", "step_00000005",
+                                                       "step_00000010"]
+    assert (ckpts / "step_00000010" / "state.json").read_text() == "{}"
