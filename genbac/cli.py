@@ -433,7 +433,9 @@ def cmd_run(args) -> int:
         return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print(f"genbac: finished; tracked in {uri}")
+    from genbac.runtime.runs import shown
+
+    print(f"genbac: finished; tracked in {shown(uri)}")
     if uri.startswith("sqlite:///"):
         print(f"genbac: browse it with: mlflow ui --backend-store-uri {uri}")
     return EXIT_OK

@@ -20,7 +20,7 @@ def measure(run_id: str, tracking_uri: str) -> Measurement:
     from mlflow.exceptions import MlflowException
 
     from .runs import (PARENT_TAG, StoreError, experiments, open_store, parent_runs, read_plan,
-                       resolve, training_rate)
+                       resolve, shown, training_rate)
 
     try:  # refuses a store that is not there instead of creating an empty one
         client = open_store(tracking_uri)
@@ -32,7 +32,7 @@ def measure(run_id: str, tracking_uri: str) -> Measurement:
         try:
             found = resolve(client, run_id, parent_runs(client, experiments(client)))
         except StoreError as exc:
-            raise RunError(f"{exc} (in the MLflow store {tracking_uri}; give another with "
+            raise RunError(f"{exc} (in the MLflow store {shown(tracking_uri)}; give another with "
                            "--tracking-uri)") from None
         run_id = found.run_id
         run = client.get_run(run_id)

@@ -112,7 +112,7 @@ def _execute(artifact: Artifact, device: Device, lock, *, tracking_uri: str, res
     plan = artifact.plan
     work = artifact.path(layout.WORK)
     if restart and work.exists():
-        _abandon_previous(artifact.path(layout.STATE), log)
+        _abandon_previous(artifact.path(layout.STATE), tracking_uri, log)
         for child in work.iterdir():
             if child.name == LOCK_NAME:
                 continue  # held by this execution
@@ -219,7 +219,7 @@ def _log_inputs(ctx: Context, parent: str, fields: dict[str, str], flatten) -> N
     tracker.artifact(parent, png)
 
 
-def _abandon_previous(state_path: Path, log: Callable[[str], None]) -> None:
+def _abandon_previous(state_path: Path, tracking_uri: str, log: Callable[[str], None]) -> None:
     """Before --restart wipes work/: the earlier execution's MLflow runs that are still RUNNING
     (killed without a chance to say so; this process holds the lock, so none is alive) become
     KILLED, so that the store does not show them running forever."""
@@ -227,11 +227,14 @@ def _abandon_previous(state_path: Path, log: Callable[[str], None]) -> None:
         state = json.loads(state_path.read_text())
     except (OSError, ValueError):
         return
+    from .runs import shown
     from .tracking import close_abandoned
 
     runs = state.get("mlflow", {})
     ids = [runs.get("parent"), *runs.get("children", {}).values()]
-    if runs.get("tracking_uri") and any(ids):
-        closed = close_abandoned(runs["tracking_uri"], [i for i in ids if i])
+    stored = runs.get("tracking_uri")  # as shown(): without its password, if it had one
+    if stored and any(ids):
+        uri = tracking_uri if shown(tracking_uri) == stored else stored
+        closed = close_abandoned(uri, [i for i in ids if i])
         if closed:
             log(f"genbac: marked {closed} MLflow run(s) of the interrupted execution as KILLED")

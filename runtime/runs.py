@@ -15,6 +15,7 @@ import re
 import sqlite3
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -47,6 +48,20 @@ class StoreError(UserError):
 # the store
 # --------------------------------------------------------------------------------------------------
 
+def shown(uri: str) -> str:
+    """`uri` as genbac prints or stores it: a password in it (postgresql://user:pw@host/db,
+    https://user:token@host) replaced by ***, so that it reaches no log, no job output and no
+    state file."""
+    try:
+        parts = urllib.parse.urlsplit(uri)
+    except ValueError:
+        return uri
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
 def open_store(uri: str):
     """An MlflowClient on an existing store; StoreError if there is none, so that looking at runs
     never leaves an empty mlflow.db behind (MLflow would create one on first use)."""
@@ -55,7 +70,7 @@ def open_store(uri: str):
     elif uri.startswith(("http://", "https://")):
         _check_server(uri)
     elif "://" not in uri and not Path(uri).exists():
-        raise StoreError(f"no MLflow store at {uri}")
+        raise StoreError(f"no MLflow store at {shown(uri)}")
     # artifact downloads draw a progress bar on stderr; a table is all this output should be
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow.tracking import MlflowClient
@@ -77,14 +92,26 @@ def _check_sqlite(path: Path) -> None:
 
 
 def _check_server(uri: str) -> None:
-    # MLflow's client retries an unreachable server for minutes; ask once, briefly
+    # MLflow's client retries an unreachable server for minutes; ask once, briefly (urllib takes
+    # no user:password in a URL: they go in a header, as MLflow's client sends them)
+    import base64
+
+    parts = urllib.parse.urlsplit(uri)
+    url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2],
+                                                 path=parts.path.rstrip("/") + "/health"))
+    request = urllib.request.Request(url)
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        request.add_header("Authorization", "Basic " + base64.b64encode(
+            f"{user}:{password}".encode()).decode())
     try:
-        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5).close()
+        urllib.request.urlopen(request, timeout=5).close()
     except urllib.error.HTTPError:
         pass  # something answers; MLflow's own calls will say whether it is a tracking server
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise StoreError(f"cannot reach the MLflow server at {uri}: {reason}") from None
+        raise StoreError(f"cannot reach the MLflow server at {shown(uri)}: {reason}") from None
 
 
 def mlflow_call(fn, *args, **kwargs):

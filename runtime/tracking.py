@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import metrics as names
+from .runs import shown
 
 MAX_PARAM_VALUE = 500  # MLflow allows 6000; short values keep the params table readable
 
@@ -70,9 +71,12 @@ class Tracker:
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.uri = tracking_uri
         self.state = state.setdefault("mlflow", {})
-        if self.state.get("tracking_uri") not in (None, tracking_uri):
+        stored = shown(tracking_uri)  # work/state.json holds no password
+        if stored != tracking_uri:  # nor the output: MLflow prints run links with the URI in them
+            os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+        if self.state.get("tracking_uri") not in (None, stored):
             self.state.clear()  # another store: start fresh runs there
-        self.state["tracking_uri"] = tracking_uri
+        self.state["tracking_uri"] = stored
         exp = self.client.get_experiment_by_name(experiment)
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
         self._last_step: dict[str, int] = {}

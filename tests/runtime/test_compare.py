@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -94,11 +95,16 @@ def run_two_variants(project: Path, uri: str) -> dict:
     (project / "examples/a.genba").write_text(short)
     (project / "examples/b.genba").write_text(variant_b(short))
     runs = {}
+    secret = urllib.parse.urlsplit(uri).password
     for name in ("a", "b"):
         r = run_genbac("run", f"examples/{name}.genba", "-o", f"out/{name}", "--tracking-uri", uri,
                        cwd=project)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         runs[name] = parent_id(project, f"out/{name}")
+        if secret:  # a URI's password reaches neither the output nor the state file
+            state = (project / f"out/{name}/work/state.json").read_text()
+            assert secret not in r.stdout + r.stderr + state
+            assert ":***@127.0.0.1:" in json.loads(state)["mlflow"]["tracking_uri"]
     return runs
 
 
@@ -146,8 +152,10 @@ def sqlite_store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server_store(mlflow_server, tmp_path_factory):
     project = project_copy(tmp_path_factory.mktemp("compare-server"))
-    return {"project": project, "uri": mlflow_server,
-            "runs": run_two_variants(project, mlflow_server)}
+    # with a user and password in the URI, as a server behind basic auth takes them (this one
+    # ignores them)
+    uri = mlflow_server.replace("http://", "http://genbac:s3cr3t-p4ss@")
+    return {"project": project, "uri": uri, "runs": run_two_variants(project, uri)}
 
 
 @pytest.fixture(params=["sqlite", "server"])
