@@ -39,7 +39,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -192,30 +192,43 @@ def sequence_losses(model, batch: torch.Tensor, autocast) -> torch.Tensor:
 def evaluate(model, eval_data: dict[str, list], autocast, device: torch.device,
              micro: int | None = None, rank: int = 0, world: int = 1) -> dict[str, float]:
     """Mean validation loss per language over all its rows, as one process computes it. Each of
-    `world` ranks runs an equal share of the rows, `micro` rows per forward pass, on `device`;
-    the per-sequence losses are gathered in row order. The last share is padded with copies of
-    the last row (their losses dropped): under FSDP every rank must run as many forward passes,
-    each of which gathers the layers' shards from all of them."""
-    import numpy as np
-
+    `world` ranks runs its share of the rows (`rank_share`), `micro` rows per forward pass, on
+    `device`; the per-sequence losses are gathered in row order and the padding dropped."""
     model.eval()
     out = {}
     for code, batches in eval_data.items():
-        rows = np.concatenate(batches) if batches else np.empty((0, 0), np.int64)
-        if len(rows) == 0:
+        total = sum(len(b) for b in batches)
+        if total == 0:
             continue
-        per = -(-len(rows) // world)
-        mine = rows[rank * per:(rank + 1) * per]
-        if len(mine) < per:
-            mine = np.concatenate([mine, np.repeat(rows[-1:], per - len(mine), axis=0)])
+        per = -(-total // world)
         step = min(micro or per, per)
-        losses = torch.cat([sequence_losses(model, to_device(mine[i:i + step], device), autocast)
-                            for i in range(0, per, step)])
+        losses = torch.cat([sequence_losses(model, to_device(rows, device), autocast)
+                            for rows in rank_share(batches, rank, world, step)])
         if world > 1:
             losses = gather_ranks(losses, world)
-        out[code] = losses[:len(rows)].float().mean().item()
+        out[code] = losses[:total].float().mean().item()
     model.train()
     return out
+
+
+def rank_share(batches: list, rank: int, world: int, step: int) -> Iterator:
+    """Rank `rank`'s equal share of the rows of `batches` (taken as one list of rows), `step` rows
+    at a time: rows [rank·per, (rank+1)·per) with per = ceil(rows / world), the last shares
+    padded with copies of the last row. Equal shares: under FSDP every rank must run as many
+    forward passes, each of which gathers the layers' shards from all of them. Only a step's
+    rows are copied out of the (memory-mapped) batches."""
+    import numpy as np
+
+    total = sum(len(b) for b in batches)
+    per = -(-total // world)
+    starts = np.cumsum([0] + [len(b) for b in batches])
+    last = batches[-1][-1:]
+    for first in range(rank * per, (rank + 1) * per, step):
+        stop = min(first + step, (rank + 1) * per)
+        parts = [batches[i][max(first - starts[i], 0):min(stop, starts[i + 1]) - starts[i]]
+                 for i in range(len(batches)) if starts[i] < stop and starts[i + 1] > first]
+        short = stop - first - sum(len(p) for p in parts)
+        yield np.concatenate(parts + [np.repeat(last, short, axis=0)] * (short > 0))
 
 
 def baseline(run: "PhaseRun", autocast, micro: int | None = None) -> dict[str, float]:

@@ -106,3 +106,21 @@ def test_gpu_benchmark_runs_tiny_on_the_cpu(tmp_path):
     assert report["ratio_trainer_to_plain"]["eager"] > 0
     assert report["ratio_fsdp_to_eager"] > 0
     assert "| genbac train_phase" in r.stdout and "| plain PyTorch" in r.stdout
+
+
+@pytest.mark.parametrize("sizes", [[8, 8, 8, 8, 5], [37], [1, 36], [20, 17]])
+@pytest.mark.parametrize("world", [1, 2, 3, 5, 8])
+def test_each_rank_evaluates_an_equal_share_and_together_all_rows_in_order(sizes, world):
+    """rank_share: the ranks' shares, one after another, are the validation rows in order and then
+    copies of the last row; every rank runs as many forward passes (FSDP needs all of them)."""
+    from genbac.runtime.train import rank_share
+
+    rows = np.arange(37 * 3).reshape(37, 3)
+    batches = np.split(rows, np.cumsum(sizes)[:-1])
+    per = -(-37 // world)
+    for step in sorted({1, 3, per}):
+        shares = [list(rank_share(batches, rank, world, step)) for rank in range(world)]
+        assert {len(chunks) for chunks in shares} == {-(-per // step)}  # forward passes per rank
+        together = np.concatenate([np.concatenate(chunks) for chunks in shares])
+        assert np.array_equal(together[:37], rows)
+        assert len(together) == per * world and (together[37:] == rows[-1]).all()
