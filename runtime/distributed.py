@@ -194,6 +194,9 @@ def launch_commands(launch: Launch, module: str, args: list[str]) -> list[list[s
     return [agent] * (launch.nodes if launch.launcher == "local" else 1)
 
 
+STOP_GRACE_S = 60  # torchrun's own wait for its workers after SIGTERM is 30 s
+
+
 def run_torchrun(commands: list[list[str]], ranks_here: int, log_path: Path, events: EventLog,
                  on_event: Callable[[dict], None], poll_s: float = 0.2) -> int:
     """Run the launch's processes (their and the workers' output to log_path), feed every event to
@@ -220,11 +223,17 @@ def run_torchrun(commands: list[list[str]], ranks_here: int, log_path: Path, eve
                             p.terminate()
                 time.sleep(poll_s)
         except BaseException:
-            # Ctrl-C or an error in on_event: stop the job (torchrun stops its workers) first
+            # Ctrl-C or an error in on_event: stop the job (torchrun stops its workers) first,
+            # and kill what has not stopped in STOP_GRACE_S
             for p in procs:
                 p.terminate()
+            deadline = time.monotonic() + STOP_GRACE_S
             for p in procs:
-                p.wait()
+                try:
+                    p.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
             raise
     for event in events.read_new():
         on_event(event)
@@ -232,18 +241,29 @@ def run_torchrun(commands: list[list[str]], ranks_here: int, log_path: Path, eve
 
 
 def failure_summary(log_text: str) -> str:
-    """What torchrun's failure report says about the first failed rank, in one line."""
-    root = log_text.rfind("Root Cause")  # torchrun's section on the first rank that failed
-    if root >= 0:
-        log_text = log_text[root:]
-    rank = re.search(r"^\s*rank\s*:\s*(\d+)", log_text, re.M)
-    code = re.search(r"^\s*exitcode\s*:\s*(-?\d+)(?:\s*\(pid:\s*(\d+)\))?", log_text, re.M)
-    if not code:
+    """What torchrun's failure report says about the rank that failed first, in one line. With
+    several nodes each agent reports its own "Root Cause": a rank killed by a signal (other than
+    the SIGTERM/SIGINT launchers stop ranks with) is the cause, as a rank whose peer vanished
+    fails its next collective and exits 1 at about the same time; then a rank that exited with
+    a status, before one the launcher stopped; among equals the earliest report."""
+    reports = []
+    for order, section in enumerate(log_text.split("Root Cause")[1:]):
+        code = re.search(r"^\s*exitcode\s*:\s*(-?\d+)(?:\s*\(pid:\s*(\d+)\))?", section, re.M)
+        if not code:
+            continue
+        rank = re.search(r"^\s*rank\s*:\s*(\d+)", section, re.M)
+        when = re.search(r"^\s*time\s*:\s*(\S+)", section, re.M)
+        status = int(code.group(1))
+        stopped = status < 0 and -status in (signal.SIGTERM, signal.SIGINT)
+        kind = 2 if stopped else (0 if status < 0 else 1)  # killed, exited, stopped
+        reports.append((kind, when.group(1) if when else "", order, status,
+                        rank.group(1) if rank else None, code.group(2)))
+    if not reports:
         return "the training processes stopped"
-    who = f"rank {rank.group(1)}" if rank else "a rank"
-    if code.group(2):
-        who += f" (pid {code.group(2)})"
-    status = int(code.group(1))
+    _, _, _, status, rank, pid = min(reports)
+    who = f"rank {rank}" if rank else "a rank"
+    if pid:
+        who += f" (pid {pid})"
     if status < 0:
         try:
             how = f"was killed by {signal.Signals(-status).name}"
@@ -258,15 +278,22 @@ def failure_summary(log_text: str) -> str:
 # a rank (worker side)
 # --------------------------------------------------------------------------------------------------
 
-def die_with_parent(sig: int) -> None:
-    """Ask Linux to send `sig` to this process when its parent exits (no-op elsewhere)."""
+AGENT_PID = "GENBAC_AGENT_PID"  # the torchrun agent's pid, in its workers' environment
+
+
+def die_with_parent(sig: int, parent: int | None = None) -> None:
+    """Ask Linux to send `sig` to this process when its parent exits (no-op elsewhere). With the
+    `parent` this process was started by: if that one is gone already (it died before the
+    request was made, and no signal will come), `sig` now."""
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, int(sig))  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        pass
+        return
+    if parent is not None and os.getppid() != parent:
+        os.kill(os.getpid(), sig)
 
 
 COLLECTIVE_TIMEOUT = timedelta(hours=1)  # the longest a rank waits for the others
@@ -297,6 +324,7 @@ def init_rank(plan):
 if __name__ == "__main__":
     # the launcher: torchrun itself, stopped (and so its workers) when the executor dies
     die_with_parent(signal.SIGTERM)
+    os.environ[AGENT_PID] = str(os.getpid())  # the workers' parent (runtime/worker.py)
     from torch.distributed.run import main
 
     main()

@@ -13,8 +13,10 @@ DDP) or PyTorch's FSDP2 shards.
 The strategy, activation checkpointing and micro-batch come from the plan on GPUs (compiler/
 parallelism.py chose them by memory) and from the spec on `cpu x N` (`parallelism = fsdp`: a
 rehearsal of the GPU path on gloo). Under bf16 FSDP keeps fp32 shards and computes with bf16
-copies (MixedPrecisionPolicy: bf16 parameters, fp32 gradient reduction), the same arithmetic as
-DDP's fp32 weights under bf16 autocast.
+copies (MixedPrecisionPolicy: bf16 parameters, fp32 gradient reduction). That is close to, not
+the same as, DDP's fp32 weights under bf16 autocast: there the norms' weights, the embeddings'
+output and the residual stream stay fp32, so a bf16 run resumed under the other strategy
+continues on a slightly different loss curve.
 
 A sharded model is built on the meta device (no memory), sharded, then materialised: each rank
 allocates only its shards and reads only its slices of the grown Hugging Face checkpoint through

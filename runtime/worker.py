@@ -26,9 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=Path, required=True, help="the JSON-lines events file")
     args = parser.parse_args(argv)
 
-    from .distributed import EventLog, die_with_parent
+    from .distributed import AGENT_PID, EventLog, die_with_parent
 
-    die_with_parent(signal.SIGKILL)  # never outlive torchrun (see runtime/distributed.py)
+    # never outlive torchrun (see runtime/distributed.py), even one that died as this started
+    agent = os.environ.get(AGENT_PID)
+    die_with_parent(signal.SIGKILL, int(agent) if agent else None)
     events = EventLog(args.events)
 
     import torch.distributed as dist

@@ -43,3 +43,25 @@ def test_a_killed_checkpoint_write_leaves_nothing_after_the_next_save(tmp_path):
     assert sorted(p.name for p in ckpts.iterdir()) == [".unrelated.tmp", "step_00000005",
                                                        "step_00000010"]
     assert (ckpts / "step_00000010" / "state.json").read_text() == "{}"
+
+
+def report(rank: int, code: str, when: str) -> str:
+    return (f"Root Cause (first observed failure):\n[0]:\n  time      : {when}\n"
+            f"  host      : node{rank}\n  rank      : {rank} (local_rank: 0)\n"
+            f"  exitcode  : {code}\n  error_file: <N/A>\n")
+
+
+def test_the_failure_named_is_the_rank_that_caused_it_whichever_agent_reported_last():
+    """Two nodes' agents each report a Root Cause: the rank killed by a signal is named, not the
+    rank that exited 1 because its peer vanished, in whichever order the reports were written."""
+    from genbac.runtime.distributed import failure_summary
+
+    killed = report(1, "-9 (pid: 4242)  (SIGKILL)", "2026-12-03_09:50:06")
+    follower = report(0, "1 (pid: 4241) ", "2026-12-03_09:50:05")
+    expected = "rank 1 (pid 4242) was killed by SIGKILL; torchrun stopped the other ranks"
+    assert failure_summary(killed + follower) == expected
+    assert failure_summary(follower + killed) == expected
+    # an error on one rank and the launcher's SIGTERM of the other: the error, reported first
+    stopped = report(1, "-15 (pid: 4242)  (SIGTERM)", "2026-12-03_09:50:05")
+    assert failure_summary(stopped + follower).startswith("rank 0 (pid 4241) exited with status 1")
+    assert failure_summary("no report") == "the training processes stopped"
