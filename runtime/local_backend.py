@@ -216,12 +216,20 @@ def setup_phase(ctx: Context, index: int, device, *, rank: int = 0, world: int =
         forward = torch.compile(ddp if ddp is not None else model)
         ctx.log("torch.compile: the training forward pass is compiled (the first step waits "
                 "for it)")
+    base_dir = base_before_growth(ctx)
+
+    def load_base():  # held as the trained model is: whole, or sharded like it
+        layers = plan.growth.base_layers
+        if sharding.sharded:
+            return build_sharded(plan, base_dir, device, sharding, layers=layers)
+        return load_model(plan, base_dir, layers=layers).to(device)
+
     run = PhaseRun(plan=plan, phase=phase, model=model, optimizer=optimizer, mixer=mixer,
                    eval_data=eval_data, checkpoint_dir=saved, device=device,
-                   base_dir=base_before_growth(ctx), micro_batch=sharding.micro_batch,
+                   load_base=load_base if base_dir is not None else None,
+                   micro_batch=sharding.micro_batch,
                    keep_checkpoints=plan.spec.train.keep_checkpoints or KEEP_CHECKPOINTS, rank=rank,
-                   world=world, strategy=sharding.strategy, sharding=sharding, ddp=ddp,
-                   forward=forward,
+                   world=world, strategy=sharding.strategy, ddp=ddp, forward=forward,
                    export_dir=ctx.path(layout.export_dir(index)), config_dir=grown)
     return run, state
 

@@ -241,13 +241,8 @@ def baseline(run: "PhaseRun", autocast, micro: int | None = None) -> dict[str, f
         return evaluate(model, run.eval_data, autocast, run.device, micro, run.rank, run.world)
 
     metrics = {names.val_loss(code): value for code, value in losses(run.model).items()}
-    if run.base_dir is not None:
-        layers = run.plan.growth.base_layers
-        if run.sharding is not None and run.sharding.sharded:
-            from .sharding import build_sharded
-            base = build_sharded(run.plan, run.base_dir, run.device, run.sharding, layers=layers)
-        else:
-            base = load_model(run.plan, run.base_dir, layers=layers).to(run.device)
+    if run.load_base is not None:
+        base = run.load_base()
         metrics |= {names.base_val_loss(code): value for code, value in losses(base).items()}
         del base
     return metrics
@@ -269,7 +264,9 @@ class PhaseRun:
     on_checkpoint: Callable[[int], None] = lambda step: None
     progress: Callable[[int, dict[str, float]], None] = lambda step, metrics: None  # every rank
     micro_batch: int | None = None
-    base_dir: Path | None = None  # the base before growth, evaluated beside the grown at step 0
+    # the base before growth, evaluated beside the grown at step 0: loads it on this rank, held
+    # as the trained model is (whole, or sharded under FSDP/HSDP); None: no growth
+    load_base: Callable[[], object] | None = None
     keep_checkpoints: int = KEEP_CHECKPOINTS
     stop_after: int | None = None  # for tests and benchmarks: stop (without saving) after this step
     # several processes: this one is rank `rank` of `world`, and `strategy` (runtime/sharding.py)
@@ -278,7 +275,6 @@ class PhaseRun:
     rank: int = 0
     world: int = 1
     strategy: str = "single"  # single, ddp, fsdp or hsdp
-    sharding: object | None = None  # runtime/sharding.Sharding: also how the base is held
     ddp: object | None = None
     forward: object | None = None  # what the training forward runs (DDP, torch.compile); or model
     # the phase's trained model as a Hugging Face checkpoint, written at its end (with the config

@@ -246,3 +246,31 @@ def test_a_work_directory_the_other_nodes_do_not_see_is_refused_before_anything_
     assert r.returncode == 1 and "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
     assert (f"cannot check that all 2 nodes see {(cwd / 'out').resolve()}: srun is not on PATH "
             "(SLURM job 4242 is set: run on a node of it)") in r.stdout, r.stdout
+
+
+def test_the_documented_two_node_rehearsal_runs_and_its_sharded_baseline_matches_the_base(
+        tmp_path):
+    """README's command for two nodes on one machine: `genbac run
+    examples/composition/tiny-rehearsal-two-nodes.genba`. Its step-0 baseline evaluates the base
+    before growth sharded like the trained model, on both ranks; identity growth keeps the loss."""
+    from mlflow.tracking import MlflowClient
+
+    shutil.copytree(ROOT / "examples", tmp_path / "examples",
+                    ignore=shutil.ignore_patterns("models", "*.gguf"))
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)  # the project's root
+    spec = "examples/composition/tiny-rehearsal-two-nodes.genba"
+    r = subprocess.run([sys.executable, "-m", "genbac", "run", spec, "-o", "out",
+                        "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600, env=env_for(tmp_path))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "2 processes, FSDP (gloo), on 2 nodes rehearsed here" in r.stdout
+    assert "growth preserved the function" in r.stdout, r.stdout
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    (exp,) = [e for e in client.search_experiments() if e.name == "tiny-rehearsal-two-nodes"]
+    (parent,) = [x for x in client.search_runs([exp.experiment_id])
+                 if "mlflow.parentRunId" not in x.data.tags]
+    for code in ("en", "de", "bar"):
+        (grown,) = [m.value for m in client.get_metric_history(parent.info.run_id,
+                                                               f"val_loss/{code}") if m.step == 0]
+        (base,) = client.get_metric_history(parent.info.run_id, f"base_val_loss/{code}")
+        assert base.step == 0 and base.value == pytest.approx(grown, rel=1e-5)
