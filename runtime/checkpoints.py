@@ -123,6 +123,11 @@ def save(directory: Path, plan: Plan, model, optimizer, state: TrainState, keep:
     if layout.rank == 0:
         for old in [p for p in sorted(directory.glob("step_*")) if (p / STATE).is_file()][:-keep]:
             shutil.rmtree(old, ignore_errors=True)
+    if layout.sharded:
+        # the others wait here, on the default group (its long timeout), while rank 0 deletes:
+        # HSDP's mesh groups keep NCCL's 10 minutes, too short for a large delete on Lustre
+        import torch.distributed as dist
+        dist.barrier()
     return final
 
 

@@ -240,12 +240,16 @@ def run_torchrun(commands: list[list[str]], ranks_here: int, log_path: Path, eve
     return status or next((p.returncode for p in procs if p.returncode), 0)
 
 
+KILLED_BY = (signal.SIGKILL, signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE)
+
+
 def failure_summary(log_text: str) -> str:
     """What torchrun's failure report says about the rank that failed first, in one line. With
-    several nodes each agent reports its own "Root Cause": a rank killed by a signal (other than
-    the SIGTERM/SIGINT launchers stop ranks with) is the cause, as a rank whose peer vanished
-    fails its next collective and exits 1 at about the same time; then a rank that exited with
-    a status, before one the launcher stopped; among equals the earliest report."""
+    several nodes each agent reports its own "Root Cause": a rank killed (SIGKILL: a person, the
+    OOM killer; or crashed: SIGSEGV, SIGBUS) is the cause, as the ranks whose peer vanished fail
+    their next collective about then (gloo: exit 1; NCCL's watchdog: SIGABRT); then a rank that
+    exited or aborted, before one a launcher stopped (SIGTERM, SIGINT); among equals the
+    earliest report."""
     reports = []
     for order, section in enumerate(log_text.split("Root Cause")[1:]):
         code = re.search(r"^\s*exitcode\s*:\s*(-?\d+)(?:\s*\(pid:\s*(\d+)\))?", section, re.M)
@@ -254,8 +258,12 @@ def failure_summary(log_text: str) -> str:
         rank = re.search(r"^\s*rank\s*:\s*(\d+)", section, re.M)
         when = re.search(r"^\s*time\s*:\s*(\S+)", section, re.M)
         status = int(code.group(1))
-        stopped = status < 0 and -status in (signal.SIGTERM, signal.SIGINT)
-        kind = 2 if stopped else (0 if status < 0 else 1)  # killed, exited, stopped
+        if status < 0 and -status in KILLED_BY:
+            kind = 0  # killed from outside or crashed: the cause
+        elif status < 0 and -status in (signal.SIGTERM, signal.SIGINT):
+            kind = 2  # stopped by a launcher: a consequence
+        else:
+            kind = 1  # exited, or aborted (NCCL's watchdog aborts a rank whose peer is gone)
         reports.append((kind, when.group(1) if when else "", order, status,
                         rank.group(1) if rank else None, code.group(2)))
     if not reports:

@@ -18,7 +18,6 @@ the revision asked for and the commit it resolved to.
 
 from __future__ import annotations
 
-import functools
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -109,15 +108,25 @@ def in_cache(ref: HubRef, holds: str) -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=None)
+_ASKED: dict[tuple, object] = {}  # (endpoint, repo, revision) -> its metadata, or the error
+
+
 def _remote(endpoint: str, repo: str, revision: str | None):
-    """The repository's metadata at `revision` on the Hub at `endpoint`, with each file's size
-    (one short request per preflight: check and to_download share it; an error is raised again,
-    not remembered)."""
+    """The repository's metadata at `revision` on the Hub at `endpoint`, with each file's size:
+    one short request per reference and process (check and to_download share it; an
+    unreachable Hub is waited for once, its error raised again)."""
     from huggingface_hub import HfApi
 
-    return HfApi(endpoint=endpoint).repo_info(repo, revision=revision, timeout=15,
-                                              files_metadata=True)
+    key = (endpoint, repo, revision)
+    if key not in _ASKED:
+        try:
+            _ASKED[key] = HfApi(endpoint=endpoint).repo_info(repo, revision=revision, timeout=15,
+                                                             files_metadata=True)
+        except Exception as exc:  # noqa: BLE001 - kept for the next caller, raised below
+            _ASKED[key] = exc
+    if isinstance(_ASKED[key], Exception):
+        raise _ASKED[key]
+    return _ASKED[key]
 
 
 def problem(ref: HubRef, exc: BaseException) -> str:

@@ -189,7 +189,11 @@ def setup_phase(ctx: Context, index: int, device, *, rank: int = 0, world: int =
     optimizer = make_optimizer(plan, model)
     saved = ctx.path(layout.CHECKPOINTS)
     state = TrainState()
-    latest = checkpoints.latest(saved)
+    if rank == 0:  # what a kill mid-write left (under the run's lock: no one writes there now)
+        from genbac import atomic
+        atomic.clean_leftovers(saved, "step_")
+        atomic.clean_leftovers(ctx.path(layout.export_dir(index)).parent, "phase-")
+    latest = checkpoints.latest(saved)  # rank 0's, broadcast: after the tidy-up
     if world > 1:  # rank 0's choice for all: on a network filesystem listings can lag
         import torch.distributed as dist
 

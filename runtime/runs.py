@@ -48,14 +48,23 @@ class StoreError(UserError):
 # the store
 # --------------------------------------------------------------------------------------------------
 
+CREDENTIALS = re.compile(r"//([^/@\s:]*):[^@/\s]*@")  # the user:password@ of a URL in a text
+
+
+def scrubbed(text: str) -> str:
+    """`text` with the password of every URL in it replaced by ***."""
+    return CREDENTIALS.sub(r"//\1:***@", text)
+
+
 def shown(uri: str) -> str:
     """`uri` as genbac prints or stores it: a password in it (postgresql://user:pw@host/db,
     https://user:token@host) replaced by ***, so that it reaches no log, no job output and no
     state file."""
     try:
         parts = urllib.parse.urlsplit(uri)
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
     except ValueError:
-        return uri
+        return scrubbed(uri)
     if parts.password is None:
         return uri
     host = parts.netloc.rpartition("@")[2]
@@ -96,7 +105,10 @@ def _check_server(uri: str) -> None:
     # no user:password in a URL: they go in a header, as MLflow's client sends them)
     import base64
 
-    parts = urllib.parse.urlsplit(uri)
+    try:
+        parts = urllib.parse.urlsplit(uri)
+    except ValueError as exc:
+        raise StoreError(f"{shown(uri)} is not a URL: {exc}") from None
     url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2],
                                                  path=parts.path.rstrip("/") + "/health"))
     request = urllib.request.Request(url)
@@ -122,7 +134,9 @@ def mlflow_call(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except MlflowException as exc:
-        raise StoreError(f"MLflow: {str(exc.message).splitlines()[0]}") from None
+        # MLflow's messages name the request's URL, with any user:password of the URI in it
+        first = (str(exc.message).splitlines() or [""])[0]
+        raise StoreError(f"MLflow: {scrubbed(first)}") from None
 
 
 def _search_all(client, experiment_ids: list[str], filter_string: str, order_by=None) -> list:
@@ -411,7 +425,7 @@ def list_runs(uri: str, experiment: str | None = None, fmt: str = "text", limit:
              "wall_time_s": o.wall_time_s} for r, o in zip(runs, outcomes)]},
             indent=2) + "\n"
     if not runs:
-        where = f"experiment {experiment!r}" if experiment else uri
+        where = f"experiment {experiment!r}" if experiment else shown(uri)
         return f"no genbac runs in {where}\n"
     ids = short_ids([r.run_id for r in runs])
     hashes = short_ids([r.spec_hash for r in runs])

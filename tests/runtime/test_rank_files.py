@@ -64,4 +64,8 @@ def test_the_failure_named_is_the_rank_that_caused_it_whichever_agent_reported_l
     # an error on one rank and the launcher's SIGTERM of the other: the error, reported first
     stopped = report(1, "-15 (pid: 4242)  (SIGTERM)", "2026-12-03_09:50:05")
     assert failure_summary(stopped + follower).startswith("rank 0 (pid 4241) exited with status 1")
+    # NCCL: a peer's watchdog aborts it (SIGABRT) after the rank that failed exited 1
+    aborted = report(0, "-6 (pid: 4241)  (SIGABRT)", "2026-12-03_10:00:05")
+    failed = report(9, "1 (pid: 4250) ", "2026-12-03_10:00:01")
+    assert failure_summary(aborted + failed).startswith("rank 9 (pid 4250) exited with status 1")
     assert failure_summary("no report") == "the training processes stopped"
