@@ -107,8 +107,6 @@ def save(directory: Path, plan: Plan, model, optimizer, state: TrainState, keep:
     with contextlib.ExitStack() as stack:
         tmp = None
         if layout.rank == 0:
-            # a run killed mid-save left its unfinished directory (near a checkpoint's size)
-            atomic.clean_leftovers(directory, "step_")
             tmp = stack.enter_context(atomic.directory(final, replace=True))
         if layout.sharded:
             tmp = _broadcast_path(tmp)

@@ -66,6 +66,14 @@ from .sources import (DataError, Piece, is_saved_dataset, pieces, read_texts,  #
 
 # ----------------------------------------------------------------------------- tokenize and pack
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: a SLURM or cgroup share, not the whole
+    machine)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def data_processes(size_bytes: int) -> int:
     """How many processes tokenise a corpus of `size_bytes`: $GENBAC_DATA_PROCESSES if set, else
     one per PROCESS_BYTES of text up to the CPUs this process may use (a process costs about a
@@ -80,8 +88,7 @@ def data_processes(size_bytes: int) -> int:
             raise DataError(f"${PROCESSES_ENV} must be a positive whole number of processes, "
                             f"not {configured!r}")
         return n
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cpus or 1, size_bytes // PROCESS_BYTES))
+    return max(1, min(usable_cpus(), size_bytes // PROCESS_BYTES))
 
 
 @contextmanager
@@ -131,7 +138,7 @@ class PieceTokenizer:
                 # flat ids: six times faster than an array of each row
                 flat = np.fromiter(chain.from_iterable(rows), np.int32, count)
                 # Free this batch's encodings (~14 KB a document) before the next is encoded:
-                # kept alive across the yield, they made the allocator take fresh pages each call.
+                # kept alive across the yield, they slowed the next encode (BENCHMARKS.md).
                 del encoded, rows
                 yield flat, documents
                 tokens += count

@@ -205,8 +205,9 @@ def run_torchrun(commands: list[list[str]], ranks_here: int, log_path: Path, eve
     env = dict(os.environ)
     # torch's own threads per rank: a machine's cores shared out over the ranks it runs (torchrun
     # would say 1 and warn)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (cpus or 1) // max(1, ranks_here))))
+    from .data import usable_cpus  # light: numpy, which the executor has loaded already
+
+    env.setdefault("OMP_NUM_THREADS", str(max(1, usable_cpus() // max(1, ranks_here))))
     status = 0
     with open(log_path, "ab") as log:
         procs = [subprocess.Popen(c, stdout=log, stderr=subprocess.STDOUT, env=env)

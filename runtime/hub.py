@@ -18,7 +18,6 @@ the revision asked for and the commit it resolved to.
 
 from __future__ import annotations
 
-from fnmatch import fnmatch
 from pathlib import Path
 
 from genbac.spec.hub import HubRef, parse_hub
@@ -34,12 +33,6 @@ WEIGHT_PATTERNS = ["config.json", "generation_config.json", "*.safetensors",
 
 def patterns(holds: str) -> list[str]:
     return TOKENIZER_PATTERNS if holds == "tokenizer" else WEIGHT_PATTERNS
-
-
-def wanted(name: str, holds: str) -> bool:
-    """Whether a repository file is one `download` fetches: top level, and matching
-    `patterns(holds)` (the allow_patterns and ignore_patterns="*/*" given to snapshot_download)."""
-    return "/" not in name and any(fnmatch(name, pattern) for pattern in patterns(holds))
 
 
 def ref_of(path: str) -> HubRef:
@@ -83,6 +76,7 @@ def to_download(ref: HubRef, holds: str) -> dict[tuple[str, str], int]:
     {(repository, file name): bytes}; none when the snapshot is in the cache, or when the Hub
     cannot say (`check` reports why). Files the cache already holds are not counted."""
     from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub.utils import filter_repo_objects
 
     if in_cache(ref, holds):
         return {}
@@ -90,10 +84,12 @@ def to_download(ref: HubRef, holds: str) -> dict[tuple[str, str], int]:
         info = _remote(constants.ENDPOINT, ref.repo, ref.revision)
     except Exception:
         return {}
-    return {(ref.repo, f.rfilename): f.size or 0 for f in info.siblings or ()
-            if wanted(f.rfilename, holds)
-            and not isinstance(try_to_load_from_cache(ref.repo, f.rfilename, revision=info.sha),
-                               str)}
+    # the files snapshot_download would take, chosen by its own filter
+    fetched = filter_repo_objects(info.siblings or (), allow_patterns=patterns(holds),
+                                  ignore_patterns=["*/*"], key=lambda f: f.rfilename)
+    return {(ref.repo, f.rfilename): f.size or 0 for f in fetched
+            if not isinstance(try_to_load_from_cache(ref.repo, f.rfilename, revision=info.sha),
+                              str)}
 
 
 def in_cache(ref: HubRef, holds: str) -> bool:

@@ -60,15 +60,7 @@ def shown(uri: str) -> str:
     """`uri` as genbac prints or stores it: a password in it (postgresql://user:pw@host/db,
     https://user:token@host) replaced by ***, so that it reaches no log, no job output and no
     state file."""
-    try:
-        parts = urllib.parse.urlsplit(uri)
-        parts.port  # noqa: B018 - raises ValueError for a malformed port
-    except ValueError:
-        return scrubbed(uri)
-    if parts.password is None:
-        return uri
-    host = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    return scrubbed(uri)
 
 
 def open_store(uri: str):

@@ -70,18 +70,14 @@ def build_sharded(plan: Plan, grown_dir: Path, device: torch.device, sharding: S
     `grown_dir`; trainable parameters as `train = all/new` says (set before sharding: FSDP
     keeps each parameter's requires_grad). With `layers`, the base before growth in `grown_dir`
     instead (its own vocabulary; for evaluation: nothing frozen)."""
-    import json
-
     import torch.distributed.checkpoint as dcp
     from transformers import LlamaForCausalLM
 
     from .train import apply_freezing, check_layers, hf_config
 
     check_layers(plan, grown_dir, layers)
-    vocab = None
-    if layers is not None:
-        vocab = json.loads((grown_dir / "config.json").read_text()).get("vocab_size")
-    config = hf_config(plan, layers=layers, vocab=vocab)
+    config = hf_config(plan, layers=layers,
+                       vocab=plan.growth.base_vocab if layers is not None else None)
     with torch.device("meta"):
         model = LlamaForCausalLM(config)
     if layers is None:
