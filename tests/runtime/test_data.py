@@ -407,6 +407,38 @@ def test_any_number_of_processes_packs_the_same_bytes(tmp_path, tokenizer_dir):
         assert packed[n].path.name == packed[1].path.name  # the cache key ignores the count
 
 
+def test_pieces_shrink_towards_the_end_so_processes_finish_together(tmp_path, monkeypatch):
+    """Guided cutting: each piece is 1/GUIDED of what is left per process when it starts (large
+    first, MIN_PIECE_BYTES at the end, never past PIECE_BYTES), the pieces tile every file on line
+    boundaries, and a later source's pieces continue the shrinking of the earlier one's."""
+    from genbac.runtime import sources
+
+    monkeypatch.setattr(sources, "MIN_PIECE_BYTES", 2048)
+    monkeypatch.setattr(sources, "PIECE_BYTES", 40_000)
+    texts = [t for code in ("en", "de") for t in texts_of(code)] * 40
+    files = [write_jsonl(tmp_path / f"part{i}.jsonl", texts[i::2]) for i in range(2)]
+    total = sum(f.stat().st_size for f in files)
+    found = sources.pieces(files, processes=2)
+    longest_line = max(len(line) for f in files for line in f.read_bytes().splitlines(True))
+    left = total
+    for piece in found:
+        data = piece.path.read_bytes()
+        assert piece.start == 0 or data[piece.start - 1:piece.start] == b"\n"
+        wanted = max(2048, min(40_000, left // (2 * sources.GUIDED)))
+        end_of_file = piece.stop == len(data)
+        assert piece.size <= wanted + longest_line
+        assert piece.size >= wanted or end_of_file, (piece, wanted)
+        left -= piece.size
+    assert left == 0
+    for f in files:
+        mine = [p for p in found if p.path == f]
+        assert [(a.stop == b.start) for a, b in zip(mine, mine[1:])] == [True] * (len(mine) - 1)
+    sizes = [p.size for p in found if p.stop != p.path.stat().st_size]
+    assert all(b <= a + longest_line for a, b in zip(sizes, sizes[1:]))  # never growing
+    assert sizes[0] > 10 * sizes[-1]
+    assert found[-2].size < 2048 + longest_line  # the end is cut as small as allowed
+
+
 def test_every_process_reports_its_progress(tmp_path, tokenizer_dir, capfd, monkeypatch):
     """With a line due at every batch, each of 2 processes says its documents, bytes and rates;
     the documents of the two add up to the corpus's."""
