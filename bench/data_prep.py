@@ -6,9 +6,9 @@ The corpus is the example texts (en, de, bar) repeated to about --mb megabytes o
 (examples/models/smollm2-135m, after `bash scripts/smollm2.sh`), or --tokenizer DIR; without either,
 a --vocab BPE trained on the examples (not comparable to a real tokenizer: said in the output).
 
-Every case runs in a fresh child process, the cases interleaved; the table has the best of --rounds
-and, as "paired", the median over rounds of each round's floor / case (the machine's speed drifts
-between rounds; cases run back to back compare fairly):
+Every case runs in a fresh child process, the cases interleaved (in reverse order every other
+round, so that a drift of the machine's speed falls on both sides alike); the table has the best of
+--rounds and, as "paired", the median over rounds of each round's floor / case:
 
 - bare, 1 thread: `tokenizers` encode_batch_fast of the texts already in memory, 1000 per call (the
   batch prepare_language uses), ids collected as Python lists, TOKENIZERS_PARALLELISM=false: one
@@ -19,9 +19,17 @@ between rounds; cases run back to back compare fairly):
   sequences.npy + meta.json; the 1- and 2-process outputs are checked to be byte-identical.
   Everything is timed except importing genbac's data module (light; shown apart).
 
+Side by side (--side-by-side K, on a machine with 2 or more CPUs): the floor and prepare_language
+in one process run at the same time, each pinned to its own CPU, swapped every round, K rounds;
+and, as the harness's own spread, K/2 rounds of the floor against itself. The speed of a vCPU here
+moves by 5-10% within seconds, so a ratio of two runs seconds apart carries that noise; two runs
+at the same moment share it (both see the same host load), which is why the per-process ratio is
+read from this table.
+
 Rates are JSONL megabytes (and tokens) per second of wall time. Targets (issue 12): prepare in one
 process at least 0.9x bare on one thread; in 2 processes at least 1.7x on 2 cores.
-Usage: .venv/bin/python bench/data_prep.py [--mb 30] [--files 4] [--rounds 2] [--tokenizer DIR]
+Usage: .venv/bin/python bench/data_prep.py [--mb 30] [--files 4] [--rounds 2] [--side-by-side 0]
+       [--tokenizer DIR]
 """
 
 from __future__ import annotations
@@ -94,6 +102,55 @@ CASES = {  # name: (case, environment)
 }
 
 
+class Child:
+    """One case in a fresh child process, started now (optionally pinned to one CPU)."""
+
+    def __init__(self, case: str, sequence: int, scratch: Path, tokenizer_dir: Path, tag: str,
+                 env: dict, cpu: int | None = None):
+        pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--sequence", str(sequence), "--child", case, str(scratch),
+             str(tokenizer_dir), tag], env=env, stdout=subprocess.PIPE, text=True,
+            preexec_fn=pin)
+
+    def result(self) -> dict:
+        out, _ = self.process.communicate()
+        if self.process.returncode:
+            sys.exit(f"a benchmark case failed (exit {self.process.returncode})")
+        return json.loads(out.strip().splitlines()[-1])
+
+
+def side_by_side(rounds: int, sequence: int, scratch: Path, tokenizer_dir: Path, env: dict,
+                 megabytes: float) -> None:
+    """The floor and prepare_language in one process at the same moment, one per CPU, swapped
+    every round; then the floor against itself (the spread of this way of measuring)."""
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    if len(cpus) < 2:
+        print("\nside by side: needs 2 CPUs; skipped")
+        return
+    pairs = [("bare", "prepare-1")] * rounds + [("bare", "bare")] * max(2, rounds // 2)
+    ratios: dict[tuple, list[float]] = {}
+    seconds: dict[str, list[float]] = {}
+    for index, (a, b) in enumerate(pairs):
+        first, second = cpus if index % 2 == 0 else cpus[::-1]
+        runs = [Child(case, sequence, scratch, tokenizer_dir, f"side-{index}-{side}", env, cpu)
+                for side, (case, cpu) in enumerate(((a, first), (b, second)))]
+        x, y = (run.result() for run in runs)
+        ratios.setdefault((a, b), []).append(x["seconds"] / y["seconds"])
+        for case, result in ((a, x), (b, y)):
+            seconds.setdefault(case, []).append(result["seconds"])
+    print(f"\nside by side, each pinned to its own CPU, swapped every round ({megabytes:.1f} MB):")
+    print("| pair | rounds | median floor / case | min-max |")
+    print("|---|---:|---:|---:|")
+    for (a, b), values in ratios.items():
+        label = "bare vs prepare_language, 1 process" if b != "bare" else "bare vs bare (spread)"
+        print(f"| {label} | {len(values)} | {statistics.median(values):.3f}x | "
+              f"{min(values):.3f}-{max(values):.3f} |")
+    for case, values in seconds.items():
+        print(f"{case}: median {statistics.median(values):.2f} s "
+              f"({megabytes / statistics.median(values):.2f} MB/s) over {len(values)} runs")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=30.0)
@@ -102,6 +159,8 @@ def main() -> None:
     parser.add_argument("--tokenizer", type=Path, help="a tokenizer directory (tokenizer.json)")
     parser.add_argument("--vocab", type=int, default=1024, help="without a real tokenizer")
     parser.add_argument("--sequence", type=int, default=2048)
+    parser.add_argument("--side-by-side", type=int, default=0, metavar="K",
+                        help="K rounds of the floor and one process at the same time")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)  # case scratch tokenizer tag
     args = parser.parse_args()
     if args.child:
@@ -137,12 +196,11 @@ def main() -> None:
         digests = set()
         for round_index in range(args.rounds):
             rounds.append({})
-            for name, (case, extra) in CASES.items():
-                out = subprocess.run(
-                    [sys.executable, __file__, "--sequence", str(args.sequence), "--child", case,
-                     str(scratch), str(tokenizer_dir), f"{round_index}-{case}"],
-                    env={**env, **extra}, check=True, capture_output=True, text=True).stdout
-                result = json.loads(out.strip().splitlines()[-1])
+            names = list(CASES) if round_index % 2 == 0 else list(reversed(CASES))
+            for name in names:
+                case, extra = CASES[name]
+                result = Child(case, args.sequence, scratch, tokenizer_dir,
+                                   f"{round_index}-{case}", {**env, **extra}).result()
                 digests.add(result.get("sha256")) if "sha256" in result else None
                 rounds[-1][name] = result["seconds"]
                 if name not in best or result["seconds"] < best[name]["seconds"]:
@@ -167,6 +225,9 @@ def main() -> None:
         print(f"prepare_language's tokens include one EOS per document; its 1- and 2-process "
               f"outputs are {'byte-identical' if len(digests) == 1 else 'DIFFERENT'} "
               f"(sha256 of sequences.npy over {args.rounds} rounds).")
+        if args.side_by_side:
+            side_by_side(args.side_by_side, args.sequence, scratch, tokenizer_dir,
+                         {**env, "TOKENIZERS_PARALLELISM": "false"}, megabytes)
         if len(digests) != 1:
             sys.exit(1)
 
