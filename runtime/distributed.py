@@ -1,4 +1,4 @@
-"""Multi-process phases (DDP, FSDP, HSDP): the torchrun launch the executor makes, and each rank's
+r"""Multi-process phases (DDP, FSDP, HSDP): the torchrun launch the executor makes, and each rank's
 set-up.
 
     executor (state file, MLflow), on the first node
@@ -12,12 +12,13 @@ set-up.
 
 `hardware = h100 x N` / `a100 x N` runs one process per GPU with NCCL, `cpu x N` N CPU processes
 with gloo; `x M` more makes that M nodes, whose torchrun agents meet at the c10d rendezvous on the
-first node of the job. The ranks report to the executor through one JSON-lines file (`EventLog`,
-in the work directory, which must be on a filesystem every node shares): rank 0 writes a line per
-step's metrics and its log lines, any rank that stops on a user error writes the error. The
-executor tails the file while the launch runs and does all MLflow logging itself, so MLflow stays
-in one process that also owns the runs' status, a worker never imports mlflow, and a killed worker
-cannot leave a half-written MLflow record; the file is plain text anyone can read afterwards.
+first node of the job. The ranks report to the executor through JSON-lines files (`EventLog`, one
+per rank, in the work directory, which must be on a filesystem every node shares): rank 0 writes a
+line per step's metrics and its log lines, any rank that stops on a user error writes the error.
+The executor tails the files while the launch runs and does all MLflow logging itself, so MLflow
+stays in one process that also owns the runs' status, a worker never imports mlflow, and a killed
+worker cannot leave a half-written MLflow record; the files are plain text anyone can read
+afterwards.
 
 When one rank dies, torchrun stops the others on its node and exits non-zero, and so do the other
 nodes' agents (the rendezvous closes; srun --kill-on-bad-exit stops them at once);
@@ -62,43 +63,69 @@ def world_problem(plan, world: int, gpus: int) -> str | None:
 # --------------------------------------------------------------------------------------------------
 
 class EventLog:
-    """One JSON object per line. Writers append whole lines (atomic for lines this short); the
-    reader returns only complete lines, so a rank killed mid-write never yields half an event."""
+    """The events of a phase's ranks, one JSON object per line, a file per rank beside `path`
+    (phase-1.events.jsonl: phase-1.events.rank-0.jsonl, …). One writer per file: appends from
+    several nodes to one file on a network filesystem can interleave (NFS's O_APPEND is not atomic
+    across clients), a file of its own cannot. The reader returns only complete lines, so a rank
+    killed mid-write never yields half an event; rank 0's events in order, then the others'."""
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.offset = 0
+    def __init__(self, path: Path, rank: int | None = None):
+        self.path = path  # the name the files are made from; read_new reads every rank's
+        self.rank = rank  # the rank that writes through this log (None: a reader)
+        self.offsets: dict[Path, int] = {}
+
+    def file(self, rank: int) -> Path:
+        return self.path.with_name(f"{self._stem}.rank-{rank}{self.path.suffix}")
+
+    @property
+    def _stem(self) -> str:
+        return self.path.name[:-len(self.path.suffix)] if self.path.suffix else self.path.name
+
+    def files(self) -> list[Path]:
+        """The rank files there are, in rank order."""
+        prefix, suffix = f"{self._stem}.rank-", self.path.suffix
+        ranks = []
+        for found in self.path.parent.glob(f"{prefix}*{suffix}"):
+            number = found.name[len(prefix):len(found.name) - len(suffix)]
+            if number.isdigit():
+                ranks.append(int(number))
+        return [self.file(rank) for rank in sorted(ranks)]
 
     def write(self, **event) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
+        with open(self.file(self.rank or 0), "a", encoding="utf-8") as f:
             f.write(json.dumps(event) + "\n")
 
     def read_new(self) -> list[dict]:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        complete = data[:data.rfind(b"\n") + 1]
-        self.offset += len(complete)
-        return [self._decode(line) for line in complete.splitlines() if line.strip()]
+        events = []
+        for file in self.files():
+            offset = self.offsets.get(file, 0)
+            try:
+                with open(file, "rb") as f:
+                    f.seek(offset)
+                    data = f.read()
+            except FileNotFoundError:
+                continue
+            complete = data[:data.rfind(b"\n") + 1]
+            self.offsets[file] = offset + len(complete)
+            events += [self._decode(file, line) for line in complete.splitlines() if line.strip()]
+        return events
 
-    def _decode(self, line: bytes) -> dict:
-        """An event, or for a line that is not one (appends from several nodes to a file on a
-        network filesystem can interleave) a log event saying it was skipped."""
+    @staticmethod
+    def _decode(file: Path, line: bytes) -> dict:
+        """An event, or for a line that is not one (a damaged file) a log event saying it was
+        skipped."""
         try:
             event = json.loads(line)
         except ValueError:
             event = None
         if isinstance(event, dict):
             return event
-        return {"log": f"genbac: warning: skipped an unreadable line in {self.path} "
-                       f"({len(line)} bytes)"}
+        return {"log": f"genbac: warning: skipped an unreadable line in {file} ({len(line)} bytes)"}
 
     def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
-        self.offset = 0
+        for file in self.files():
+            file.unlink(missing_ok=True)
+        self.offsets.clear()
 
 
 # --------------------------------------------------------------------------------------------------

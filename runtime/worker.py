@@ -5,8 +5,9 @@
 
 Every rank builds the same model, optimizer and data as a one-process run (executor.setup_phase)
 and trains its slice of each global batch; rank 0 reports metrics and log lines to the executor
-through the events file and writes the checkpoints. A user error (bad data, an unwritable
-directory) ends the rank with status 2 and the message in the events file, never a traceback.
+through its events file, and every rank writes its part of each checkpoint. A user error (bad
+data, an unwritable directory) ends the rank with status 2 and the message in its events file,
+never a traceback.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("compiled", type=Path, help="the compiled experiment directory")
     parser.add_argument("phase", type=int, help="the phase index (1-based)")
     parser.add_argument("--project", type=Path, required=True, help="where the spec's paths start")
-    parser.add_argument("--events", type=Path, required=True, help="the JSON-lines events file")
+    parser.add_argument("--events", type=Path, required=True,
+                        help="the name the events files (one per rank) are made from")
     args = parser.parse_args(argv)
 
     from .distributed import AGENT_PID, EventLog, die_with_parent
@@ -31,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     # never outlive torchrun (see runtime/distributed.py), even one that died as this started
     agent = os.environ.get(AGENT_PID)
     die_with_parent(signal.SIGKILL, int(agent) if agent else None)
-    events = EventLog(args.events)
+    # torchrun says each worker's rank before it joins the group: an error of the set-up is
+    # written to that rank's own events file too
+    events = EventLog(args.events, rank=int(os.environ.get("RANK", "0")))
 
     import torch.distributed as dist
 

@@ -1,28 +1,39 @@
-"""Files the ranks share with the executor: the event file as the executor reads it (whole lines
-only, in order; a line that is not an event, from interleaved appends of several nodes on a network
-filesystem, becomes a warning in the log instead of stopping the run), and the checkpoint
-directory after a kill mid-save."""
+"""Files the ranks share with the executor: the events files as the executor reads them (a file
+per rank, so appends from several nodes never interleave; whole lines only, in order; a damaged
+line becomes a warning in the log instead of stopping the run), and the checkpoint directory after
+a kill mid-save."""
 
 from genbac.runtime.distributed import EventLog
 
 
-def test_whole_lines_in_order_and_unreadable_ones_become_warnings(tmp_path):
-    log = EventLog(tmp_path / "phase-1.events.jsonl")
-    assert log.read_new() == []  # no file yet
-    log.write(step=1, metrics={"loss": 2.5})
-    with open(log.path, "ab") as f:
-        f.write(b'{"step": 2, "metr{"log": "x"}\n')  # two appends interleaved
+def test_each_rank_writes_its_own_file_read_whole_lines_in_rank_order(tmp_path):
+    reader = EventLog(tmp_path / "phase-1.events.jsonl")
+    assert reader.read_new() == []  # no file yet
+    rank0, rank1 = (EventLog(reader.path, rank=r) for r in (0, 1))
+    rank1.write(error="rank 1: no space left", rank=1)
+    rank0.write(step=1, metrics={"loss": 2.5})
+    assert [f.name for f in reader.files()] == ["phase-1.events.rank-0.jsonl",
+                                                "phase-1.events.rank-1.jsonl"]
+    (tmp_path / "phase-10.events.rank-0.jsonl").write_text('{"step": 99}\n')  # another phase
+    (tmp_path / "phase-1.events.rank-x.jsonl").write_text('{"step": 98}\n')  # not a rank's
+    with open(rank0.file(0), "ab") as f:
+        f.write(b'{"step": 2, "metr\x00\x00"}\n')  # a damaged line
         f.write(b"[1, 2]\n")  # JSON, but not an event
         f.write(b'{"log": "half a li')  # still being written
-    events = log.read_new()
+    events = reader.read_new()
     assert events[0] == {"step": 1, "metrics": {"loss": 2.5}}
-    assert [e["log"] for e in events[1:]] == [
-        f"genbac: warning: skipped an unreadable line in {log.path} (29 bytes)",
-        f"genbac: warning: skipped an unreadable line in {log.path} (6 bytes)"]
-    with open(log.path, "ab") as f:
+    assert [e["log"] for e in events[1:3]] == [
+        f"genbac: warning: skipped an unreadable line in {rank0.file(0)} (21 bytes)",
+        f"genbac: warning: skipped an unreadable line in {rank0.file(0)} (6 bytes)"]
+    assert events[3:] == [{"error": "rank 1: no space left", "rank": 1}]
+    with open(rank0.file(0), "ab") as f:
         f.write(b'ne"}\n')
-    assert log.read_new() == [{"log": "half a line"}]
-    assert log.read_new() == []
+    rank1.write(log="rank 1 again")
+    assert reader.read_new() == [{"log": "half a line"}, {"log": "rank 1 again"}]
+    assert reader.read_new() == []
+    reader.clear()
+    assert reader.files() == [] and reader.read_new() == []
+    assert (tmp_path / "phase-10.events.rank-0.jsonl").exists()
 
 
 def test_a_killed_checkpoint_write_leaves_nothing_after_the_next_save(tmp_path):
