@@ -225,11 +225,16 @@ STOP_GRACE_S = 60  # torchrun's own wait for its workers after SIGTERM is 30 s
 
 
 def run_torchrun(commands: list[list[str]], ranks_here: int, log_path: Path, events: EventLog,
-                 on_event: Callable[[dict], None], poll_s: float = 0.2) -> int:
+                 on_event: Callable[[dict], None], poll_s: float = 0.2,
+                 direct: bool = True) -> int:
     """Run the launch's processes (their and the workers' output to log_path), feed every event to
     on_event while they run and after they end; return the first failure's exit status, or 0.
-    When one fails the others are stopped, as srun --kill-on-bad-exit does on a cluster."""
+    When one fails the others are stopped, as srun --kill-on-bad-exit does on a cluster.
+    `direct`: the commands are torchrun agents (this process is their parent), not srun."""
     env = dict(os.environ)
+    env.pop(EXECUTOR_PID, None)
+    if direct:  # srun passes its environment on to agents whose parent is not this process
+        env[EXECUTOR_PID] = str(os.getpid())
     # torch's own threads per rank: a machine's cores shared out over the ranks it runs (torchrun
     # would say 1 and warn)
     from .data import usable_cpus  # light: numpy, which the executor has loaded already
@@ -315,6 +320,7 @@ def failure_summary(log_text: str) -> str:
 # --------------------------------------------------------------------------------------------------
 
 AGENT_PID = "GENBAC_AGENT_PID"  # the torchrun agent's pid, in its workers' environment
+EXECUTOR_PID = "GENBAC_EXECUTOR_PID"  # the executor's, in the agents' it starts itself (not srun's)
 
 
 def die_with_parent(sig: int, parent: int | None = None) -> None:
@@ -358,8 +364,10 @@ def init_rank(plan):
 
 
 if __name__ == "__main__":
-    # the launcher: torchrun itself, stopped (and so its workers) when the executor dies
-    die_with_parent(signal.SIGTERM)
+    # the launcher: torchrun itself, stopped (and so its workers) when the executor dies, even
+    # one that died as this started; under srun the parent is slurmstepd, and SLURM ends the steps
+    executor = os.environ.pop(EXECUTOR_PID, None)
+    die_with_parent(signal.SIGTERM, int(executor) if executor else None)
     os.environ[AGENT_PID] = str(os.getpid())  # the workers' parent (runtime/worker.py)
     from torch.distributed.run import main
 

@@ -283,7 +283,8 @@ def _train_phase_torchrun(ctx: Context, run_id: str, index: int, world: int, str
             f"{log_path.relative_to(ctx.compiled)}")
     logged_before = log_path.stat().st_size if log_path.exists() else 0
     try:
-        status = run_torchrun(commands, launch.ranks_per_machine, log_path, events, on_event)
+        status = run_torchrun(commands, launch.ranks_per_machine, log_path, events, on_event,
+                              direct=launch.launcher != "slurm")
     finally:
         progress.close()
     if status == 0:

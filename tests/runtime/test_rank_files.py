@@ -3,7 +3,12 @@ per rank, so appends from several nodes never interleave; whole lines only, in o
 line becomes a warning in the log instead of stopping the run), and the checkpoint directory after
 a kill mid-save."""
 
-from genbac.runtime.distributed import EventLog
+import os
+import signal
+import subprocess
+import sys
+
+from genbac.runtime.distributed import EXECUTOR_PID, EventLog, run_torchrun
 
 
 def test_each_rank_writes_its_own_file_read_whole_lines_in_rank_order(tmp_path):
@@ -80,3 +85,35 @@ def test_the_failure_named_is_the_rank_that_caused_it_whichever_agent_reported_l
     failed = report(9, "1 (pid: 4250) ", "2026-12-03_10:00:01")
     assert failure_summary(aborted + failed).startswith("rank 9 (pid 4250) exited with status 1")
     assert failure_summary("no report") == "the training processes stopped"
+
+
+def test_a_process_whose_parent_is_already_gone_stops_at_once():
+    """The agent (and each worker) asks for a signal when its parent dies; a parent that died
+    before the request is seen from the pid it was given: the process stops then, instead of
+    training as an orphan beside the rerun."""
+    code = ("import os, signal, sys\n"
+            "from genbac.runtime.distributed import die_with_parent\n"
+            "die_with_parent(signal.SIGTERM, int(sys.argv[1]))\n"
+            "print('still here')\n")
+    alive = subprocess.run([sys.executable, "-c", code, str(os.getpid())], capture_output=True,
+                           text=True, timeout=60)
+    assert (alive.returncode, alive.stdout) == (0, "still here\n")
+    # a pid that is not its parent's: as if the executor had died and the agent been adopted
+    orphan = subprocess.run([sys.executable, "-c", code, str(os.getpid() + 1_000_000)],
+                            capture_output=True, text=True, timeout=60)
+    assert orphan.returncode == -signal.SIGTERM and orphan.stdout == ""
+
+
+def test_only_agents_the_executor_starts_itself_check_it_is_their_parent(tmp_path):
+    """srun hands its environment to agents whose parent is slurmstepd: they must not get the
+    executor's pid, or every one of them would stop itself at once."""
+    seen = {}
+    for direct in (True, False):
+        out = tmp_path / f"env-{direct}.txt"
+        command = [sys.executable, "-c",
+                   f"import os; open({str(out)!r}, 'w').write(os.environ.get({EXECUTOR_PID!r}, '-'))"]
+        status = run_torchrun([command], 1, tmp_path / "log", EventLog(tmp_path / "ev.jsonl"),
+                              lambda event: None, poll_s=0.01, direct=direct)
+        assert status == 0
+        seen[direct] = out.read_text()
+    assert seen == {True: str(os.getpid()), False: "-"}
