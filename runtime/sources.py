@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
@@ -307,10 +308,18 @@ def _json_block(block: bytes, piece: Piece, offset: int, key: str) -> list[str]:
     return column.to_pylist()
 
 
-def _json_problem(block: bytes, piece: Piece, offset: int, key: str) -> DataError:
-    """The first line of a block that pyarrow refused, and what is wrong with it, in words."""
-    import json
+def _lone_surrogate(text: str) -> str | None:
+    """The first UTF-16 surrogate of `text` that has no partner (JSON can spell one, no tokenizer
+    can read it), as \\uXXXX."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"\\u{ord(text[error.start]):04x}"
+    return None
 
+
+def _json_problem(block: bytes, piece: Piece, offset: int, key: str) -> DataError:
+    """The first line of a block that could not be read, and what is wrong with it, in words."""
     position = 0
     for line in block.split(b"\n"):
         where, position = offset + position, position + len(line) + 1
@@ -336,6 +345,10 @@ def _row_problem(row: Any, key: str) -> str | None:
                 f"document's text under {key!r}")
     if not isinstance(row[key], str):
         return f"its {key!r} field holds {_json_kind(row[key])}, not text"
+    surrogate = _lone_surrogate(row[key])
+    if surrogate:
+        return (f"its {key!r} field holds {surrogate}, half of a UTF-16 surrogate pair without "
+                "the other half, which is not text: fix or drop this row")
     return None
 
 
@@ -372,8 +385,6 @@ def _line_number(path: Path, offset: int) -> int:
 
 
 def _json_array_texts(piece: Piece, key: str) -> Iterator[tuple[list[str], int]]:
-    import json
-
     try:
         rows = json.loads(piece.path.read_bytes())
     except ValueError as error:

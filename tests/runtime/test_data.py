@@ -285,6 +285,8 @@ def test_the_bad_file_among_many_is_named(tmp_path, tokenizer_dir):
     ('{"text": ["a", "b"]}', "its 'text' field holds an array, not text"),
     ('["text", "a"]', "a row must be a JSON object with a 'text' field, not an array"),
     ('{"text": ', r"not valid JSON \(Expecting value\)"),
+    ('{"text": "Gr\\u00fc\\ud800\\u00df"}',
+     r"its 'text' field holds \\ud800, half of a UTF-16 surrogate pair without the other half"),
 ])
 def test_a_bad_row_is_named_by_file_and_line(tmp_path, tokenizer_dir, line, message):
     path = tmp_path / "holes.jsonl"
@@ -309,6 +311,16 @@ def test_a_bad_row_deep_in_a_file_read_in_pieces_has_its_true_line(tmp_path, tok
     assert len(found) > 4 and found[-1].stop == path.stat().st_size
     with pytest.raises(DataError, match=f"{path}:{len(texts) + 1}: this row has no 'text'"):
         prepare([str(path)], tmp_path, tokenizer_dir, tmp_path / "cache", processes=2)
+
+
+def test_a_lone_surrogate_in_a_json_array_is_named_not_a_traceback(tmp_path, tokenizer_dir):
+    """JSON can spell half a surrogate pair (\\udc00); Python reads it into a str no tokenizer
+    accepts (a TypeError deep in tokenizers): it is the user's data, so it is named."""
+    rows = [{"text": "Servus"}, {"text": "Gr\udc00\u00fc\u00df Gott"}]
+    (tmp_path / "rows.json").write_text(json.dumps(rows), encoding="utf-8")
+    with pytest.raises(DataError, match=r"rows.json: item 1 of the array: its 'text' field holds "
+                                        r"\\udc00, half of a UTF-16 surrogate pair"):
+        prepare(["rows.json"], tmp_path, tokenizer_dir, tmp_path / "cache")
 
 
 def test_text_files_must_be_utf8(tmp_path, tokenizer_dir):
