@@ -75,15 +75,11 @@ class EventLog:
         self.offsets: dict[Path, int] = {}
 
     def file(self, rank: int) -> Path:
-        return self.path.with_name(f"{self._stem}.rank-{rank}{self.path.suffix}")
-
-    @property
-    def _stem(self) -> str:
-        return self.path.name[:-len(self.path.suffix)] if self.path.suffix else self.path.name
+        return self.path.with_name(f"{self.path.stem}.rank-{rank}{self.path.suffix}")
 
     def files(self) -> list[Path]:
         """The rank files there are, in rank order."""
-        prefix, suffix = f"{self._stem}.rank-", self.path.suffix
+        prefix, suffix = f"{self.path.stem}.rank-", self.path.suffix
         ranks = []
         for found in self.path.parent.glob(f"{prefix}*{suffix}"):
             number = found.name[len(prefix):len(found.name) - len(suffix)]

@@ -51,16 +51,11 @@ class StoreError(UserError):
 CREDENTIALS = re.compile(r"//([^/@\s:]*):[^@/\s]*@")  # the user:password@ of a URL in a text
 
 
-def scrubbed(text: str) -> str:
-    """`text` with the password of every URL in it replaced by ***."""
+def shown(text: str) -> str:
+    """`text` (a store URI, or a message naming one) as genbac prints or stores it: the password
+    of every URL in it (postgresql://user:pw@host/db, https://user:token@host) replaced by ***,
+    so that it reaches no log, no job output and no state file."""
     return CREDENTIALS.sub(r"//\1:***@", text)
-
-
-def shown(uri: str) -> str:
-    """`uri` as genbac prints or stores it: a password in it (postgresql://user:pw@host/db,
-    https://user:token@host) replaced by ***, so that it reaches no log, no job output and no
-    state file."""
-    return scrubbed(uri)
 
 
 def open_store(uri: str):
@@ -128,7 +123,7 @@ def mlflow_call(fn, *args, **kwargs):
     except MlflowException as exc:
         # MLflow's messages name the request's URL, with any user:password of the URI in it
         first = (str(exc.message).splitlines() or [""])[0]
-        raise StoreError(f"MLflow: {scrubbed(first)}") from None
+        raise StoreError(f"MLflow: {shown(first)}") from None
 
 
 def _search_all(client, experiment_ids: list[str], filter_string: str, order_by=None) -> list:
