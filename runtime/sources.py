@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+from json import loads
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
@@ -102,8 +103,10 @@ def source_size(path: Path) -> int:
 #
 # A source is read as pieces: contiguous parts that one process reads and tokenises, in order, so
 # that the texts of all pieces one after the other are the texts of the sources, whatever the
-# number of pieces. Reading is pyarrow's (JSON, parquet) or Python's (plain text): no copy of the
-# texts is written anywhere, and memory stays bounded by a block.
+# number of pieces. Line files (JSON lines, plain text, gzip/bz2/xz) are read by the standard
+# library alone, so that a tokenising process reading them never starts a thread; parquet, zstd
+# and saved datasets by pyarrow. No copy of the texts is written anywhere, and memory stays
+# bounded by a block.
 
 PIECE_BYTES = 64 * 2**20  # most bytes of a source one piece holds
 MIN_PIECE_BYTES = 256 * 2**10  # fewer bytes are not worth a piece of their own (~50 ms of work)
@@ -253,9 +256,14 @@ def _open_stream(path: Path) -> BinaryIO:
         return lzma.open(path, "rb")
     if compression is None:
         return open(path, "rb")
+    if compression == ".gz":  # the standard library's where it has one: no threads (see above)
+        import gzip
+        return gzip.open(path, "rb")
+    if compression == ".bz2":
+        import bz2
+        return bz2.open(path, "rb")
     import pyarrow as pa
-    codec = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}[compression]
-    return pa.input_stream(str(path), compression=codec)
+    return pa.input_stream(str(path), compression="zstd")
 
 
 def _line_blocks(piece: Piece) -> Iterator[tuple[bytes, int]]:
@@ -288,24 +296,23 @@ def _line_blocks(piece: Piece) -> Iterator[tuple[bytes, int]]:
 
 
 def _json_block(block: bytes, piece: Piece, offset: int, key: str) -> list[str]:
-    import pyarrow as pa
-    import pyarrow.json as pj
-
-    if not block.strip():
-        return []
-    # Only the text field is parsed: other fields may hold anything.
-    options = pj.ParseOptions(explicit_schema=pa.schema([(key, pa.string())]),
-                              unexpected_field_behavior="ignore")
+    """The `key` field of every line of a block of JSON lines (blank lines skipped). Python's
+    json module, not pyarrow's reader: pyarrow starts threads, and a process that ever had a
+    second thread loses glibc malloc's single-thread fast path, which the tokenizer leans on
+    (runtime/tokenise.py). Anything wrong is found again line by line by _json_problem."""
     try:
-        table = pj.read_json(pa.BufferReader(block), parse_options=options,
-                             read_options=pj.ReadOptions(use_threads=False,
-                                                         block_size=len(block) + 1))
-    except pa.ArrowInvalid:
+        text = block.decode("utf-8")
+        if offset == 0:
+            text = text.removeprefix("\ufeff")  # a byte order mark at the start of the file
+        # split("\n"), not splitlines(): U+2028 and the like may stand inside a JSON string
+        texts = [loads(line)[key] for line in text.split("\n") if line and not line.isspace()]
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise _json_problem(block, piece, offset, key) from None
-    column = table.column(key)
-    if column.null_count:
+    # a lone surrogate can only come from a \uD8xx-\uDFxx escape
+    if not all(type(t) is str for t in texts) or (
+            ("\\ud" in text or "\\uD" in text) and any(map(_lone_surrogate, texts))):
         raise _json_problem(block, piece, offset, key)
-    return column.to_pylist()
+    return texts
 
 
 def _lone_surrogate(text: str) -> str | None:
@@ -329,6 +336,8 @@ def _json_problem(block: bytes, piece: Piece, offset: int, key: str) -> DataErro
             row = json.loads(line)
         except ValueError as error:  # JSONDecodeError, or a UnicodeDecodeError
             problem = f"not valid JSON ({getattr(error, 'msg', short_error(error))})"
+        except RecursionError:
+            problem = "not valid JSON here (nested too deeply to read)"
         else:
             problem = _row_problem(row, key)
         if problem:
