@@ -47,6 +47,7 @@ from . import cszoo_logs as logs
 from . import metrics as names
 from .baseline import record as record_baseline
 from .context import Backend, Context, RunError
+from .lifetime import die_with_parent
 from .progress import Progress
 
 CSZOO_ENV = "GENBAC_CSZOO"
@@ -84,13 +85,8 @@ def find_cszoo() -> str:
 
 def _die_with_parent() -> None:
     """In the child: get SIGTERM when genbac dies (even by kill -9), so no orphaned fit keeps
-    writing checkpoints under a rerun. Linux only; elsewhere a no-op."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    writing checkpoints under a rerun."""
+    die_with_parent(signal.SIGTERM)
 
 
 class Process:

@@ -15,6 +15,10 @@ name carries a hash of everything the content depends on (source paths, sizes an
 tokenizer.json bytes, the EOS id, sequence, text key, split, this format's version): an unchanged
 input reuses it without tokenizing, a changed one gets a fresh directory. Directories appear
 atomically (written under a temporary name, then renamed).
+Tokenising: in this process below IN_PROCESS_BYTES of text, else in `data_processes` freshly
+started processes that each take the next piece of the sources as they free up
+(runtime/piece_tokenizer.py); this process packs their ids in piece order, so the bytes are the
+same for any number of processes.
 
 Determinism. `Mixer.batch(step)` is a pure function of (plan, packed data, seed, step): a run resumed
 at step s sees exactly the batches an uninterrupted run sees from s on; there is no iterator state.
@@ -35,15 +39,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
-import signal
 import struct
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from itertools import chain
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, Mapping
 
@@ -54,13 +54,16 @@ from genbac import atomic
 FORMAT_VERSION = 1  # bump when the packed layout or the tokenization rule changes
 SEQUENCES_FILE = "sequences.npy"
 META_FILE = "meta.json"
-TOKENIZE_BATCH = 1000  # documents per tokenizer call: large enough for its thread pool
 PROCESSES_ENV = "GENBAC_DATA_PROCESSES"  # how many processes tokenise (default: data_processes)
-PROCESS_BYTES = 64 * 2**20  # text per tokenising process, at least (see data_processes)
+PROCESS_BYTES = 16 * 2**20  # text per tokenising process, at least (see data_processes)
+# Less text than this is tokenised in genbac's own process: starting one (~0.15 s with its
+# tokenizer) would cost more than the slower encoding there (runtime/piece_tokenizer.py).
+IN_PROCESS_BYTES = 8 * 2**20
 IDS_CHUNK = 2**20  # ids read back from a worker's file at a time (4 MB: stays in cache)
 
-from .progress import PrepProgress
-from .sources import (DataError, Piece, is_saved_dataset, pieces, read_texts,  # noqa: F401
+from .piece_tokenizer import Job, PieceTokenizer, TokenizingProcesses
+from .progress import PrepProgress, print_line
+from .sources import (DataError, Piece, is_saved_dataset, pieces,  # noqa: F401
                       resolve_sources, short_error, source_fingerprint, source_size)
 
 
@@ -76,8 +79,8 @@ def usable_cpus() -> int:
 
 def data_processes(size_bytes: int) -> int:
     """How many processes tokenise a corpus of `size_bytes`: $GENBAC_DATA_PROCESSES if set, else
-    one per PROCESS_BYTES of text up to the CPUs this process may use (a process costs about a
-    second to start; a byte-level BPE encodes 2-5 MB/s per core)."""
+    one per PROCESS_BYTES of text up to the CPUs this process may use (a process costs about
+    0.15 s to start; a byte-level BPE encodes 2-6 MB/s per core)."""
     configured = os.environ.get(PROCESSES_ENV)
     if configured is not None:
         try:
@@ -91,107 +94,21 @@ def data_processes(size_bytes: int) -> int:
     return max(1, min(usable_cpus(), size_bytes // PROCESS_BYTES))
 
 
-@contextmanager
-def _one_thread_per_process(processes: int) -> Iterator[None]:
-    """With several tokenising processes, each encodes on one thread (they share the cores), and
-    tokenizers does not warn about the fork after its thread pool was used in this process."""
-    if processes < 2 or "TOKENIZERS_PARALLELISM" in os.environ:
-        yield
-        return
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    try:
-        yield
-    finally:
-        del os.environ["TOKENIZERS_PARALLELISM"]
-
-
-@dataclass
-class PieceTokenizer:
-    """Tokenises pieces of the sources: each non-empty document's ids followed by EOS, as int32.
-    `tokenizer` is a bare `tokenizers.Tokenizer`: its Rust batch encoder is what we time against,
-    and it adds no template tokens with add_special_tokens=False."""
-
-    tokenizer: Any
-    eos_id: int
-    text_key: str
-    split: str
-    scratch: Path
-    progress: PrepProgress | None = None
-    rank: int | None = None  # which of several processes runs this copy (for progress)
-
-    def ids(self, piece: Piece) -> Iterator[tuple[np.ndarray, int]]:
-        """The piece's ids in chunks (a tokenizer batch each), with the documents of each."""
-        encode_batch = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
-        # Read and encode in turn, on one thread: a reader thread beside the encoder cost more
-        # than the read (its GIL hand-offs and cache traffic slowed encode_batch_fast by ~5%,
-        # more than the 2% of the time that JSON parsing takes; BENCHMARKS.md).
-        for texts, nbytes in read_texts(piece, self.text_key, self.split):
-            texts = [text for text in texts if text]
-            tokens = 0
-            for first in range(0, len(texts), TOKENIZE_BATCH):
-                encoded = encode_batch(texts[first:first + TOKENIZE_BATCH],
-                                       add_special_tokens=False)
-                rows = [encoding.ids for encoding in encoded]
-                for row in rows:
-                    row.append(self.eos_id)  # a fresh list per call: appending is safe
-                count, documents = sum(map(len, rows)), len(rows)
-                # flat ids: six times faster than an array of each row
-                flat = np.fromiter(chain.from_iterable(rows), np.int32, count)
-                # Free this batch's encodings (~14 KB a document) before the next is encoded:
-                # kept alive across the yield, they slowed the next encode (BENCHMARKS.md).
-                del encoded, rows
-                yield flat, documents
-                tokens += count
-            if self.progress is not None:
-                self.progress.update(self.rank, len(texts), nbytes, tokens)
-
-    def to_file(self, index: int, piece: Piece) -> tuple[Path, int]:
-        """Piece number `index` tokenised into a file of raw int32 ids; (the file, documents)."""
-        out_file = self.scratch / f"piece-{index:06d}.ids"
-        documents = 0
-        with open(out_file, "wb") as out:
-            for ids, count in self.ids(piece):
-                out.write(ids)
-                documents += count
-        return out_file, documents
-
-
-_worker: PieceTokenizer | None = None  # the copy a pool process runs
-
-
-def _start_worker(work: PieceTokenizer, ranks) -> None:
-    global _worker
-    # The parent decides about Ctrl-C and stops the pool; a worker just does its pieces.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    with ranks.get_lock():
-        rank, ranks.value = ranks.value, ranks.value + 1
-    _worker = replace(work, rank=rank)
-
-
-def _run_piece(numbered: tuple[int, Piece]) -> tuple[Path, int]:
-    assert _worker is not None
-    return _worker.to_file(*numbered)
-
-
-def tokenize_pieces(work: PieceTokenizer, found: list[Piece], processes: int = 1
+def tokenize_pieces(job: Job, tokenizer, found: list[Piece], scratch: Path, in_process: bool
                     ) -> Iterator[tuple[np.ndarray, int]]:
-    """The ids of all pieces in order, in chunks, each with its count of documents, tokenised
-    by `processes` processes (each takes the next piece when it is free; the parent reads their
-    files in order). The ids are the same for any number of processes."""
-    processes = max(1, min(processes, len(found)))
-    if processes == 1:
+    """The ids of all pieces in order, in chunks, each with its count of documents: tokenised in
+    this process, or by `job.processes` fresh ones (runtime/piece_tokenizer.py: each takes the next
+    piece when it is free; this process reads their files in order). The ids are the same for any
+    number of processes."""
+    if in_process:
+        work = PieceTokenizer(tokenizer, job.eos_id, job.text_key, job.split,
+                              PrepProgress(job.what, 1))
         for piece in found:
-            yield from work.ids(piece)
+            for chunk, documents in work.ids(piece):
+                yield np.frombuffer(chunk, np.int32), documents
         return
-    # fork where there is one: the tokenizer and the pieces need no pickling, and a worker starts
-    # in milliseconds (tokenizers' own pool is off in the workers: _one_thread_per_process)
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    ranks = context.Value("i", 0)
-    with _one_thread_per_process(processes), \
-            context.Pool(processes, _start_worker, (work, ranks)) as pool:
-        for ids_file, documents in pool.imap(_run_piece, enumerate(found)):
+    with TokenizingProcesses(job, scratch, print_line) as workers:
+        for ids_file, documents in workers.results(found):
             yield np.empty(0, np.int32), documents
             with open(ids_file, "rb") as ids:
                 while len(chunk := np.fromfile(ids, np.int32, IDS_CHUNK)):
@@ -337,12 +254,13 @@ def prepare_language(code: str, patterns: list[str], project_dir: Path, tokenize
         scratch = work / "scratch"
         scratch.mkdir()
         found = pieces(sources, split, processes)
-        tokenizing = PieceTokenizer(tokenizer, eos_id, text_key, split, scratch,
-                                    PrepProgress(what, min(processes, len(found))))
+        job = Job(str(tokenizer_file(tokenizer_dir).resolve()), eos_id, text_key, split, what,
+                  min(processes, len(found)))
+        in_process = job.processes == 1 and size < IN_PROCESS_BYTES
         documents = total = 0
         with open(work / SEQUENCES_FILE, "wb") as out:
             writer = RowWriter(out, sequence)
-            for ids, count in tokenize_pieces(tokenizing, found, processes):
+            for ids, count in tokenize_pieces(job, tokenizer, found, scratch, in_process):
                 writer.add(ids)
                 documents, total = documents + count, total + len(ids)
             rows = writer.finish()

@@ -45,6 +45,8 @@ from typing import Callable
 from genbac.compiler.artifact import RDZV_PORT
 from genbac.errors import UserError
 
+from .lifetime import die_with_parent
+
 
 def world_problem(plan, world: int, gpus: int) -> str | None:
     """Why `world` processes cannot train this plan on a machine with `gpus` CUDA GPUs, if so."""
@@ -317,21 +319,6 @@ def failure_summary(log_text: str) -> str:
 
 AGENT_PID = "GENBAC_AGENT_PID"  # the torchrun agent's pid, in its workers' environment
 EXECUTOR_PID = "GENBAC_EXECUTOR_PID"  # the executor's, in the agents' it starts itself (not srun's)
-
-
-def die_with_parent(sig: int, parent: int | None = None) -> None:
-    """Ask Linux to send `sig` to this process when its parent exits (no-op elsewhere). With the
-    `parent` this process was started by: if that one is gone already (it died before the
-    request was made, and no signal will come), `sig` now."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(sig))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if parent is not None and os.getppid() != parent:
-        os.kill(os.getpid(), sig)
 
 
 COLLECTIVE_TIMEOUT = timedelta(hours=1)  # the longest a rank waits for the others

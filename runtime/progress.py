@@ -86,7 +86,7 @@ class Progress:
             self.bar.close()
 
 
-def _print(line: str) -> None:
+def print_line(line: str) -> None:
     print(line, flush=True)
 
 
@@ -99,7 +99,7 @@ class PrepProgress:
                  write: Callable[[str], Any] | None = None):
         self.what, self.processes = what, processes
         self.every = every_seconds() if every is None else every
-        self.write = write or _print  # a module function: picklable for spawned processes
+        self.write = write or print_line
         self.documents = self.bytes = self.tokens = 0
         # CLOCK_MONOTONIC is one clock for the whole machine: the processes' copies share it
         self.started = self.last = time.monotonic()

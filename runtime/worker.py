@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the name the events files (one per rank) are made from")
     args = parser.parse_args(argv)
 
-    from .distributed import AGENT_PID, EventLog, die_with_parent
+    from .distributed import AGENT_PID, EventLog
+    from .lifetime import die_with_parent
 
     # never outlive torchrun (see runtime/distributed.py), even one that died as this started
     agent = os.environ.get(AGENT_PID)

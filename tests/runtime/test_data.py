@@ -297,12 +297,14 @@ def test_a_bad_row_is_named_by_file_and_line(tmp_path, tokenizer_dir, line, mess
         prepare(["holes.jsonl"], tmp_path, tokenizer_dir, tmp_path / "cache")
 
 
+@pytest.mark.parametrize("processes", [1, 2])
 def test_a_bad_row_deep_in_a_file_read_in_pieces_has_its_true_line(tmp_path, tokenizer_dir,
-                                                                     monkeypatch):
+                                                                     monkeypatch, processes):
+    """In this process (1) or in fresh tokenising processes (2), which report it to this one."""
     from genbac.runtime import sources
 
-    monkeypatch.setattr(sources, "MIN_PIECE_BYTES", 4096)
-    monkeypatch.setattr(sources, "BLOCK_BYTES", 1000)  # also: lines longer than a block
+    monkeypatch.setattr(sources, "MIN_PIECE_BYTES", 4096)  # the pieces are cut here
+    monkeypatch.setattr(sources, "BLOCK_BYTES", 1000)  # in this process: lines longer than a block
     texts = [t for code in ("en", "de") for t in texts_of(code)] * 4
     path = write_jsonl(tmp_path / "big.jsonl", texts)
     with open(path, "a", encoding="utf-8") as handle:
@@ -310,7 +312,16 @@ def test_a_bad_row_deep_in_a_file_read_in_pieces_has_its_true_line(tmp_path, tok
     found = sources.pieces([path], processes=2)
     assert len(found) > 4 and found[-1].stop == path.stat().st_size
     with pytest.raises(DataError, match=f"{path}:{len(texts) + 1}: this row has no 'text'"):
-        prepare([str(path)], tmp_path, tokenizer_dir, tmp_path / "cache", processes=2)
+        prepare([str(path)], tmp_path, tokenizer_dir, tmp_path / "cache", processes=processes)
+    assert not list((tmp_path / "cache").iterdir())  # nothing half-written is left
+
+
+def test_json_nested_too_deeply_is_named_not_a_recursion_error(tmp_path, tokenizer_dir):
+    path = tmp_path / "deep.jsonl"
+    path.write_text('{"text": "Servus"}\n{"text": "a", "x": ' + "[" * 100_000 + "]" * 100_000
+                    + "}\n", encoding="utf-8")
+    with pytest.raises(DataError, match=f"{path}:2: not valid JSON here \\(nested too deeply"):
+        prepare(["deep.jsonl"], tmp_path, tokenizer_dir, tmp_path / "cache")
 
 
 def test_a_lone_surrogate_in_a_json_array_is_named_not_a_traceback(tmp_path, tokenizer_dir):
@@ -417,6 +428,84 @@ def test_any_number_of_processes_packs_the_same_bytes(tmp_path, tokenizer_dir):
         assert (packed[n].path / "sequences.npy").read_bytes() == one
         assert packed[n].meta == packed[1].meta
         assert packed[n].path.name == packed[1].path.name  # the cache key ignores the count
+
+
+def test_one_tokenising_process_packs_what_this_process_packs(tmp_path, tokenizer_dir,
+                                                             monkeypatch):
+    """Below IN_PROCESS_BYTES the texts are tokenised here, above it in a fresh process (also for
+    one): the same bytes either way."""
+    from genbac.runtime import data
+
+    texts = [t for code in ("en", "de", "bar") for t in texts_of(code)] * 4
+    sources = [str(write_jsonl(tmp_path / "src" / f"part{i}.jsonl", texts[i::2])) for i in (0, 1)]
+    here = prepare(sources, tmp_path, tokenizer_dir, tmp_path / "here", processes=1)
+    monkeypatch.setattr(data, "IN_PROCESS_BYTES", 0)
+    there = prepare(sources, tmp_path, tokenizer_dir, tmp_path / "there", processes=1)
+    assert (there.path / "sequences.npy").read_bytes() == (here.path / "sequences.npy").read_bytes()
+    assert there.meta == here.meta
+
+
+def tokenizing_job(tokenizer_dir: Path, processes: int = 1):
+    from genbac.runtime.piece_tokenizer import Job
+    from genbac.runtime.tokenizer import load_fast_tokenizer
+
+    eos = load_fast_tokenizer(tokenizer_dir).token_to_id("</s>")
+    return Job(str(tokenizer_dir / "tokenizer.json"), eos if eos is not None else 0, "text",
+               "train", "xx/train", processes)
+
+
+def test_a_tokenising_process_never_starts_a_thread(tmp_path, tokenizer_dir):
+    """Why they are started fresh: in a process that never had a second thread glibc's malloc
+    keeps its fast path. Talked to as prepare_language does, over its stdin and stdout, with the
+    tokenizer's own thread pool off as it is when several share the cores."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    from genbac.runtime.sources import pieces
+
+    source = write_jsonl(tmp_path / "src.jsonl", texts_of("de") * 3)
+    piece = pieces([source])[0]
+    lines = [{**dataclasses.asdict(tokenizing_job(tokenizer_dir)), "rank": 0},
+             {"index": 0, "file": str(tmp_path / "ids"),
+              "piece": {**dataclasses.asdict(piece), "path": str(piece.path)}}]
+    done = subprocess.run([sys.executable, "-m", "genbac.runtime.piece_tokenizer",
+                           str(os.getpid())], input="".join(json.dumps(m) + "\n" for m in lines),
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout.splitlines()[-1])
+    assert answer["single_threaded"] is True
+    assert answer["documents"] == len(texts_of("de")) * 3
+    assert (tmp_path / "ids").stat().st_size == 4 * answer["tokens"]
+
+
+def test_a_tokenising_process_that_dies_is_named_with_its_piece(tmp_path, tokenizer_dir,
+                                                                monkeypatch):
+    """Killed (the kernel's OOM killer sends SIGKILL) halfway: a DataError naming the process,
+    the signal and the file it was reading, and no process left behind."""
+    import signal
+
+    from genbac.runtime import sources
+    from genbac.runtime.piece_tokenizer import TokenizingProcesses
+
+    monkeypatch.setenv("GENBAC_PROGRESS_SECONDS", "0")  # a message after every block
+    monkeypatch.setattr(sources, "MIN_PIECE_BYTES", 2048)
+    source = write_jsonl(tmp_path / "src" / "many.jsonl", texts_of("en") * 20)
+    found = sources.pieces([source], processes=2)
+    assert len(found) > 4
+
+    def kill_one(line: str) -> None:
+        if workers.workers[1].poll() is None:
+            os.kill(workers.workers[1].pid, signal.SIGKILL)
+
+    (tmp_path / "scratch").mkdir()
+    with TokenizingProcesses(tokenizing_job(tokenizer_dir, 2), tmp_path / "scratch",
+                             kill_one) as workers:
+        with pytest.raises(DataError, match=r"a tokenising process \(pid \d+\) was killed by "
+                           rf"SIGKILL while tokenising {source} \(out of memory\?\)"):
+            list(workers.results(found))
+    assert all(worker.poll() is not None for worker in workers.workers)
 
 
 def test_pieces_shrink_towards_the_end_so_processes_finish_together(tmp_path, monkeypatch):

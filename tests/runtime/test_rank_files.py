@@ -92,7 +92,7 @@ def test_a_process_whose_parent_is_already_gone_stops_at_once():
     before the request is seen from the pid it was given: the process stops then, instead of
     training as an orphan beside the rerun."""
     code = ("import os, signal, sys\n"
-            "from genbac.runtime.distributed import die_with_parent\n"
+            "from genbac.runtime.lifetime import die_with_parent\n"
             "die_with_parent(signal.SIGTERM, int(sys.argv[1]))\n"
             "print('still here')\n")
     alive = subprocess.run([sys.executable, "-c", code, str(os.getpid())], capture_output=True,
