@@ -15,9 +15,11 @@ round, so that a drift of the machine's speed falls on both sides alike); the ta
   core's rate, the floor of the ratios;
 - bare, all threads: the same with the tokenizer's own thread pool (for reference);
 - prepare_language in 1 process on 1 thread, and in 2 processes (one thread each): cut the files
-  into pieces, read the JSONL with pyarrow, tokenize, append EOS, pack into rows, write
+  into pieces, start the tokenising processes (fresh `python -m genbac.runtime.piece_tokenizer`,
+  each loading the tokenizer), read the JSONL, tokenize, append EOS, pack into rows, write
   sequences.npy + meta.json; the 1- and 2-process outputs are checked to be byte-identical.
-  Everything is timed except importing genbac's data module (light; shown apart).
+  Everything is timed except importing genbac's data module (light; shown apart), including
+  this process's own load of the tokenizer and the start of the others.
 
 Side by side (--side-by-side K, on a machine with 2 or more CPUs): the floor and prepare_language
 in one process run at the same time, each pinned to its own CPU, swapped every round, K rounds;
@@ -81,7 +83,7 @@ def run_case(case: str, scratch: Path, tokenizer_dir: Path, sequence: int, tag: 
         return {"seconds": time.perf_counter() - started, "tokens": tokens}
     started = time.perf_counter()
     from genbac.runtime.data import prepare_language
-    imports = time.perf_counter() - started  # light: pyarrow comes in inside, and is timed
+    imports = time.perf_counter() - started  # light
 
     processes = int(case.split("-")[1])
     cache = scratch / f"cache-{tag}"
@@ -220,8 +222,7 @@ def main() -> None:
                   f"{result['tokens'] / result['seconds']:10,.0f} | {ratio:7.2f}x | "
                   f"{paired:6.2f}x |")
         imports = max(r.get("imports", 0) for r in best.values())
-        print(f"\nnot counted above: importing genbac's data module, {imports:.2f} s (pyarrow, "
-              "which reads the JSONL, is imported inside and counted)")
+        print(f"\nnot counted above: importing genbac's data module, {imports:.2f} s")
         print(f"prepare_language's tokens include one EOS per document; its 1- and 2-process "
               f"outputs are {'byte-identical' if len(digests) == 1 else 'DIFFERENT'} "
               f"(sha256 of sequences.npy over {args.rounds} rounds).")

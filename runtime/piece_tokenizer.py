@@ -128,10 +128,17 @@ class TokenizingProcesses:
             raise
 
     def _listen(self, worker: subprocess.Popen) -> None:
-        """Every message of one worker onto the queue; None at its end."""
-        for line in worker.stdout:
-            self.messages.put((worker, json.loads(line)))
-        self.messages.put((worker, None))
+        """Every message of one worker onto the queue; None at its end (always: the parent
+        waits on it). A line that is not a message (a library's print) is passed on as said."""
+        try:
+            for line in worker.stdout:
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    message = {"progress": line.rstrip("\n")}
+                self.messages.put((worker, message))
+        finally:
+            self.messages.put((worker, None))
 
     @staticmethod
     def _send(worker: subprocess.Popen, message: dict | None) -> None:
