@@ -45,7 +45,7 @@ from typing import Callable
 from genbac.compiler.artifact import RDZV_PORT
 from genbac.errors import UserError
 
-from .lifetime import die_with_parent
+from .lifetime import die_with_parent, how_it_ended
 
 
 def world_problem(plan, world: int, gpus: int) -> str | None:
@@ -303,14 +303,7 @@ def failure_summary(log_text: str) -> str:
     who = f"rank {rank}" if rank else "a rank"
     if pid:
         who += f" (pid {pid})"
-    if status < 0:
-        try:
-            how = f"was killed by {signal.Signals(-status).name}"
-        except ValueError:
-            how = f"was killed by signal {-status}"
-    else:
-        how = f"exited with status {status}"
-    return f"{who} {how}; torchrun stopped the other ranks"
+    return f"{who} {how_it_ended(status)}; torchrun stopped the other ranks"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ tokenising processes). Standard library only: a freshly started child imports th
 from __future__ import annotations
 
 import os
+import signal
 
 
 def die_with_parent(sig: int, parent: int | None = None) -> None:
@@ -20,3 +21,13 @@ def die_with_parent(sig: int, parent: int | None = None) -> None:
         return
     if parent is not None and os.getppid() != parent:
         os.kill(os.getpid(), sig)
+
+
+def how_it_ended(status: int) -> str:
+    """A child's exit status (Popen.returncode: negative for a signal) in words."""
+    if status >= 0:
+        return f"exited with status {status}"
+    try:
+        return f"was killed by {signal.Signals(-status).name}"
+    except ValueError:
+        return f"was killed by signal {-status}"

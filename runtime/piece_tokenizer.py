@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .lifetime import die_with_parent, how_it_ended
 from .progress import PrepProgress
 from .sources import DataError, Piece, read_texts
 
@@ -191,11 +192,9 @@ class TokenizingProcesses:
     def _death(self, worker: subprocess.Popen, task: tuple[int, Piece]) -> Exception:
         """The error for a worker that ended without answering."""
         code = worker.wait()
-        how = (f"was killed by {signal.Signals(-code).name}" if code < 0
-               else f"exited with status {code}")
-        where = f" while tokenising {task[1].path}"
         hint = " (out of memory?)" if code == -signal.SIGKILL else ""
-        return DataError(f"a tokenising process (pid {worker.pid}) {how}{where}{hint}")
+        return DataError(f"a tokenising process (pid {worker.pid}) {how_it_ended(code)} while "
+                         f"tokenising {task[1].path}{hint}")
 
     def close(self) -> None:
         """Stop them all (their files go with the scratch directory)."""
@@ -229,8 +228,6 @@ def single_threaded() -> bool | None:
 
 
 def main(parent: int) -> None:
-    from .lifetime import die_with_parent
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides about Ctrl-C
     die_with_parent(signal.SIGKILL, parent)
     stdin, stdout = sys.stdin, sys.stdout

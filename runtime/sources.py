@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
-from json import loads
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
@@ -299,13 +298,13 @@ def _json_block(block: bytes, piece: Piece, offset: int, key: str) -> list[str]:
     """The `key` field of every line of a block of JSON lines (blank lines skipped). Python's
     json module, not pyarrow's reader: pyarrow starts threads, and a process that ever had a
     second thread loses glibc malloc's single-thread fast path, which the tokenizer leans on
-    (runtime/tokenise.py). Anything wrong is found again line by line by _json_problem."""
+    (runtime/piece_tokenizer.py). Anything wrong is found again line by line by _json_problem."""
     try:
         text = block.decode("utf-8")
         if offset == 0:
             text = text.removeprefix("\ufeff")  # a byte order mark at the start of the file
         # split("\n"), not splitlines(): U+2028 and the like may stand inside a JSON string
-        texts = [loads(line)[key] for line in text.split("\n") if line and not line.isspace()]
+        texts = [json.loads(line)[key] for line in text.split("\n") if line and not line.isspace()]
     except (ValueError, KeyError, TypeError, RecursionError):
         raise _json_problem(block, piece, offset, key) from None
     # a lone surrogate can only come from a \uD8xx-\uDFxx escape
