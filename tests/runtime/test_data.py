@@ -371,6 +371,59 @@ def test_crlf_lines_json_arrays_and_every_compression_read_the_same_texts(tmp_pa
         assert np.array_equal(data.array, reference), name
 
 
+# Lines of JSON lines files as they come: rows, spaces around them, CRLF, blank lines, an
+# object printed over two lines, extra data after a row, rows that are not objects or lack text.
+JSON_LINES = st.lists(st.one_of(
+    st.text(max_size=8).map(lambda t: json.dumps({"text": t})),
+    st.text(max_size=8).map(lambda t: json.dumps({"text": t}, ensure_ascii=False) + "\r"),
+    st.text(max_size=8).map(lambda t: " " + json.dumps({"n": 1, "text": t}) + " \t"),
+    st.sampled_from(["", " ", "\r", '{"text":', '"a"}', '{"text": "a"} 1', '{"text": "a"}{}',
+                     '[1', '2]', '{"t": 1}', '{"text": NaN}', '"text"', '{"text": "\\u00e4"}',
+                     '{"text":\n"a"}', '{"text": "a",\r\n"n": [1,\n2]}']),
+), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_LINES, st.booleans())
+def test_a_block_of_json_lines_reads_as_json_loads_reads_each_line(lines, final_newline):
+    """The one-scan-a-row reading of a block (sources._one_value_a_line) is a shortcut: it gives
+    what json.loads of each non-blank line gives, or declines, and errors come from the latter."""
+    from genbac.runtime.sources import Piece
+
+    text = "\n".join(lines) + ("\n" if final_newline else "")
+    with tempfile.TemporaryDirectory() as scratch:  # an error's line number is read from the file
+        path = Path(scratch) / "rows.jsonl"
+        path.write_text(text, encoding="utf-8")
+        check_block(text, Piece(path, "json"))
+
+
+def test_rows_one_a_line_take_the_shortcut():
+    from genbac.runtime.sources import _one_value_a_line
+
+    rows = [{"text": "Servus"}, {"text": "Grüß Gott", "n": [1, 2]}, {"text": ""}]
+    for end in ("\n", "\r\n"):
+        block = "".join(json.dumps(row, ensure_ascii=False) + end for row in rows)
+        assert _one_value_a_line(block) == rows
+        assert _one_value_a_line(block.removesuffix(end)) == rows  # the file's last line
+    assert _one_value_a_line('{"text": "a"}\n\n{"text": "b"}\n') is None  # blank: json.loads
+
+
+def check_block(text: str, piece):
+    from genbac.runtime.sources import _json_block
+
+    try:
+        expected = [json.loads(line)["text"] for line in text.split("\n")
+                    if line and not line.isspace()]
+        expected = expected if all(type(t) is str for t in expected) else None
+    except (ValueError, KeyError, TypeError):
+        expected = None
+    if expected is None:
+        with pytest.raises(DataError, match=r"rows.jsonl:\d+: "):
+            _json_block(text.encode(), piece, 0, "text")
+    else:
+        assert _json_block(text.encode(), piece, 0, "text") == expected
+
+
 def test_parquet_and_saved_datasets_name_their_problem(tmp_path, tokenizer_dir):
     import datasets
     import pyarrow as pa
