@@ -40,7 +40,7 @@ from pathlib import Path
 
 import yaml
 
-from genbac.compiler.artifact import CONVERTED, MODEL_DIR, RESUME_YAML, TRAIN_YAML, Step
+from genbac.compiler.artifact import CONVERTED, GROWN, MODEL_DIR, RESUME_YAML, TRAIN_YAML, Step
 from genbac.text import comment_line
 
 from . import cszoo_logs as logs
@@ -216,8 +216,12 @@ def baseline(ctx: Context, step: Step):
     if missing:
         raise RunError(f"`cszoo validate_all` reported no validation loss for "
                        f"{', '.join(missing)}; see {process.log_path.relative_to(ctx.compiled)}")
+    from .grow import read_verification  # light: its torch is imported by its verification
+
+    # Model Zoo evaluates the grown model only; the grow step compared it with the base
+    growth_check = read_verification(ctx.path(GROWN)) if ctx.plan.spec.growth else None
     record_baseline(ctx, ctx.run_id, {names.val_loss(code): found[names.val_loss(code)]
-                                      for code in layout.eval_languages})
+                                      for code in layout.eval_languages}, growth_check)
     return None
 
 

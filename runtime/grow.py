@@ -419,6 +419,16 @@ def _logits(model_dir: Path, tokens):
     return logits
 
 
+def read_verification(out_dir: Path) -> dict | None:
+    """The base-versus-grown comparison of `out_dir`'s growth report (None: no report, or grown
+    without verification)."""
+    try:
+        verification = json.loads((Path(out_dir) / REPORT_NAME).read_text())["verification"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return verification if isinstance(verification, dict) else None
+
+
 def _preservation_expected(out_dir: Path, plan: dict | None) -> bool:
     if plan is not None:
         return bool(plan["growth"].get("function_preserving", False))

@@ -100,12 +100,12 @@ def base(ctx: Context, step: Step):
 
 
 def grow(ctx: Context, step: Step):
-    from .grow import run_grow
+    from .grow import REPORT_NAME, run_grow
 
     report = run_grow(ctx.path(layout.PLAN), input_path(ctx, step.inputs[0]),
                       ctx.path(layout.GROWN), log=ctx.log)
     if ctx.tracker is not None:
-        ctx.tracker.artifact(ctx.run_id, ctx.path(layout.GROWN) / "growth_report.json")
+        ctx.tracker.artifact(ctx.run_id, ctx.path(layout.GROWN) / REPORT_NAME)
     verification = report.get("verification") or {}
     if verification.get("max_abs_diff") is None:
         return None

@@ -530,3 +530,29 @@ def test_a_file_that_is_not_a_plan(tmp_path, grow_single_base):
     plan_path.write_text('{"hello": 1}')
     with pytest.raises(GrowError, match="not a genbac plan"):
         run_grow(plan_path, grow_single_base, tmp_path / "out", log=lambda _: None)
+
+
+@pytest.mark.parametrize("check, said", [
+    ({"max_abs_diff": 2e-7, "tokens": 128, "function_preserving_expected": True, "passed": True},
+     "the grown model equals its function (max |logit difference| 2e-07 over 128 tokens"),
+    ({"max_abs_diff": 0.5, "tokens": 128, "function_preserving_expected": True, "passed": False},
+     "the grown model does NOT equal its function (max |logit difference| 0.5 over 128"),
+    ({"max_abs_diff": 3.25, "tokens": 64, "function_preserving_expected": False, "passed": None},
+     "this growth does not preserve the function (max |logit difference| 3.25 over 64 tokens"),
+])
+def test_a_baseline_of_the_grown_model_only_says_how_growth_compared(check, said):
+    """Model Zoo's baseline has the grown model's losses only: the note says what the grow step
+    found, and says that the base was not evaluated, rather than nothing."""
+    from genbac.runtime.baseline import baseline_notes
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "tiny-rehearsal.genba"
+    plan, _ = plan_spec(path.read_text(encoding="utf-8"), str(path))
+    metrics = {"val_loss/en": 6.5, "val_loss/de": 7.5}
+    notes = baseline_notes(plan, metrics, check)
+    assert notes[0] == "baseline (step 0): validation loss en 6.5000, de 7.5000"
+    assert notes[-1].startswith("baseline: the base model before growth is not evaluated here; ")
+    assert said in notes[-1]
+    # where the base was evaluated too (the local trainer), its losses are the comparison
+    both = baseline_notes(plan, {**metrics, "base_val_loss/en": 6.5, "base_val_loss/de": 7.5},
+                          check)
+    assert both[-1].startswith("baseline: the grown model's validation loss equals the base")
