@@ -15,7 +15,7 @@ round, so that a drift of the machine's speed falls on both sides alike); the ta
   core's rate, the floor of the ratios;
 - bare, all threads: the same with the tokenizer's own thread pool (for reference);
 - prepare_language in 1 process on 1 thread, and in 2 processes (one thread each): cut the files
-  into pieces, start the tokenising processes (fresh `python -m genbac.runtime.piece_tokenizer`,
+  into pieces, start the tokenising processes (fresh `python -c` of runtime/piece_tokenizer.py,
   each loading the tokenizer), read the JSONL, tokenize, append EOS, pack into rows, write
   sequences.npy + meta.json; the 1- and 2-process outputs are checked to be byte-identical.
   Everything is timed except importing genbac's data module (light; shown apart), including

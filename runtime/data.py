@@ -37,6 +37,8 @@ module is light.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -94,26 +96,27 @@ def data_processes(size_bytes: int) -> int:
     return max(1, min(usable_cpus(), size_bytes // PROCESS_BYTES))
 
 
-def tokenize_pieces(job: Job, tokenizer, found: list[Piece], scratch: Path, in_process: bool
+def tokenize_pieces(job: Job, found: list[Piece], scratch: Path, tokenizer=None,
+                    workers: TokenizingProcesses | None = None
                     ) -> Iterator[tuple[np.ndarray, int]]:
     """The ids of all pieces in order, in chunks, each with its count of documents: tokenised in
-    this process, or by `job.processes` fresh ones (runtime/piece_tokenizer.py: each takes the next
-    piece when it is free; this process reads their files in order). The ids are the same for any
-    number of processes."""
-    if in_process:
+    this process by `tokenizer`, or by `workers`, fresh processes (runtime/piece_tokenizer.py:
+    each takes the next piece when it is free; this process reads their files in order). The ids
+    are the same for any number of processes."""
+    if workers is None:
         work = PieceTokenizer(tokenizer, job.eos_id, job.text_key, job.split,
                               PrepProgress(job.what, 1))
         for piece in found:
             for chunk, documents in work.ids(piece):
                 yield np.frombuffer(chunk, np.int32), documents
         return
-    with TokenizingProcesses(job, scratch, print_line) as workers:
-        for ids_file, documents in workers.results(found):
-            yield np.empty(0, np.int32), documents
-            with open(ids_file, "rb") as ids:
-                while len(chunk := np.fromfile(ids, np.int32, IDS_CHUNK)):
-                    yield chunk, 0
-            ids_file.unlink()
+    workers.begin(job, scratch)
+    for ids_file, documents in workers.results(found):
+        yield np.empty(0, np.int32), documents
+        with open(ids_file, "rb") as ids:
+            while len(chunk := np.fromfile(ids, np.int32, IDS_CHUNK)):
+                yield chunk, 0
+        ids_file.unlink()
 
 
 class RowWriter:
@@ -235,50 +238,68 @@ def prepare_language(code: str, patterns: list[str], project_dir: Path, tokenize
         raise DataError(f"sequence length must be positive, not {sequence}")
     what = f"{code}/{split}"
     sources = resolve_sources(patterns, project_dir)
-    tokenizer = load_fast_tokenizer(tokenizer_dir)
-    check_vocabulary(tokenizer, model_vocab, tokenizer_dir)
-    eos_id = special_token_id(tokenizer_dir, "eos", tokenizer)
-    tokenizer_sha = sha256_file(tokenizer_file(tokenizer_dir))
-    key = cache_key(sources, tokenizer_sha, eos_id, sequence, text_key, split)
-    directory = Path(cache_dir) / f"{code}-{split}-{key[:16]}"
-    if (directory / META_FILE).is_file():
-        log(f"{what}: using cached sequences in {directory}")
-        return PackedData.load(directory, from_cache=True)
-
     size = sum(source_size(p) for p in sources)
     processes = processes or data_processes(size)
-    log(f"{what}: tokenizing {len(sources)} source(s), {size / 1e6:.1f} MB"
-        + (f", in {processes} processes" if processes > 1 else ""))
-    started = time.perf_counter()
-    with atomic.directory(directory, complete=META_FILE) as work:
-        scratch = work / "scratch"
-        scratch.mkdir()
-        found = pieces(sources, split, processes)
-        job = Job(str(tokenizer_file(tokenizer_dir).resolve()), eos_id, text_key, split, what,
-                  min(processes, len(found)))
-        in_process = job.processes == 1 and size < IN_PROCESS_BYTES
-        documents = total = 0
-        with open(work / SEQUENCES_FILE, "wb") as out:
-            writer = RowWriter(out, sequence)
-            for ids, count in tokenize_pieces(job, tokenizer, found, scratch, in_process):
-                writer.add(ids)
-                documents, total = documents + count, total + len(ids)
-            rows = writer.finish()
-        shutil.rmtree(scratch)
-        if rows < 1:
-            raise DataError(f"{what} has {total:,} tokens, fewer than one sequence of "
-                            f"{sequence + 1} (sequence {sequence} plus the label of its last "
-                            "token): add data")
-        meta = {"format": FORMAT_VERSION, "code": code, "split": split, "sequence": sequence,
-                "n_sequences": rows, "n_tokens": rows * sequence, "tokenized_tokens": total,
-                "dropped_tokens": total - (rows * sequence + 1), "documents": documents,
-                "text_key": text_key, "eos_id": eos_id, "tokenizer_sha256": tokenizer_sha,
-                "cache_key": key,
-                "sources": [{"path": str(p), "bytes": source_size(p)} for p in sources]}
-        (work / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    in_process = processes == 1 and size < IN_PROCESS_BYTES
+    with contextlib.ExitStack() as stack:
+        found = workers = None
+        if not in_process and not _prepared_before(cache_dir, code, split):
+            # Nothing of this language and split is cached, so it will be tokenised: its
+            # processes start now, their interpreters while this one loads the tokenizer.
+            found = pieces(sources, split, processes)
+            workers = stack.enter_context(
+                TokenizingProcesses(min(processes, len(found)), print_line))
+        tokenizer = load_fast_tokenizer(tokenizer_dir)
+        check_vocabulary(tokenizer, model_vocab, tokenizer_dir)
+        eos_id = special_token_id(tokenizer_dir, "eos", tokenizer)
+        tokenizer_sha = sha256_file(tokenizer_file(tokenizer_dir))
+        key = cache_key(sources, tokenizer_sha, eos_id, sequence, text_key, split)
+        directory = Path(cache_dir) / f"{code}-{split}-{key[:16]}"
+        if (directory / META_FILE).is_file():
+            log(f"{what}: using cached sequences in {directory}")
+            return PackedData.load(directory, from_cache=True)
+
+        log(f"{what}: tokenizing {len(sources)} source(s), {size / 1e6:.1f} MB"
+            + (f", in {processes} processes" if processes > 1 else ""))
+        started = time.perf_counter()
+        with atomic.directory(directory, complete=META_FILE) as work:
+            scratch = work / "scratch"
+            scratch.mkdir()
+            if found is None:
+                found = pieces(sources, split, processes)
+            job = Job(str(tokenizer_file(tokenizer_dir).resolve()), eos_id, text_key, split, what,
+                      min(processes, len(found)))
+            if workers is None and not in_process:
+                workers = stack.enter_context(TokenizingProcesses(job.processes, print_line))
+            documents = total = 0
+            with open(work / SEQUENCES_FILE, "wb") as out:
+                writer = RowWriter(out, sequence)
+                for ids, count in tokenize_pieces(job, found, scratch, tokenizer, workers):
+                    writer.add(ids)
+                    documents, total = documents + count, total + len(ids)
+                rows = writer.finish()
+            shutil.rmtree(scratch)
+            if rows < 1:
+                raise DataError(f"{what} has {total:,} tokens, fewer than one sequence of "
+                                f"{sequence + 1} (sequence {sequence} plus the label of its last "
+                                "token): add data")
+            meta = {"format": FORMAT_VERSION, "code": code, "split": split, "sequence": sequence,
+                    "n_sequences": rows, "n_tokens": rows * sequence, "tokenized_tokens": total,
+                    "dropped_tokens": total - (rows * sequence + 1), "documents": documents,
+                    "text_key": text_key, "eos_id": eos_id, "tokenizer_sha256": tokenizer_sha,
+                    "cache_key": key,
+                    "sources": [{"path": str(p), "bytes": source_size(p)} for p in sources]}
+            (work / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     log(f"{what}: {rows:,} sequences of {sequence} ({total:,} tokens, {documents:,} documents) "
         f"in {time.perf_counter() - started:.1f} s")
     return PackedData.load(directory, from_cache=False)
+
+
+def _prepared_before(cache_dir: Path, code: str, split: str) -> bool:
+    """Whether the cache holds any packed directory of this language and split (of other sources
+    or another tokenizer, perhaps): if not, this preparation tokenises for certain."""
+    pattern = f"{glob.escape(code)}-{glob.escape(split)}-*/{META_FILE}"
+    return any(Path(cache_dir).glob(pattern))
 
 
 def check_vocabulary(tokenizer, model_vocab: int | None, tokenizer_dir: Path) -> None:

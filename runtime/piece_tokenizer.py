@@ -4,7 +4,7 @@ EOS, as int32, in this process or in fresh processes started for it.
 Why fresh processes, not forks of genbac's: glibc's malloc keeps a lock-free fast path only in a
 process that has never started a second thread, and a byte-level BPE allocates for every token.
 genbac's own process has threads (numpy's OpenBLAS, pyarrow, torch, MLflow), and a fork keeps
-that mode. A process started as `python -m genbac.runtime.piece_tokenizer` imports the standard
+that mode. A process started by `python -c` (LAUNCH, which calls main here) imports the standard
 library, `tokenizers` and genbac's light reading modules only, so it stays single-threaded while
 it reads line files (JSON lines, text; parquet, zstd and saved datasets bring pyarrow's threads
 in). Measured in BENCHMARKS.md ("Data preparation").
@@ -102,31 +102,46 @@ class Job:
     processes: int
 
 
-class TokenizingProcesses:
-    """`processes` fresh tokenising processes; `results` hands each the next piece as it frees up
-    and yields every piece's (ids file, documents), in piece order."""
+# How a tokenising process starts: `-c`, not `-m`, because `-m` puts the working directory first
+# on sys.path, where the user's project might hold a module that stands in for one of ours; with
+# `-c` it is sys.path[0], taken off before anything is imported.
+LAUNCH = ("import sys; del sys.path[0]; "
+          f"from {__name__} import main; main(int(sys.argv[1]))")
 
-    def __init__(self, job: Job, scratch: Path, progress: Callable[[str], Any]):
-        self.scratch = Path(scratch).resolve()
+
+class TokenizingProcesses:
+    """`processes` fresh tokenising processes, started at once (their interpreters start while
+    the caller goes on); `begin` gives them the job, then `results` hands each the next piece as
+    it frees up and yields every piece's (ids file, documents), in piece order."""
+
+    def __init__(self, processes: int, progress: Callable[[str], Any]):
         self.progress = progress
+        self.scratch = Path()
         self.messages: queue.Queue = queue.Queue()
         env = dict(os.environ)
-        if job.processes > 1:  # one thread each: they share the cores
+        if processes > 1:  # one thread each: they share the cores
             env.setdefault("TOKENIZERS_PARALLELISM", "false")
         self.workers: list[subprocess.Popen] = []
         try:
-            for rank in range(job.processes):
-                # cwd: `-m` puts it first on sys.path, and the scratch directory holds no
-                # module that could stand in for one of ours (the user's project might)
+            for _ in range(processes):
                 worker = subprocess.Popen(
-                    [sys.executable, "-m", __name__, str(os.getpid())], cwd=self.scratch,
+                    [sys.executable, "-c", LAUNCH, str(os.getpid())],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
                 self.workers.append(worker)
-                self._send(worker, {**asdict(job), "rank": rank})
                 threading.Thread(target=self._listen, args=(worker,), daemon=True).start()
         except BaseException:
             self.close()
             raise
+
+    def begin(self, job: Job, scratch: Path) -> None:
+        """The job, to every process; each piece's ids go to a file in `scratch`."""
+        self.scratch = Path(scratch).resolve()
+        for rank, worker in enumerate(self.workers):
+            try:
+                self._send(worker, {**asdict(job), "rank": rank})
+            except BrokenPipeError:  # it ended before it could take the job
+                raise RuntimeError(f"a tokenising process (pid {worker.pid}) "
+                                   f"{how_it_ended(worker.wait())} as it started") from None
 
     def _listen(self, worker: subprocess.Popen) -> None:
         """Every message of one worker onto the queue; None at its end (always: the parent
@@ -239,7 +254,10 @@ def main(parent: int) -> None:
     try:
         from tokenizers import Tokenizer
 
-        job = json.loads(stdin.readline())
+        first = stdin.readline()
+        if not first.strip():  # ended before it was given a job (the data was found cached)
+            return
+        job = json.loads(first)
         rank = job.pop("rank")
         job = Job(**job)
         progress = PrepProgress(job.what, job.processes,

@@ -522,8 +522,14 @@ def test_a_tokenising_process_never_starts_a_thread(tmp_path, tokenizer_dir):
     lines = [{**dataclasses.asdict(tokenizing_job(tokenizer_dir)), "rank": 0},
              {"index": 0, "file": str(tmp_path / "ids"),
               "piece": {**dataclasses.asdict(piece), "path": str(piece.path)}}]
-    done = subprocess.run([sys.executable, "-m", "genbac.runtime.piece_tokenizer",
-                           str(os.getpid())], input="".join(json.dumps(m) + "\n" for m in lines),
+    from genbac.runtime.piece_tokenizer import LAUNCH
+
+    # started from a directory whose modules would stand in for the standard library's and the
+    # tokenizer's, were the working directory on its sys.path
+    for name in ("json", "tokenizers"):
+        (tmp_path / f"{name}.py").write_text("raise SystemExit('imported from the cwd')\n")
+    done = subprocess.run([sys.executable, "-c", LAUNCH, str(os.getpid())],
+                          input="".join(json.dumps(m) + "\n" for m in lines),
                           capture_output=True, text=True, timeout=120, cwd=tmp_path,
                           env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     assert done.returncode == 0, done.stderr
@@ -553,12 +559,53 @@ def test_a_tokenising_process_that_dies_is_named_with_its_piece(tmp_path, tokeni
             os.kill(workers.workers[1].pid, signal.SIGKILL)
 
     (tmp_path / "scratch").mkdir()
-    with TokenizingProcesses(tokenizing_job(tokenizer_dir, 2), tmp_path / "scratch",
-                             kill_one) as workers:
+    with TokenizingProcesses(2, kill_one) as workers:
+        workers.begin(tokenizing_job(tokenizer_dir, 2), tmp_path / "scratch")
         with pytest.raises(DataError, match=r"a tokenising process \(pid \d+\) was killed by "
                            rf"SIGKILL while tokenising {source} \(out of memory\?\)"):
             list(workers.results(found))
     assert all(worker.poll() is not None for worker in workers.workers)
+
+
+def children() -> set[int]:
+    """This process's living child processes (Linux)."""
+    found = set()
+    for task in Path("/proc/self/task").iterdir():
+        found |= {int(pid) for pid in (task / "children").read_text().split()}
+    return {pid for pid in found
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"}
+
+
+def test_processes_started_before_the_tokenizer_is_read_go_with_its_error(tmp_path,
+                                                                          tokenizer_dir,
+                                                                          monkeypatch):
+    """A first preparation starts its tokenising processes before it loads the tokenizer (their
+    start overlaps the load): a broken tokenizer is still the error, and they are gone."""
+    from genbac.runtime import data
+
+    from genbac.runtime import sources
+
+    monkeypatch.setattr(data, "IN_PROCESS_BYTES", 0)
+    monkeypatch.setattr(sources, "MIN_PIECE_BYTES", 2048)  # pieces for two
+    broken = tmp_path / "tok"
+    shutil.copytree(tokenizer_dir, broken)
+    (broken / "tokenizer.json").write_text('{"model": "nothing"}', encoding="utf-8")
+    write_jsonl(tmp_path / "a.jsonl", texts_of("en"))
+    from genbac.runtime import tokenizer
+
+    load, at_load = tokenizer.load_fast_tokenizer, []
+
+    def load_and_look(path):
+        at_load.append(children())
+        return load(path)
+
+    monkeypatch.setattr(tokenizer, "load_fast_tokenizer", load_and_look)
+    before = children()
+    with pytest.raises(DataError, match="tokenizer.json is not a valid tokenizer file"):
+        prepare(["a.jsonl"], tmp_path, broken, tmp_path / "cache", processes=2)
+    assert len(at_load[0] - before) == 2  # both were running while it loaded
+    assert children() == before
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
 
 
 def test_pieces_shrink_towards_the_end_so_processes_finish_together(tmp_path, monkeypatch):
