@@ -25,8 +25,10 @@ Side by side (--side-by-side K, on a machine with 2 or more CPUs): the floor and
 in one process run at the same time, each pinned to its own CPU, swapped every round, K rounds;
 and, as the harness's own spread, K/2 rounds of the floor against itself. The speed of a vCPU here
 moves by 5-10% within seconds, so a ratio of two runs seconds apart carries that noise; two runs
-at the same moment share it (both see the same host load), which is why the per-process ratio is
-read from this table.
+at the same moment share it (both see the same host load). With both vCPUs busy, though, the
+case that streams through files slows more than the floor encoding texts in memory (BENCHMARKS.md:
+the tokenising loop alone is at the floor's speed one after the other, ~0.88x side by side), so
+this table is a lower bound of the per-process figure, not the figure.
 
 Rates are JSONL megabytes (and tokens) per second of wall time. Targets (issue 12): prepare in one
 process at least 0.9x bare on one thread; in 2 processes at least 1.7x on 2 cores.
